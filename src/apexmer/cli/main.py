@@ -1,0 +1,53 @@
+"""The ``apexmer`` command. Each area registers its commands from its own module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from apexmer import __version__
+from apexmer.errors import ApexmerError
+
+app = typer.Typer(
+    name="apexmer",
+    help="Micro-expression recognition: spot the apex, align the face, classify, evaluate LOSO.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules under apexmer.cli that define ``register(app)``; each owns its commands.
+COMMAND_MODULES = ("data", "preprocess", "models", "experiment", "inference", "bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """apexmer command line."""
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"apexmer.cli.{_name}")
+    except ModuleNotFoundError as exc:  # an area not written yet
+        if exc.name != f"apexmer.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: user-facing errors print one clear line and exit 2, no traceback."""
+    try:
+        app()
+    except ApexmerError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
