@@ -1,0 +1,54 @@
+"""``apexmer data ...``: inspect a corpus as the readers see it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apexmer.data.readers import CORPORA, read_corpus
+
+data_app = typer.Typer(
+    help="Corpora: read coding sheets and frame folders, report problems.", no_args_is_help=True
+)
+
+
+@data_app.command("summary")
+def summary(
+    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join(CORPORA)}.")],
+    coding: Annotated[
+        Path | None,
+        typer.Option(help="Coding sheet, MEGC list or manifest (for smic: the folder)."),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Folder with the frames; when given, frame folders are checked."),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="5class, 3class or all (default: 5class for casme2/samm, 3class for smic/megc).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Count samples, subjects and classes; list every problem found."""
+    info = read_corpus(corpus, coding=coding, root=root, classes=classes).summary()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"coding version  {info['coding_version']}")
+    typer.echo(f"samples         {info['samples']}")
+    typer.echo(f"subjects        {info['subjects']}")
+    for label, count in info["classes"].items():
+        typer.echo(f"  {label:<14}{count}")
+    typer.echo(f"problems        {len(info['problems'])}")
+    for problem in info["problems"]:
+        typer.echo(f"  {problem}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` command group to the main app."""
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,29 @@
+"""``apexmer models``: the registered networks and their parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def models(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {name, params}."),
+    num_classes: int = typer.Option(5, "--num-classes", min=1,
+                                    help="Classes of the head the counts include."),
+) -> None:
+    """List the networks (timm names) with their parameter counts."""
+    from apexmer.models.registry import describe_models, model_info
+
+    rows = describe_models(num_classes=num_classes)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    typer.echo(f"{'name':<{width}}  {'params':>12}  description")
+    for r in rows:
+        typer.echo(f"{r['name']:<{width}}  {r['params']:>12,}  {model_info(r['name']).description}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)

@@ -1,0 +1,133 @@
+"""``apexmer spot``, ``apexmer spot-eval`` and ``apexmer preprocess``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+CORPUS_HELP = "casme2 | samm | smic | megc"
+
+
+def _spot_config(offset_term: bool, landmarks: str, lag: int):
+    from apexmer.preprocess.spotting import SpotConfig
+
+    return SpotConfig(offset_term=offset_term, landmarks=landmarks, lag=lag)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def spot(
+        frames: Path = typer.Option(..., "--frames", help="frame folder or video file"),
+        onset: int | None = typer.Option(None, "--onset", help="onset frame number"),
+        offset: int | None = typer.Option(None, "--offset", help="offset frame number"),
+        offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term",
+                                         help="paper (on) or the authors' code (off)"),
+        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
+        lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
+        detector: str = typer.Option("dlib", "--detector"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Spot the apex frame of one clip."""
+        from apexmer.data.frames import open_frames
+        from apexmer.preprocess.landmarks import get_detector
+        from apexmer.preprocess.spotting import spot_clip
+
+        res = spot_clip(open_frames(frames), onset, offset, get_detector(detector),
+                        _spot_config(offset_term, landmarks, lag))
+        record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
+        payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
+        if as_json:
+            typer.echo(json.dumps(payload))
+        else:
+            typer.echo(f"apex frame {res.apex} (onset {res.onset}, offset {res.offset})")
+
+    @app.command("spot-eval")
+    def spot_eval(
+        corpus: str = typer.Option(..., "--corpus", help=CORPUS_HELP),
+        coding: Path | None = typer.Option(None, "--coding", help="coding sheet"),
+        root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
+        classes: str = typer.Option("all", "--classes"),
+        offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
+        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
+        lag: int = typer.Option(3, "--lag"),
+        workers: int = typer.Option(1, "--workers"),
+        out: Path | None = typer.Option(None, "--out", help="folder for errors.csv and "
+                                        "the error-per-clip plot"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Spotting error against the labelled apex over a corpus."""
+        from apexmer.data.readers import read_corpus
+        from apexmer.fileio import write_text
+        from apexmer.preprocess.spot_eval import (evaluate_spotting, plot_spotting_errors,
+                                                  spotting_scores)
+
+        samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
+        table = evaluate_spotting(samples, _spot_config(offset_term, landmarks, lag),
+                                  workers=workers)
+        scores = spotting_scores(table["error"].to_list())
+        if out is not None:
+            write_text(out / "spotting_errors.csv", table.to_csv(index=False))
+            plot_spotting_errors(table, out / "spotting_errors.png")
+        if as_json:
+            typer.echo(json.dumps(scores))
+        else:
+            typer.echo(f"n {scores['n']}  MAE {scores['mae']:.2f}  median {scores['median']}"
+                       f"  within 1/5/10: {scores['within_1']:.2f} / {scores['within_5']:.2f}"
+                       f" / {scores['within_10']:.2f}")
+            failed = table[table["problem"] != ""]
+            for _, row in failed.iterrows():
+                typer.echo(f"  skipped {row['key']}: {row['problem']}", err=True)
+
+    @app.command()
+    def preprocess(
+        corpus: str = typer.Option(..., "--corpus", help=CORPUS_HELP),
+        coding: Path | None = typer.Option(None, "--coding", help="coding sheet"),
+        root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
+        out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
+        classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
+        apex: str = typer.Option("labelled", "--apex", help="labelled | spotted"),
+        workers: int = typer.Option(1, "--workers", help="processes"),
+        size: int = typer.Option(224, "--size", help="crop size in pixels"),
+        offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
+        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
+        detector: str = typer.Option("dlib", "--detector"),
+    ) -> None:
+        """Spot, align and crop every sample; write manifest.csv and problems.csv."""
+        from apexmer.data.readers import read_corpus
+        from apexmer.preprocess.align import AlignConfig
+        from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
+
+        samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
+        config = PreprocessConfig(detector=detector, apex=apex,
+                                  spot=_spot_config(offset_term, landmarks, 3),
+                                  align=AlignConfig(size=size))
+        bar = SampleProgress()
+        try:
+            result = preprocess_corpus(samples, out, config, workers=workers, progress=bar)
+        finally:
+            bar.close()
+        typer.echo(f"{result.n_ok} samples preprocessed, {result.n_failed} problems")
+        typer.echo(f"manifest: {result.manifest}")
+        if result.n_failed:
+            typer.echo(f"problems: {result.problems_csv}")
+
+
+class SampleProgress:
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: dict) -> None:
+        if event["event"] == "start":
+            self.bar = tqdm(total=event["total"], initial=event["done"], unit="clip",
+                            desc="preprocess", dynamic_ncols=True)
+        elif event["event"] == "sample" and self.bar is not None:
+            self.bar.update(1)
+            if event["status"] != "ok":
+                self.bar.set_postfix_str(f"failed: {event['key']}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

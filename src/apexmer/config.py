@@ -1,0 +1,160 @@
+"""Typed, validated experiment configuration; YAML presets; dotted overrides.
+
+A preset is a YAML file under ``src/apexmer/configs/`` (``paper``, ``demo``) or any path.
+``load_config("paper", ["train.epochs=5"])`` gives a validated ``Config``; unknown keys and
+bad values raise ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from apexmer.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    frame: Literal["apex", "mid", "onset"] = "apex"    # mid = the paper's "non-apex" frame
+    input_size: int = Field(224, ge=16, le=1024)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, applied after /255
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+class ModelConfig(_Strict):
+    name: str = "seresnext50_32x4d"
+    weights: str | None = None                        # local ImageNet .pth/.safetensors
+
+
+class LossConfig(_Strict):
+    name: Literal["focal", "cross_entropy"] = "focal"
+    gamma: float = Field(2.0, ge=0.0)                 # open in the paper; Lin et al.'s 2
+    alpha: Literal["none", "balanced"] | list[float] = "none"
+
+
+class OptimConfig(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)                # sgd only
+
+
+class AugmentConfig(_Strict):
+    grayscale_p: float = Field(0.2, ge=0, le=1)
+    hflip_p: float = Field(0.5, ge=0, le=1)
+    rotation_deg: float = Field(15.0, ge=0, le=180)
+    rotation_p: float = Field(1.0, ge=0, le=1)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(2, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)           # torch intra-op threads; None = default
+    channels_last: bool = False
+    amp: Literal["none", "bf16"] = "none"
+    device: str = "cpu"
+
+
+class EvalConfig(_Strict):
+    protocol: Literal["loso"] = "loso"
+    # Choosing the epoch on the held-out subject inflates scores (METHOD.md section 10).
+    # Off by default; when on, every output is labelled ORACLE.
+    oracle: bool = False
+
+
+class Config(_Strict):
+    name: str = "custom"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    augment: AugmentConfig = AugmentConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name must not be empty")
+        return v
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(preset_or_path: str | Path) -> dict[str, Any]:
+    path = Path(preset_or_path)
+    if not path.suffix and not path.exists():
+        path = PRESET_DIR / f"{preset_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {preset_or_path!r}; presets: "
+                              f"{', '.join(list_presets())}, or pass a YAML file path")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass a preset name "
+                          f"({', '.join(list_presets())}) or an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to a nested dict, in place."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like section.key=value, "
+                          "e.g. train.epochs=5")
+    key, raw = override.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {override!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def build_config(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"{loc}: {err['msg']}")
+        raise ConfigError(f"{source}: invalid config: " + "; ".join(lines)) from None
+
+
+def load_config(preset_or_path: str | Path = "paper",
+                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a preset or YAML file, apply dotted overrides, validate."""
+    data = _read_yaml(preset_or_path)
+    for override in overrides:
+        apply_override(data, override)
+    return build_config(data, source=str(preset_or_path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return config.model_dump(mode="json")

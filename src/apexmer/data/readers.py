@@ -1,0 +1,133 @@
+"""Corpus registry (name -> reader), ``read_corpus`` dispatch, and frame-folder checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+
+from apexmer.data.casme2 import read_casme2
+from apexmer.data.frames import FolderFrames
+from apexmer.data.manifest import read_manifest
+from apexmer.data.megc import read_megc
+from apexmer.data.samm import read_samm
+from apexmer.data.sample import Problem, Sample, SampleSet
+from apexmer.data.smic import read_smic
+from apexmer.errors import DataError, FrameError
+
+CORPORA: dict[str, Callable[..., SampleSet]] = {
+    "casme2": read_casme2,
+    "samm": read_samm,
+    "smic": read_smic,
+    "megc": read_megc,
+    "manifest": read_manifest,
+}
+DEFAULT_CLASSES = {"casme2": "5class", "samm": "5class", "smic": "3class", "megc": "3class"}
+_CODING_HINT = {
+    "casme2": "pass --coding CASME2-coding-20190701.xlsx (or the 2014 sheet)",
+    "samm": "pass --coding SAMM_Micro_FACS_Codes_v2.xlsx",
+    "megc": "pass --coding combined_3class_gt.csv",
+    "manifest": "pass --coding manifest.csv",
+    "smic": "pass --root with SMIC-HS's folder (the one holding s1, s2, ...)",
+}
+
+
+def read_corpus(
+    corpus: str,
+    coding: str | Path | None = None,
+    root: str | Path | None = None,
+    classes: str | None = None,
+) -> SampleSet:
+    """Read a corpus by name (``casme2|samm|smic|megc|manifest``).
+
+    ``classes`` defaults to 5class for casme2/samm and 3class for smic/megc; a manifest
+    carries its own labels and ignores it. For smic the folder is ``root``, or ``coding``
+    when no root is given.
+    """
+    name = corpus.lower()
+    if name not in CORPORA:
+        raise DataError(f"unknown corpus {corpus!r}", fix=f"use one of {', '.join(CORPORA)}")
+    if name == "manifest":
+        return read_manifest(_needed(coding, name))
+    classes = classes or DEFAULT_CLASSES[name]
+    if name == "smic":
+        return read_smic(_needed(root if root is not None else coding, name), classes=classes)
+    return CORPORA[name](_needed(coding, name), root=root, classes=classes)
+
+
+def _needed(path: str | Path | None, corpus: str) -> Path:
+    if path is None:
+        raise DataError(f"no input file given for corpus {corpus!r}", fix=_CODING_HINT[corpus])
+    return Path(path)
+
+
+def check_frames(sample_set: SampleSet) -> SampleSet:
+    """Keep the samples whose frames are usable; move the others into ``problems``.
+
+    For each sample with ``frames`` set: the folder exists and holds numbered images (or
+    the video opens), and the onset, apex and offset frames (the first frame when none is
+    known) exist and decode. Never raises for a per-sample issue.
+    """
+    kept: list[Sample] = []
+    problems = list(sample_set.problems)
+    for sample in sample_set.samples:
+        issue = frame_issue(sample)
+        if issue is None:
+            kept.append(sample)
+            continue
+        row = sample.extra.get("row")
+        message = issue.message + (f" (coding row {row})" if row is not None else "")
+        message += f". Fix: {issue.fix}" if issue.fix else ""
+        problems.append(Problem(issue.file or str(sample.frames), message, sample=sample.key))
+    return SampleSet(
+        kept, sample_set.classes, sample_set.coding_version, sample_set.source, problems
+    )
+
+
+def frame_issue(sample: Sample) -> FrameError | None:
+    """Why a sample's frames are unusable (file, message and fix), or None when they are
+    fine or not given."""
+    if sample.frames is None:
+        return None
+    path = Path(sample.frames)
+    wanted = [n for n in (sample.onset, sample.apex, sample.offset) if n is not None]
+    if not path.exists():
+        return FrameError(
+            "frame folder or video not found",
+            file=path,
+            fix="check --root and that the clip's folder exists at this path",
+        )
+    if path.is_file():
+        return _video_issue(path, wanted)
+    try:
+        source = FolderFrames(path)
+        for number in dict.fromkeys(wanted or source.numbers[:1]):
+            source.read(number)
+    except FrameError as exc:
+        return exc
+    return None
+
+
+def _video_issue(path: Path, wanted: list[int]) -> FrameError | None:
+    # Opening and reading one frame is enough here; decoding the whole clip is the
+    # preprocessing stage's job.
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok = cap.isOpened() and cap.read()[0]
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
+    finally:
+        cap.release()
+    if not ok:
+        return FrameError(
+            "video cannot be opened or has no frames",
+            file=path,
+            fix="convert it to mp4 (H.264) or a frame folder",
+        )
+    if count > 0 and wanted and max(wanted) >= count:
+        return FrameError(
+            f"frame {max(wanted)} is beyond the video's {count} frames",
+            file=path,
+            fix="use 0-based frame indices inside the video",
+        )
+    return None

@@ -1,0 +1,273 @@
+"""Leave-one-subject-out runner: one fold per subject, fixed epochs, last epoch's model.
+
+The held-out subject's predictions of every fold are pooled, then scored once (the
+paper's and MEGC's way). Each finished fold is written to ``RUN/folds/`` atomically; a
+killed run started again with the same data and config continues with the folds that are
+missing and ends with the same numbers as an uninterrupted run.
+
+Run folder::
+
+    RUN/run.json          resolved config, package version, coding-sheet version, data hash
+    RUN/folds/fold_NN.json  one per finished fold (probabilities, history, diagnostics)
+    RUN/summary.json      headline figures, per-class, confusion, per-fold, per-corpus
+    RUN/predictions.csv   one row per sample with the class probabilities
+    RUN/history.csv       loss and training accuracy per fold and epoch
+    RUN/report.md + PNGs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from apexmer import __version__
+from apexmer.config import Config, config_to_dict
+from apexmer.data.dataset import load_images
+from apexmer.data.manifest import read_manifest
+from apexmer.data.sample import Problem, Sample
+from apexmer.errors import ApexmerError, DataError
+from apexmer.evaluation import metrics as M
+from apexmer.evaluation.splits import Fold, fold_diagnostics, loso_folds, subject_groups
+from apexmer.fileio import write_json, write_text
+from apexmer.training.engine import fit, predict_proba, seed_for
+
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass
+class LosoData:
+    """Everything a fold needs, loaded once."""
+
+    samples: list[Sample]
+    images: torch.Tensor            # (N, 3, S, S) uint8 RGB
+    labels: torch.Tensor            # (N,) int64
+    classes: tuple[str, ...]
+    groups: list[str]               # "dataset/subject" per sample
+    coding_version: str
+    problems: list[Problem]
+    manifest: Path
+    digest: str                     # identifies the exact data the run used
+
+
+def prepare_data(manifest: str | Path, frame: str, size: int) -> LosoData:
+    """Read the manifest and load the chosen frame of every sample into memory."""
+    manifest = Path(manifest)
+    sample_set = read_manifest(manifest)
+    images, kept, problems = load_images(sample_set.samples, frame, size)
+    samples = [sample_set.samples[i] for i in kept]
+    if not samples:
+        raise DataError("no usable samples", file=manifest,
+                        fix="check the problems listed by `apexmer data summary "
+                            "--corpus manifest`")
+    labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
+    digest = hashlib.sha256()
+    for s in samples:
+        digest.update(f"{s.key}|{s.label}\n".encode())
+    digest.update(images.numpy().tobytes())
+    return LosoData(samples=samples, images=images, labels=labels, classes=sample_set.classes,
+                    groups=subject_groups(samples), coding_version=sample_set.coding_version,
+                    problems=[*sample_set.problems, *problems], manifest=manifest,
+                    digest=digest.hexdigest()[:16])
+
+
+def train_fold(data: LosoData, fold: Fold, config: Config,
+               on_epoch: ProgressFn | None = None) -> dict[str, Any]:
+    """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
+    num_classes = len(data.classes)
+    train_idx = torch.as_tensor(fold.train_idx)
+    test_idx = torch.as_tensor(fold.test_idx)
+    x_eval = data.images[test_idx] if config.eval.oracle else None
+    result = fit(config, data.images[train_idx], data.labels[train_idx], num_classes,
+                 seed=seed_for(config, fold.index), x_eval=x_eval, on_epoch=on_epoch)
+    y_test = data.labels[test_idx].numpy()
+    if config.eval.oracle:
+        # ORACLE: the epoch with the best accuracy on the held-out subject (labelled).
+        accs = [float((p.argmax(1) == y_test).mean()) for p in result.eval_probs]
+        best = int(np.argmax(accs))
+        probs, chosen_epoch = result.eval_probs[best], best + 1
+    else:
+        probs, chosen_epoch = predict_proba(result.model, data.images[test_idx], config), \
+            config.train.epochs
+    return {
+        "fold": fold.index,
+        "group": fold.name,
+        "test_idx": [int(i) for i in fold.test_idx],
+        "probs": probs.round(6).tolist(),
+        "epoch_used": chosen_epoch,
+        "oracle": config.eval.oracle,
+        "history": result.history,
+        "diagnostics": fold_diagnostics(fold, data.labels.numpy(), num_classes),
+    }
+
+
+def run_header(data: LosoData, config: Config) -> dict[str, Any]:
+    return {
+        "config": config_to_dict(config),
+        "version": __version__,
+        "coding_version": data.coding_version,
+        "manifest": str(data.manifest),
+        "data_digest": data.digest,
+        "classes": list(data.classes),
+        "n_samples": len(data.samples),
+    }
+
+
+def _check_resume(out: Path, header: dict[str, Any]) -> None:
+    path = out / "run.json"
+    if not path.exists():
+        write_json(path, header)
+        return
+    old = json.loads(path.read_text())
+    for key in ("config", "data_digest", "classes"):
+        if old.get(key) != header.get(key):
+            raise ApexmerError(
+                f"{out}: this run folder holds a run with a different {key.replace('_', ' ')}; "
+                "its finished folds cannot be reused. Fix: pass a new --out folder, or delete "
+                f"{out} to start over.")
+
+
+def fold_path(out: Path, fold: Fold) -> Path:
+    return out / "folds" / f"fold_{fold.index:03d}.json"
+
+
+def run_folds_local(data: LosoData, folds: Iterable[Fold], config: Config,
+                    progress: ProgressFn | None = None) -> Iterable[dict[str, Any]]:
+    """The ``local`` executor: folds one after another in this process."""
+    for fold in folds:
+        def on_epoch(row: dict, fold: Fold = fold) -> None:
+            if progress:
+                progress({"event": "epoch", "fold": fold.index, "group": fold.name, **row})
+        yield train_fold(data, fold, config, on_epoch=on_epoch)
+
+
+def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
+             executor: str = "local", workers: int | None = None,
+             ray_address: str | None = None,
+             progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Run (or resume) LOSO; write the run folder; return the summary."""
+    out = Path(out)
+    data = prepare_data(manifest, config.data.frame, config.data.input_size)
+    folds = loso_folds(data.groups)
+    if len(folds) < 2:
+        raise DataError(f"LOSO needs at least 2 subjects, found {len(folds)}", file=manifest,
+                        fix="add subjects, or check the subject column")
+    _check_resume(out, run_header(data, config))
+    todo = [f for f in folds if not fold_path(out, f).exists()]
+    if progress:
+        progress({"event": "start", "n_folds": len(folds), "done": len(folds) - len(todo),
+                  "n_samples": len(data.samples)})
+    for result in execute(executor, data, todo, config, workers=workers,
+                          ray_address=ray_address, progress=progress):
+        write_json(out / "folds" / f"fold_{result['fold']:03d}.json", result)
+        if progress:
+            progress({"event": "fold_done", "fold": result["fold"], "group": result["group"]})
+    results = [json.loads(fold_path(out, f).read_text()) for f in folds]
+    summary = write_results(out, data, folds, results, config)
+    return summary
+
+
+def execute(executor: str, data: LosoData, folds: list[Fold], config: Config, *,
+            workers: int | None, ray_address: str | None,
+            progress: ProgressFn | None) -> Iterable[dict[str, Any]]:
+    """Dispatch folds to an executor; every executor yields finished fold dicts."""
+    if executor == "local":
+        return run_folds_local(data, folds, config, progress)
+    from apexmer.evaluation import executors  # process/ray live apart: heavier imports
+
+    return executors.run(executor, data, folds, config, workers=workers,
+                         ray_address=ray_address, progress=progress)
+
+
+def pooled_predictions(data: LosoData, results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per sample: who, which fold, truth, prediction, probabilities."""
+    rows = []
+    for res in results:
+        for i, p in zip(res["test_idx"], res["probs"], strict=True):
+            s = data.samples[i]
+            y_pred = int(np.argmax(p))
+            rows.append({
+                "key": s.key, "dataset": s.dataset, "subject": s.subject, "clip": s.clip,
+                "fold": res["fold"], "y_true": int(data.labels[i]), "y_pred": y_pred,
+                "label": s.label, "pred_label": data.classes[y_pred],
+                **{f"prob_{c}": float(v) for c, v in zip(data.classes, p, strict=True)},
+            })
+    return pd.DataFrame(rows).sort_values("key", kind="stable").reset_index(drop=True)
+
+
+def protocol_text(config: Config, n_folds: int) -> str:
+    base = (f"LOSO, {n_folds} folds (one per subject), fixed {config.train.epochs} epochs, "
+            "predictions pooled over folds then scored once (UF1 = macro-F1 on the pooled "
+            "predictions)")
+    if config.eval.oracle:
+        return ("ORACLE: epoch chosen by accuracy on the held-out subject (not a valid "
+                "estimate); " + base)
+    return base + ", last epoch's model scores its held-out subject"
+
+
+def run_setting(data: LosoData, config: Config, n_folds: int) -> dict[str, Any]:
+    """What decides whether the paper's numbers are comparable with this run."""
+    datasets = sorted({s.dataset for s in data.samples})
+    return {"dataset": "+".join(datasets), "classes": list(data.classes),
+            "model": config.model.name, "frame": config.data.frame,
+            "n_samples": len(data.samples), "n_subjects": n_folds, "protocol": "loso",
+            "oracle": config.eval.oracle, "input_size": config.data.input_size,
+            "epochs": config.train.epochs, "batch_size": config.train.batch_size,
+            "optimizer": config.optim.name, "lr": config.optim.lr, "loss": config.loss.name,
+            "coding_version": data.coding_version}
+
+
+def write_results(out: Path, data: LosoData, folds: list[Fold], results: list[dict[str, Any]],
+                  config: Config) -> dict[str, Any]:
+    """Pool the folds, score once, write summary, predictions, history and the report."""
+    preds = pooled_predictions(data, results)
+    y_true, y_pred = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
+    headline = M.classification_metrics(y_true, y_pred, list(data.classes))
+    fold_of = preds["fold"].to_numpy()
+    fold_rows = []
+    for res in results:
+        mask = fold_of == res["fold"]
+        fold_rows.append({
+            "fold": res["fold"], "subject": res["group"], "n": int(mask.sum()),
+            "accuracy": float((y_true[mask] == y_pred[mask]).mean()) if mask.any() else None,
+            "epoch_used": res["epoch_used"], "warnings": res["diagnostics"].get("warnings", []),
+        })
+    history = pd.DataFrame([{"fold": r["fold"], **h} for r in results for h in r["history"]])
+    summary = {
+        "accuracy": headline["accuracy"],
+        "uf1": headline["uf1"],
+        "uar": headline["uar"],
+        "uf1_per_fold_mean": M.per_fold_f1(y_true, y_pred, fold_of, len(data.classes)),
+        "n_samples": len(preds),
+        "n_folds": len(folds),
+        "protocol": protocol_text(config, len(folds)),
+        "oracle": config.eval.oracle,
+        "classes": list(data.classes),
+        "per_class": headline["per_class"],
+        "confusion": headline["confusion"],
+        "folds": fold_rows,
+        "per_corpus": (M.per_group_metrics(y_true, y_pred, preds["dataset"].to_numpy(),
+                                           list(data.classes))
+                       if preds["dataset"].nunique() > 1 else {}),
+        "coding_version": data.coding_version,
+        "version": __version__,
+        "manifest": str(data.manifest),
+        "data_problems": [str(p) for p in data.problems],
+        "config": config_to_dict(config),
+        "setting": run_setting(data, config, len(folds)),
+    }
+    preds_path = out / "predictions.csv"
+    write_text(preds_path, preds.to_csv(index=False))
+    write_text(out / "history.csv", history.to_csv(index=False))
+    write_json(out / "summary.json", summary)
+    from apexmer.evaluation.report import write_report
+
+    write_report(out, summary, preds, history, list(data.classes))
+    return summary

@@ -1,0 +1,328 @@
+"""Recognise micro-expressions in new clips: checkpoint in, one DataFrame row per clip out.
+
+    from apexmer.inference import Predictor
+    predictor = Predictor.from_checkpoint("model_dir")
+    table = predictor.predict(["clip1.mp4", "frames/clip2/"])
+
+Each clip goes through ``preprocess.pipeline.process_clip`` with the checkpoint's own
+preprocessing settings (apex always spotted: a new clip has no labels), then the crop of
+the frame the network was trained on (apex, mid or onset) is resized and normalised
+exactly as in training. The crops of all clips go through the network as one batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from apexmer.config import build_config
+from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
+from apexmer.errors import ApexmerError, DataError
+from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
+from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
+from apexmer.training.checkpoint import load_checkpoint
+from apexmer.training.engine import predict_proba
+
+Source = str | Path | Sequence[np.ndarray] | np.ndarray | FrameSource
+FACE_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")
+INT_COLUMNS = ("onset", "apex", "apex_index", "offset", *FACE_COLUMNS)
+# Failures that belong to one input (bad file, no face); anything else is a bug and raises.
+INPUT_ERRORS = (ApexmerError, ValueError, OSError, cv2.error)
+# Python packages each landmark backend needs, for a clear error before the first clip.
+BACKEND_PACKAGES = {"dlib": ("dlib", "dlib-bin")}
+
+
+@dataclass
+class ClipPrediction:
+    """Everything known about one clip after prediction (what the web app shows)."""
+
+    input: str
+    onset: int | None = None
+    apex: int | None = None
+    apex_index: int | None = None          # index of the apex within onset..offset
+    offset: int | None = None
+    frame: str = "apex"                    # the frame the network saw: apex | mid | onset
+    face_box: tuple[int, int, int, int] | None = None   # x, y, w, h on the apex frame
+    probs: np.ndarray | None = None        # (K,) softmax, class index order
+    label: str | None = None
+    confidence: float | None = None
+    numbers: list[int] = field(default_factory=list)    # frame numbers onset..offset
+    curve: np.ndarray | None = None        # (T,) spotting score, NaN where skipped
+    crop: np.ndarray | None = None         # aligned crop the network saw, (S, S, 3) BGR
+    apex_crop: np.ndarray | None = None    # aligned apex crop, (S, S, 3) BGR
+    apex_frame: np.ndarray | None = None   # the full apex frame, (H, W, 3) BGR
+    landmarks: FaceLandmarks | None = None  # on the apex frame
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def row(self, classes: Sequence[str]) -> dict[str, Any]:
+        """One flat DataFrame row (py-feat names for the face box)."""
+        box = self.face_box or (None,) * 4
+        probs = self.probs if self.probs is not None else [np.nan] * len(classes)
+        return {"input": self.input, "onset": self.onset, "apex": self.apex,
+                "apex_index": self.apex_index, "offset": self.offset,
+                **dict(zip(FACE_COLUMNS, box, strict=True)),
+                "pred_label": self.label,
+                "confidence": np.nan if self.confidence is None else self.confidence,
+                **{f"prob_{c}": float(p) for c, p in zip(classes, probs, strict=True)},
+                "frame": self.frame, "error": self.error}
+
+
+def crop_to_input(crop_bgr: np.ndarray, size: int) -> np.ndarray:
+    """Aligned BGR crop ``(S, S, 3)`` -> RGB uint8 ``(3, size, size)``.
+
+    Must stay identical to ``apexmer.data.dataset.load_crop`` (training reads the same
+    crop from a lossless PNG): same interpolation rule, same BGR -> RGB flip.
+    """
+    image = crop_bgr
+    if image.shape[:2] != (size, size):
+        interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+
+
+def find_clips(path: str | Path) -> list[Path]:
+    """The clips under ``path``: a video file or a folder of frames is one clip; a folder
+    holding videos and/or frame sub-folders (and no images) is a folder of clips."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError("no such file or folder", file=path,
+                        fix="pass a video file, a folder of frames, or a folder of clips")
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+        return [path]
+    clips = [p for p in entries if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+             or (p.is_dir() and any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir()))]
+    if not clips:
+        raise DataError("holds no images, videos or frame folders", file=path,
+                        fix="pass a video file, a folder of frames, or a folder of clips")
+    return clips
+
+
+def _is_one_clip(source: Any) -> bool:
+    """A path, a FrameSource, a (T, H, W[, C]) array or a list of frame arrays."""
+    if isinstance(source, (str, Path)) or hasattr(source, "read"):
+        return True
+    if isinstance(source, np.ndarray):
+        return source.ndim >= 3
+    return len(source) > 0 and all(isinstance(f, np.ndarray) for f in source)
+
+
+def _name(source: Any, index: int) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if hasattr(source, "path"):
+        return str(source.path)
+    return f"<frames {index}>"
+
+
+class _TimedSource:
+    """A FrameSource that adds the time spent in ``read`` (decoding) to ``seconds``."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self._source = source
+        self.path = source.path
+        self.numbers = source.numbers
+        self.seconds = 0.0
+
+    def read(self, number: int) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self._source.read(number)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+class _TimedDetector:
+    """A LandmarkDetector that adds its detect/fit time to ``seconds``."""
+
+    def __init__(self, detector: LandmarkDetector) -> None:
+        self._detector = detector
+        self.name = detector.name
+        self.seconds = 0.0
+
+    def detect(self, image_bgr: np.ndarray) -> FaceLandmarks | None:
+        start = time.perf_counter()
+        try:
+            return self._detector.detect(image_bgr)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def fit(self, image_bgr: np.ndarray, box: tuple[int, int, int, int]) -> FaceLandmarks:
+        start = time.perf_counter()
+        try:
+            return self._detector.fit(image_bgr, box)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def check_backend(name: str, source: str = "the checkpoint") -> None:
+    """Raise a clear error when the landmark backend ``name`` is unknown or not installed."""
+    if name not in DETECTORS:
+        raise ApexmerError(f"{source} was preprocessed with the landmark backend {name!r}, "
+                           f"which this installation does not have (it has: "
+                           f"{', '.join(sorted(DETECTORS))}). Fix: install the package that "
+                           f"provides it, or pass detector= to the Predictor")
+    module, package = BACKEND_PACKAGES.get(name, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise ApexmerError(f"{source} needs the {name!r} landmark backend, but the Python "
+                           f"module {module!r} is not installed. Fix: pip install {package}")
+
+
+class Predictor:
+    """A trained model plus its preprocessing: clips in, predictions out.
+
+    Thread-safe for concurrent ``predict`` calls when no ``detector`` is given: each
+    thread builds its own landmark detector (dlib's are not thread-safe). A detector
+    passed in is used by every thread; then serialise calls yourself.
+    """
+
+    def __init__(self, model: nn.Module, metadata: dict[str, Any], device: str = "cpu",
+                 detector: LandmarkDetector | None = None, source: str = "the checkpoint",
+                 max_frames: int | None = None) -> None:
+        self.metadata = metadata
+        self.device = device
+        self.classes: tuple[str, ...] = tuple(metadata["classes"])
+        self.input_size = int(metadata["input_size"])
+        self.frame: str = metadata["frame"]
+        self.max_frames = max_frames
+        # A new clip has no labelled apex: always the spotted one.
+        self.preprocess = dataclasses.replace(
+            PreprocessConfig.from_dict(metadata["preprocess"]), apex="spotted")
+        # The training config carries normalisation and the eval batch size; inference runs
+        # in float32 on the chosen device whatever the training run used.
+        cfg = dict(metadata.get("config") or {})
+        cfg["data"] = {**cfg.get("data", {}), "mean": metadata["mean"], "std": metadata["std"],
+                       "input_size": self.input_size, "frame": self.frame}
+        cfg["train"] = {**cfg.get("train", {}), "device": device, "amp": "none"}
+        self.config = build_config(cfg, source=source)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ApexmerError(f"device {device!r} requested but CUDA is not available. "
+                               "Fix: use --device cpu")
+        self.model = model.to(device).eval()
+        if detector is None:
+            check_backend(self.preprocess.detector, source)
+        self._detector = detector
+        self._local = threading.local()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu",
+                        detector: LandmarkDetector | None = None,
+                        max_frames: int | None = None) -> Predictor:
+        """Load ``model.safetensors`` (or the folder holding it) for inference."""
+        model, metadata = load_checkpoint(path, device=device)
+        return cls(model, metadata, device=device, detector=detector, source=str(path),
+                   max_frames=max_frames)
+
+    # ------------------------------------------------------------ public API
+
+    def predict(self, source: Source | Sequence[Source], onset: int | None = None,
+                offset: int | None = None,
+                on_error: Literal["raise", "record"] | None = None) -> pd.DataFrame:
+        """One row per clip: frame numbers, face box, ``pred_label``, ``confidence``,
+        ``prob_<class>``, ``frame`` and ``error``.
+
+        ``source`` is a video file, a frame folder, a list of frames, or a list of such
+        clips. Without ``onset``/``offset`` the whole clip is used. ``on_error`` defaults to
+        ``"raise"`` for one clip and ``"record"`` (an ``error`` row, NaN predictions) for
+        several.
+        """
+        results = self.predict_clips(source, onset, offset, on_error=on_error)
+        return self.to_frame(results)
+
+    def to_frame(self, results: Sequence[ClipPrediction]) -> pd.DataFrame:
+        """The DataFrame of ``predict`` from ``predict_clips`` results."""
+        table = pd.DataFrame([r.row(self.classes) for r in results])
+        for column in INT_COLUMNS:
+            table[column] = table[column].astype("Int64")
+        return table
+
+    def predict_clips(self, source: Source | Sequence[Source], onset: int | None = None,
+                      offset: int | None = None,
+                      on_error: Literal["raise", "record"] | None = None
+                      ) -> list[ClipPrediction]:
+        """Like ``predict`` but returns rich results (curve, crops, apex frame, timings)."""
+        single = _is_one_clip(source)
+        sources = [source] if single else list(source)
+        if not sources:
+            raise DataError("no clips given", fix="pass a video, a frame folder or a list")
+        on_error = on_error or ("raise" if single else "record")
+        results = [self._preprocess(s, _name(s, i), onset, offset, on_error)
+                   for i, s in enumerate(sources)]
+        ok = [r for r in results if r.ok]
+        if ok:
+            start = time.perf_counter()
+            probs = self.predict_crops([r.crop for r in ok])
+            share = (time.perf_counter() - start) / len(ok)   # the batch's time, split evenly
+            for r, p in zip(ok, probs, strict=True):
+                k = int(np.argmax(p))
+                r.probs, r.label, r.confidence = p, self.classes[k], float(p[k])
+                r.timings["network"] = share
+                r.timings["total"] = sum(r.timings.values())
+        return results
+
+    def predict_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax ``(N, K)`` for aligned BGR crops, as training saw them (resize, RGB,
+        normalise)."""
+        x = torch.from_numpy(np.stack([crop_to_input(c, self.input_size) for c in crops_bgr]))
+        return predict_proba(self.model, x, self.config)
+
+    # ------------------------------------------------------------ internals
+
+    def detector(self) -> LandmarkDetector:
+        """This thread's landmark detector (or the one given to the constructor)."""
+        if self._detector is not None:
+            return self._detector
+        det = getattr(self._local, "detector", None)
+        if det is None:
+            det = self._local.detector = get_detector(self.preprocess.detector)
+        return det
+
+    def _preprocess(self, source: Source, name: str, onset: int | None, offset: int | None,
+                    on_error: str) -> ClipPrediction:
+        out = ClipPrediction(input=name, frame=self.frame)
+        try:
+            start = time.perf_counter()
+            frames = source if hasattr(source, "read") else open_frames(source, self.max_frames)
+            opened = time.perf_counter() - start
+            timed_src, timed_det = _TimedSource(frames), _TimedDetector(self.detector())
+            start = time.perf_counter()
+            res = process_clip(timed_src, onset, offset, detector=timed_det,
+                               config=self.preprocess)
+            elapsed = time.perf_counter() - start
+            out.timings = {"decode": opened + timed_src.seconds,
+                           "landmarks": timed_det.seconds,
+                           "spot_align": elapsed - timed_src.seconds - timed_det.seconds}
+            self._fill(out, res, frames)
+        except INPUT_ERRORS as exc:
+            if on_error == "raise":
+                raise
+            out.error = str(exc)
+        return out
+
+    def _fill(self, out: ClipPrediction, res: ClipResult, source: FrameSource) -> None:
+        out.onset, out.apex, out.offset = res.onset, res.apex, res.offset
+        out.apex_index = res.apex_index
+        out.numbers, out.curve = list(res.spot.numbers), res.spot.curve
+        out.landmarks = res.landmarks["apex"]
+        out.face_box = tuple(int(v) for v in out.landmarks.box)
+        out.crop, out.apex_crop = res.crops[self.frame], res.crops["apex"]
+        out.apex_frame = source.read(res.apex)

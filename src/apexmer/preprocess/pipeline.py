@@ -1,0 +1,293 @@
+"""From clips to aligned crops: the one preprocessing code path, and the resumable corpus job.
+
+``process_clip`` spots the apex and aligns the onset, mid (the paper's "non-apex": midway
+between onset and apex) and apex frames; training data and the Predictor both go through
+it. ``preprocess_corpus`` runs it over a corpus in parallel and writes::
+
+    CACHE/images/<dataset>/<subject>/<clip>/{apex,mid,onset}.png   aligned crops
+    CACHE/records/<dataset>/<subject>/<clip>.json                  one per finished sample
+    CACHE/preprocess.json                                          settings (must match)
+    CACHE/manifest.csv                                             the manifest format
+    CACHE/problems.csv                                             failed samples + reason
+
+A sample is finished when its record exists; records are written last and atomically, so a
+killed run restarted with the same settings redoes only unfinished samples and produces
+the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from apexmer import __version__
+from apexmer.data.frames import FrameSource, open_frames
+from apexmer.data.manifest import write_manifest
+from apexmer.data.sample import Problem, Sample, SampleSet
+from apexmer.errors import ApexmerError, NoFaceError
+from apexmer.fileio import atomic_path, write_json, write_text
+from apexmer.preprocess.align import AlignConfig, align_face
+from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+from apexmer.preprocess.spotting import SpotConfig, SpotResult, spot_clip
+
+FRAME_ROLES = ("apex", "mid", "onset")
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything that decides the crops; saved with the cache and in model checkpoints."""
+
+    detector: str = "dlib"
+    apex: Literal["labelled", "spotted"] = "labelled"
+    spot: SpotConfig = field(default_factory=SpotConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detector": self.detector, "apex": self.apex, "spot": asdict(self.spot),
+                "align": asdict(self.align)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        return cls(detector=d.get("detector", "dlib"), apex=d.get("apex", "labelled"),
+                   spot=SpotConfig(**d.get("spot", {})), align=AlignConfig(**d.get("align", {})))
+
+
+@dataclass
+class ClipResult:
+    """What preprocessing knows about one clip."""
+
+    onset: int
+    offset: int
+    apex: int                    # the apex used for the crops (frame number)
+    apex_spotted: int
+    apex_labelled: int | None
+    mid: int
+    spot: SpotResult
+    landmarks: dict[str, FaceLandmarks]     # per role, in frame coordinates
+    crops: dict[str, np.ndarray]            # per role, aligned (S, S, 3) uint8 BGR
+    matrices: dict[str, np.ndarray]         # per role, (2, 3) frame -> crop
+
+    @property
+    def apex_index(self) -> int:
+        """Index of the apex among the frames onset..offset."""
+        return self.spot.numbers.index(self.apex)
+
+
+def mid_frame(numbers: list[int], onset: int, apex: int) -> int:
+    """The frame midway between onset and apex (nearest existing frame number)."""
+    target = (onset + apex) / 2.0
+    inside = [n for n in numbers if onset <= n <= apex] or numbers
+    return min(inside, key=lambda n: (abs(n - target), n))
+
+
+def face_on(frame: np.ndarray, detector: LandmarkDetector, where: str) -> FaceLandmarks:
+    found = detector.detect(frame)
+    if found is None:
+        raise NoFaceError(f"{where}: no face found. Fix: check that the frame shows a "
+                          "frontal face of at least ~80 px, or drop this sample")
+    return found
+
+
+def process_clip(source: FrameSource, onset: int | None = None, offset: int | None = None, *,
+                 detector: LandmarkDetector, config: PreprocessConfig = PreprocessConfig(),
+                 apex_label: int | None = None) -> ClipResult:
+    """Spot the apex of one clip and align its apex, mid and onset frames."""
+    spot = spot_clip(source, onset, offset, detector, config.spot)
+    use_label = config.apex == "labelled" and apex_label is not None
+    apex = apex_label if use_label else spot.apex
+    if apex not in source.numbers:
+        raise ApexmerError(f"{source.path}: apex frame {apex} is not among the frames "
+                           f"({source.numbers[0]}..{source.numbers[-1]}). Fix: correct the "
+                           "ApexFrame in the coding sheet, or use --apex spotted")
+    roles = {"onset": spot.onset, "mid": mid_frame(spot.numbers, spot.onset, apex),
+             "apex": apex}
+    landmarks: dict[str, FaceLandmarks] = {}
+    crops: dict[str, np.ndarray] = {}
+    matrices: dict[str, np.ndarray] = {}
+    for role, number in roles.items():
+        frame = source.read(number)
+        lm = (spot.face if number == spot.onset
+              else face_on(frame, detector, f"{source.path} frame {number} ({role})"))
+        crops[role], matrices[role] = align_face(frame, lm.points, config.align)
+        landmarks[role] = lm
+    return ClipResult(onset=spot.onset, offset=spot.offset, apex=apex, apex_spotted=spot.apex,
+                      apex_labelled=apex_label, mid=roles["mid"], spot=spot,
+                      landmarks=landmarks, crops=crops, matrices=matrices)
+
+
+# ---------------------------------------------------------------- corpus job
+
+
+def _rel(sample: Sample) -> Path:
+    return Path(sample.dataset) / sample.subject / sample.clip
+
+
+def record_path(cache: Path, sample: Sample) -> Path:
+    return cache / "records" / _rel(sample).with_suffix(".json")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ApexmerError(f"{path}: PNG encoding failed")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def process_sample(sample: Sample, cache: Path, detector: LandmarkDetector,
+                   config: PreprocessConfig) -> dict[str, Any]:
+    """Preprocess one corpus sample; return its record (status ok or failed, never raises
+    for a per-sample problem)."""
+    base = {"key": sample.key, "dataset": sample.dataset, "subject": sample.subject,
+            "clip": sample.clip, "label": sample.label, "frames": str(sample.frames)}
+    try:
+        if sample.frames is None:
+            raise ApexmerError("sample has no frames location. Fix: pass --root")
+        source = open_frames(sample.frames)
+        res = process_clip(source, sample.onset, sample.offset, detector=detector,
+                           config=config, apex_label=sample.apex)
+    except (ApexmerError, ValueError, OSError, cv2.error) as exc:
+        return {**base, "status": "failed", "reason": str(exc)}
+    paths = {}
+    for role in FRAME_ROLES:
+        path = cache / "images" / _rel(sample) / f"{role}.png"
+        _write_png(path, res.crops[role])
+        paths[role] = str(path.relative_to(cache))
+    box = res.landmarks["apex"].box
+    return {**base, "status": "ok", "onset": res.onset, "offset": res.offset,
+            "apex": res.apex, "apex_labelled": res.apex_labelled,
+            "apex_spotted": res.apex_spotted, "mid": res.mid,
+            "apex_source": "labelled" if res.apex == res.apex_labelled
+            and config.apex == "labelled" else "spotted",
+            "paths": paths, "face_box": [int(v) for v in box],
+            "curve": res.spot.as_dict()["curve"]}
+
+
+_WORKER: dict[str, Any] = {}
+SampleTask = Callable[..., dict[str, Any]]
+
+
+def _init_worker(detector_name: str) -> None:
+    cv2.setNumThreads(1)
+    _WORKER["detector"] = get_detector(detector_name)
+
+
+def _call(task: SampleTask, sample: Sample, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return task(sample, _WORKER["detector"], **kwargs)
+
+
+def map_samples(task: SampleTask, samples: list[Sample], detector_name: str, workers: int,
+                **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """``task(sample, detector, **kwargs)`` for every sample, yielding results as they
+    finish; in spawned worker processes (each with its own detector) when workers > 1.
+    At most ``2 * workers`` samples are in flight, so memory stays bounded."""
+    if workers <= 1:
+        detector = get_detector(detector_name)
+        for sample in samples:
+            yield task(sample, detector, **kwargs)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker, initargs=(detector_name,)) as pool:
+        queue = iter(samples)
+        pending = set()
+        for sample in queue:
+            pending.add(pool.submit(_call, task, sample, kwargs))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_call, task, nxt, kwargs))
+
+
+def _preprocess_task(sample: Sample, detector: LandmarkDetector, cache: Path,
+                     config: PreprocessConfig) -> dict[str, Any]:
+    record = process_sample(sample, cache, detector, config)
+    write_json(record_path(cache, sample), record)
+    return record
+
+
+def _check_settings(cache: Path, config: PreprocessConfig, coding_version: str) -> None:
+    path = cache / "preprocess.json"
+    settings = {"preprocess": config.to_dict(), "coding_version": coding_version}
+    if path.exists():
+        old = json.loads(path.read_text())
+        if {k: old.get(k) for k in settings} != settings:
+            raise ApexmerError(f"{cache}: this cache was made with other preprocessing "
+                               "settings or another coding sheet; its crops cannot be mixed. "
+                               "Fix: pass a new --out folder, or delete this one")
+        return
+    write_json(path, {**settings, "version": __version__})
+
+
+@dataclass
+class PreprocessResult:
+    manifest: Path
+    problems_csv: Path
+    n_ok: int
+    n_failed: int
+    problems: list[Problem]
+
+
+def preprocess_corpus(sample_set: SampleSet, cache: str | Path,
+                      config: PreprocessConfig = PreprocessConfig(), *, workers: int = 1,
+                      progress: ProgressFn | None = None) -> PreprocessResult:
+    """Preprocess every sample (resuming a killed run); write manifest.csv and problems.csv."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    _check_settings(cache, config, sample_set.coding_version)
+    todo = [s for s in sample_set.samples if not record_path(cache, s).exists()]
+    if progress:
+        progress({"event": "start", "total": len(sample_set.samples),
+                  "done": len(sample_set.samples) - len(todo)})
+    for record in map_samples(_preprocess_task, todo, config.detector, max(1, workers),
+                              cache=cache, config=config):
+        if progress:
+            progress({"event": "sample", "key": record["key"], "status": record["status"]})
+    records = [json.loads(record_path(cache, s).read_text()) for s in sample_set.samples]
+    return write_outputs(cache, sample_set, records)
+
+
+def write_outputs(cache: Path, sample_set: SampleSet, records: list[dict[str, Any]]
+                  ) -> PreprocessResult:
+    by_key = {r["key"]: r for r in records}
+    ok_samples = []
+    problems = list(sample_set.problems)
+    for s in sample_set.samples:
+        r = by_key[s.key]
+        if r["status"] != "ok":
+            problems.append(Problem(file=str(s.frames), sample=s.key, message=r["reason"]))
+            continue
+        ok_samples.append(s.with_(
+            onset=r["onset"], apex=r["apex"], offset=r["offset"], apex_spotted=r["apex_spotted"],
+            apex_path=cache / r["paths"]["apex"], mid_path=cache / r["paths"]["mid"],
+            onset_path=cache / r["paths"]["onset"],
+            extra={"apex_labelled": r["apex_labelled"], "mid": r["mid"]}))
+    manifest = cache / "manifest.csv"
+    out_set = SampleSet(samples=ok_samples, classes=sample_set.classes,
+                        coding_version=sample_set.coding_version, source=str(manifest))
+    write_manifest(out_set, manifest, extra_columns=("mid",))
+    problems_csv = cache / "problems.csv"
+    table = pd.DataFrame([p.as_dict() for p in problems],
+                         columns=["file", "row", "sample", "message"])
+    write_text(problems_csv, table.to_csv(index=False))
+    return PreprocessResult(manifest=manifest, problems_csv=problems_csv, n_ok=len(ok_samples),
+                            n_failed=len(problems), problems=problems)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,238 @@
+"""Apex frame spotting after Quang, Chun and Tokuyama (FG 2019), as used by Ren et al. 2024.
+
+For each frame i of a clip onset..offset, over the pixels p of 10 facial regions (ROIs):
+
+    f(i, j) = mean_p (|F_i - F_j| + 1) / (|F_i - F_{i-lag}| + 1)          (eq. 5, lag 3)
+    M_i     = f(i, onset) + f(i, offset)                                   (eq. 6)
+    apex    = argmax_i M_i
+
+F are grayscale frames on the 0..255 scale (the "+1" assumes that scale). The paper sums
+both terms (``offset_term=True``, the default); the authors' public code drops the offset
+term and detects landmarks on every frame (``offset_term=False, landmarks="per_frame"``).
+
+Frames i < lag have no frame i-lag. ``first_frames="skip"`` (default) leaves them out:
+their score is NaN and they cannot be the apex, which is sane because an apex within
+``lag`` frames of the labelled onset is not a micro-expression. ``"clamp"`` compares them
+with the onset frame instead, which makes f(i, onset) exactly 1 there and leaves the offset
+term un-normalised (the onset frame then scores high whenever onset and offset differ).
+
+The backward difference makes the method late by about lag/2 frames on a symmetric rise
+and fall (the denominator is smallest where F_i equals F_{i-lag}, just after the peak).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from apexmer.data.frames import FrameSource
+from apexmer.errors import ConfigError, DataError, NoFaceError
+from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+
+# The 10 ROIs: name and the landmark indices whose mean is the box centre (iBUG-68,
+# 0-based; left/right = image side). Chosen where micro-expression AUs move skin; the eye
+# corners are left out on purpose: blinks are frequent in these clips and are not AUs.
+ROIS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("brow_inner_left", (21,)),         # AU1 inner brow raiser, AU4 brow lowerer
+    ("brow_inner_right", (22,)),
+    ("brow_outer_left", (17, 18)),      # AU2 outer brow raiser
+    ("brow_outer_right", (25, 26)),
+    ("glabella", (21, 22, 27)),         # AU4 furrow between the brows
+    ("nose_wing_left", (31,)),          # AU9 nose wrinkler, AU10 upper lip raiser
+    ("nose_wing_right", (35,)),
+    ("mouth_corner_left", (48,)),       # AU12 lip corner puller, AU14, AU15
+    ("mouth_corner_right", (54,)),
+    ("chin", (57, 8)),                  # AU17 chin raiser (between lower lip and chin tip)
+)
+
+
+@dataclass(frozen=True)
+class SpotConfig:
+    """Options of the apex spotter; defaults follow the paper (section 2 of METHOD.md)."""
+
+    offset_term: bool = True                           # paper: True; authors' code: False
+    landmarks: Literal["onset", "per_frame"] = "onset"  # per_frame: detect on every frame
+    lag: int = 3                                       # frames back in the denominator
+    first_frames: Literal["skip", "clamp"] = "skip"    # frames i < lag: see module doc
+    roi_size: float = 0.5                              # ROI side, fraction of eye distance
+    blur: float = 0.0                                  # Gaussian sigma in px before differencing
+
+    def __post_init__(self) -> None:
+        if self.landmarks not in ("onset", "per_frame"):
+            raise ConfigError(f"SpotConfig.landmarks={self.landmarks!r}; use 'onset' or "
+                              "'per_frame'")
+        if self.first_frames not in ("skip", "clamp"):
+            raise ConfigError(f"SpotConfig.first_frames={self.first_frames!r}; use 'skip' or "
+                              "'clamp'")
+        if not (isinstance(self.lag, int) and self.lag >= 1):
+            raise ConfigError(f"SpotConfig.lag={self.lag!r}; use an integer >= 1 (paper: 3)")
+        if not self.roi_size > 0:
+            raise ConfigError(f"SpotConfig.roi_size={self.roi_size}; use a positive fraction "
+                              "of the eye distance (default 0.5)")
+        if not self.blur >= 0:
+            raise ConfigError(f"SpotConfig.blur={self.blur}; use a sigma >= 0 (0 = off)")
+
+
+@dataclass(frozen=True, eq=False)
+class SpotResult:
+    """The spotted apex of one clip. ``curve[k]`` is the score of frame ``numbers[k]``."""
+
+    apex: int                  # frame number
+    apex_index: int            # index into numbers / curve
+    curve: np.ndarray          # (T,) float64, NaN where a frame was skipped
+    onset: int
+    offset: int
+    numbers: list[int]         # frame numbers onset..offset that exist in the source
+    face: FaceLandmarks        # landmarks of the onset frame
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly record (NaN scores become None)."""
+        return {"apex": self.apex, "apex_index": self.apex_index, "onset": self.onset,
+                "offset": self.offset, "numbers": list(self.numbers),
+                "curve": [None if np.isnan(v) else float(v) for v in self.curve]}
+
+
+def eye_distance(points: np.ndarray) -> float:
+    """Distance between the eye centres (mean of points 36-41 and 42-47)."""
+    points = np.asarray(points, dtype=np.float64)
+    return float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
+
+
+def roi_boxes(points: np.ndarray, shape: tuple[int, ...], size: float = 0.5,
+              side: int | None = None) -> np.ndarray:
+    """(10, 4) int boxes x, y, w, h of the ROIS around 68 ``points`` in an image of ``shape``.
+
+    Every box is a square of side ``size`` x eye distance (or ``side`` pixels when given),
+    centred on its landmarks and shifted, not shrunk, to lie inside the image.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    height, width = int(shape[0]), int(shape[1])
+    if side is None:
+        side = round(size * eye_distance(points))
+    side = int(min(max(side, 2), height, width))
+    centres = np.stack([points[list(idx)].mean(0) for _, idx in ROIS])  # (10, 2)
+    xy = np.round(centres - side / 2).astype(np.int64)
+    xy[:, 0] = np.clip(xy[:, 0], 0, width - side)
+    xy[:, 1] = np.clip(xy[:, 1], 0, height - side)
+    return np.concatenate([xy, np.full((len(ROIS), 2), side, np.int64)], axis=1)
+
+
+def crop_rois(gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Crops ``(R, s, s)`` float32 of one gray frame ``(H, W)`` at equal-sized ``boxes``."""
+    boxes = np.asarray(boxes)
+    side = int(boxes[0, 2])
+    if np.any(boxes[:, 2:] != side):
+        raise ValueError("crop_rois needs square boxes of one size (as roi_boxes makes)")
+    return np.stack([gray[y:y + side, x:x + side] for x, y, _, _ in boxes]).astype(np.float32)
+
+
+def curve_from_crops(crops: np.ndarray, config: SpotConfig | None = None) -> np.ndarray:
+    """Score M_i of every frame from ROI crops ``(T, R, s, s)`` (0..255 scale) -> ``(T,)``."""
+    config = config or SpotConfig()
+    crops = np.asarray(crops, dtype=np.float32)
+    n = crops.shape[0]
+    if n < config.lag + 1:
+        raise ValueError(f"{n} frames; lag {config.lag} needs at least {config.lag + 1}")
+    if config.blur > 0:
+        flat = crops.reshape(-1, *crops.shape[-2:])
+        flat = np.stack([cv2.GaussianBlur(c, (0, 0), config.blur) for c in flat])
+        crops = flat.reshape(crops.shape)
+    c = crops.reshape(n, -1)                                       # (T, P)
+    back = np.concatenate([np.repeat(c[:1], config.lag, 0), c[:-config.lag]])  # F_{i-lag}
+    den = np.abs(c - back) + 1.0
+    score = ((np.abs(c - c[0]) + 1.0) / den).mean(1, dtype=np.float64)
+    if config.offset_term:
+        score += ((np.abs(c - c[-1]) + 1.0) / den).mean(1, dtype=np.float64)
+    if config.first_frames == "skip":
+        score[:config.lag] = np.nan
+    return score
+
+
+def intensity_curve(gray_frames: np.ndarray, rois: np.ndarray,
+                    config: SpotConfig | None = None) -> np.ndarray:
+    """Score M_i of gray frames ``(T, H, W)`` (0..255) -> ``(T,)``.
+
+    ``rois`` is ``(R, 4)`` (x, y, w, h, one set for all frames) or ``(T, R, 4)`` (per frame,
+    equal sizes; frame i is then compared at its own boxes, i.e. motion-compensated).
+    """
+    gray_frames = np.asarray(gray_frames)
+    rois = np.asarray(rois)
+    if rois.ndim == 2:
+        crops = np.stack([crop_rois(g, rois) for g in gray_frames])
+    else:
+        crops = np.stack([crop_rois(g, b) for g, b in zip(gray_frames, rois, strict=True)])
+    return curve_from_crops(crops, config)
+
+
+def spot_apex(curve: np.ndarray) -> int:
+    """Index of the highest score (NaN = skipped; the first index on ties)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.size == 0 or np.all(np.isnan(curve)):
+        raise ValueError("no scored frame in the curve")
+    return int(np.nanargmax(curve))
+
+
+def clip_numbers(source: FrameSource, onset: int | None, offset: int | None,
+                 lag: int = 3) -> list[int]:
+    """Frame numbers of ``source`` from onset to offset (None = first/last), validated."""
+    available = list(source.numbers)
+    onset = available[0] if onset is None else int(onset)
+    offset = available[-1] if offset is None else int(offset)
+    span = f"the source holds frames {available[0]}..{available[-1]}"
+    for what, n in (("onset", onset), ("offset", offset)):
+        if n not in source.numbers:
+            raise DataError(f"{what} frame {n} is not available ({span})", file=source.path,
+                            fix=f"give an {what} frame number that exists, or None for the "
+                                f"{'first' if what == 'onset' else 'last'} frame")
+    if onset >= offset:
+        raise DataError(f"onset {onset} is not before offset {offset}", file=source.path,
+                        fix="check the onset/offset columns of the coding sheet")
+    numbers = [n for n in available if onset <= n <= offset]
+    if len(numbers) < lag + 1:
+        raise DataError(f"clip {onset}..{offset} has {len(numbers)} frames; spotting with "
+                        f"lag {lag} needs at least {lag + 1}", file=source.path,
+                        fix="use a longer onset..offset span, or lower SpotConfig.lag")
+    return numbers
+
+
+def spot_clip(source: FrameSource, onset: int | None = None, offset: int | None = None,
+              detector: LandmarkDetector | None = None, config: SpotConfig | None = None,
+              face: FaceLandmarks | None = None) -> SpotResult:
+    """Spot the apex between frame numbers ``onset`` and ``offset`` of ``source``.
+
+    Landmarks come from ``face`` when given, else from ``detector`` on the onset frame
+    (a new dlib detector when None). With ``config.landmarks="per_frame"`` the detector
+    runs on every frame and the ROIs follow the face (box side fixed by the onset face).
+    Raises DataError for bad onset/offset and NoFaceError when a needed face is missing.
+    """
+    config = config or SpotConfig()
+    numbers = clip_numbers(source, onset, offset, config.lag)
+    first = source.read(numbers[0])
+    if face is None or config.landmarks == "per_frame":
+        detector = detector or get_detector()
+    if face is None:
+        face = detector.detect(first)
+        if face is None:
+            raise NoFaceError(f"{source.path}, frame {numbers[0]}: no face found on the onset "
+                              "frame. Fix: check the onset number and that the face is "
+                              "frontal and lit, or pass the onset landmarks as face=")
+    boxes = roi_boxes(face.points, first.shape, config.roi_size)
+    side = int(boxes[0, 2])
+    crops = []
+    for n in numbers:
+        frame = first if n == numbers[0] else source.read(n)
+        if config.landmarks == "per_frame" and n != numbers[0]:
+            found = detector.detect(frame)
+            if found is None:
+                raise NoFaceError(f"{source.path}, frame {n}: face lost (no face found) while "
+                                  "spotting with per-frame landmarks. Fix: use "
+                                  "landmarks='onset', or check this frame")
+            boxes = roi_boxes(found.points, frame.shape, side=side)
+        crops.append(crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes))
+    curve = curve_from_crops(np.stack(crops), config)
+    index = spot_apex(curve)
+    return SpotResult(apex=numbers[index], apex_index=index, curve=curve, onset=numbers[0],
+                      offset=numbers[-1], numbers=numbers, face=face)

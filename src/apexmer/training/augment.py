@@ -1,0 +1,99 @@
+"""Training-time augmentation on batches (B, C, H, W), in plain torch.
+
+The paper's three: grayscale, horizontal flip, rotation within +-15 degrees. Each is drawn
+per sample with its own probability from a ``torch.Generator``, so a seed fixes the batch.
+Apply it to images in [0, 1] before mean/std normalisation (grayscale weights and the fill
+value of rotated corners assume that).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from apexmer.errors import ConfigError
+
+# ITU-R BT.601 luma, as PIL and torchvision's rgb_to_grayscale use.
+_LUMA_RGB = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities are per sample; the rotation angle is uniform in [-deg, +deg]."""
+
+    grayscale_p: float = 0.2
+    hflip_p: float = 0.5
+    rotation_deg: float = 15.0
+    rotation_p: float = 1.0
+    fill: float = 0.0  # value of the corners a rotation uncovers
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+
+    def __post_init__(self) -> None:
+        for name in ("grayscale_p", "hflip_p", "rotation_p"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"augmentation {name} must be a probability in [0, 1], "
+                                  f"got {value!r}")
+        if not 0.0 <= self.rotation_deg <= 180.0:
+            raise ConfigError(f"augmentation rotation_deg must be in [0, 180], "
+                              f"got {self.rotation_deg!r}")
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ConfigError(f"augmentation channel_order must be 'rgb' or 'bgr', "
+                              f"got {self.channel_order!r}")
+
+
+def augment_batch(x: torch.Tensor, config: AugmentConfig | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Randomly grayscale, flip and rotate each image of ``x`` (B, C, H, W); returns a new
+    tensor of the same shape and dtype. ``generator`` (on the CPU or ``x``'s device) makes it
+    deterministic; None uses torch's global RNG."""
+    if isinstance(config, torch.Generator) or isinstance(generator, AugmentConfig):
+        raise TypeError("augment_batch takes (x, config, generator), in that order")
+    config = config or AugmentConfig()
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"augment_batch expects a float (B, C, H, W) batch, got "
+                         f"{x.dtype} {tuple(x.shape)}")
+    b = x.shape[0]
+    # Draw every random number up front in a fixed order: the result depends on the seed only.
+    device = generator.device if generator is not None else x.device
+    u = torch.rand(4, b, generator=generator, device=device).to(x.device)  # (4, B)
+    gray, flip, rotate = u[0] < config.grayscale_p, u[1] < config.hflip_p, u[2] < config.rotation_p
+    angles = (2.0 * u[3] - 1.0) * math.radians(config.rotation_deg)  # (B,) radians
+
+    if x.shape[1] == 3 and config.grayscale_p > 0:
+        x = torch.where(gray[:, None, None, None], to_grayscale(x, config.channel_order), x)
+    if config.hflip_p > 0:
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if config.rotation_deg > 0 and config.rotation_p > 0:
+        idx = rotate.nonzero().squeeze(1)  # only the chosen ones: the rest stay bit-exact
+        if idx.numel():
+            x = x.clone()
+            x[idx] = rotate_batch(x[idx], angles[idx], fill=config.fill)
+    return x
+
+
+def to_grayscale(x: torch.Tensor, channel_order: str = "rgb") -> torch.Tensor:
+    """Luminance of a (B, 3, H, W) batch, replicated to 3 channels."""
+    weights = _LUMA_RGB if channel_order == "rgb" else _LUMA_RGB[::-1]
+    w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True).expand_as(x).contiguous()  # (B, 3, H, W)
+
+
+def rotate_batch(x: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Rotate each image of (B, C, H, W) by its angle (radians) about the centre, bilinear."""
+    h, w = x.shape[-2:]
+    cos, sin = torch.cos(angles), torch.sin(angles)  # (B,)
+    # affine_grid works in [-1, 1] coordinates on both axes; the H/W factors make the
+    # rotation rigid in pixels for non-square images.
+    theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * (h / w)
+    theta[:, 1, 0], theta[:, 1, 1] = sin * (w / h), cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
+    # grid_sample pads with zeros: shift by the fill value so uncovered corners get it.
+    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+    return out + fill

@@ -1,0 +1,125 @@
+"""Self-describing model checkpoints: weights and everything inference needs, in one file.
+
+``MODEL_DIR/model.safetensors`` holds the state dict; its safetensors metadata (string to
+string) holds one JSON document under the key ``apexmer``: format version, architecture,
+class names in index order, input size, mean/std, the frame the network was trained on,
+the preprocessing settings, the resolved training config, coding-sheet version, package
+version, training history and creation time. ``MODEL_DIR/model.json`` is the same
+document, indented, for people. Loading reads tensors only (safetensors): nothing is
+unpickled, no code runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from apexmer.errors import WeightsError
+from apexmer.fileio import atomic_path, write_json
+from apexmer.models.registry import create_model, list_models
+
+FORMAT_VERSION = 1
+METADATA_KEY = "apexmer"
+WEIGHTS_NAME = "model.safetensors"
+JSON_NAME = "model.json"
+# Keys inference cannot do without; the rest is provenance.
+REQUIRED_KEYS = ("format_version", "architecture", "classes", "num_classes", "input_size",
+                 "mean", "std", "frame", "preprocess")
+FIX_RETRAIN = "re-create it with `apexmer train --data CACHE/manifest.csv --out MODEL_DIR`"
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """``MODEL_DIR/model.safetensors`` for a folder, the path itself for a file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found. Fix: pass the folder written by "
+                           f"`apexmer train` or the {WEIGHTS_NAME} inside it")
+    return path
+
+
+def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -> dict[str, Any]:
+    """Check the keys inference needs; raise WeightsError naming what is wrong."""
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise WeightsError(f"{source}: checkpoint format version {version!r} is not supported "
+                           f"(this apexmer reads version {FORMAT_VERSION}). Fix: use the apexmer "
+                           f"version that wrote it (it says {meta.get('package_version')!r}), "
+                           f"or {FIX_RETRAIN}")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise WeightsError(f"{source}: checkpoint metadata lacks {', '.join(missing)}. "
+                           f"Fix: {FIX_RETRAIN}")
+    if len(meta["classes"]) != meta["num_classes"]:
+        raise WeightsError(f"{source}: {len(meta['classes'])} class names but num_classes="
+                           f"{meta['num_classes']}. Fix: {FIX_RETRAIN}")
+    if meta["architecture"] not in list_models():
+        raise WeightsError(f"{source}: unknown architecture {meta['architecture']!r}; this "
+                           f"apexmer knows {', '.join(list_models())}. Fix: upgrade apexmer")
+    return meta
+
+
+def save_checkpoint(model: nn.Module, metadata: dict[str, Any], path: str | Path) -> Path:
+    """Write ``model`` and ``metadata`` to ``path`` (a folder, or a ``.safetensors`` file) and
+    ``model.json`` beside it; both atomically. Returns the weights file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path / WEIGHTS_NAME
+    meta = validate_metadata({"format_version": FORMAT_VERSION, **metadata}, path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    document = json.dumps(meta, default=str)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: document})
+    write_json(path.with_name(JSON_NAME), meta)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's metadata document, without loading the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    file = checkpoint_file(path)
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{file}: not a readable safetensors file ({exc}); it may be "
+                           f"truncated or corrupt. Fix: copy it again, or {FIX_RETRAIN}") from None
+    if raw is None:
+        raise WeightsError(f"{file}: a safetensors file without apexmer metadata (plain "
+                           "weights?). Fix: load plain weights with `--set model.weights=...` "
+                           f"for training, or {FIX_RETRAIN}")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{file}: its metadata is not valid JSON ({exc}). "
+                           f"Fix: {FIX_RETRAIN}") from None
+    return validate_metadata(meta, file)
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode on device, metadata)`` from a checkpoint folder or file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = checkpoint_file(path)
+    meta = read_metadata(file)
+    try:
+        state = load_file(str(file), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{file}: weights cannot be read ({exc}). "
+                           f"Fix: copy the file again, or {FIX_RETRAIN}") from None
+    model = create_model(meta["architecture"], num_classes=int(meta["num_classes"]))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{file}: weights do not fit {meta['architecture']} with "
+                           f"{meta['num_classes']} classes ({first}). Fix: {FIX_RETRAIN}") from None
+    return model.to(device).eval(), meta

@@ -1,0 +1,84 @@
+"""Train the deployable model: all subjects, fixed epochs, one self-describing checkpoint.
+
+LOSO estimates how well the recipe generalises; the model a user runs on new clips is
+trained once more on every subject with the same config (seed from the config, last
+epoch kept: no selection on any test data).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from apexmer import __version__
+from apexmer.config import Config, config_to_dict
+from apexmer.errors import DataError
+from apexmer.training.checkpoint import save_checkpoint
+from apexmer.training.engine import fit
+
+EpochFn = Callable[[dict], None]
+PREPROCESS_FIX = ("the checkpoint must record how its crops were made; build the cache with "
+                  "`apexmer preprocess`, which writes preprocess.json next to manifest.csv")
+
+
+def read_preprocess_settings(manifest: str | Path) -> dict[str, Any]:
+    """``preprocess.json`` beside the manifest (as ``preprocess_corpus`` writes it)."""
+    path = Path(manifest).parent / "preprocess.json"
+    if not path.is_file():
+        raise DataError("no preprocess.json beside the manifest", file=path, fix=PREPROCESS_FIX)
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc})", file=path, fix=PREPROCESS_FIX) from None
+    if not isinstance(settings, dict) or "preprocess" not in settings:
+        raise DataError("has no 'preprocess' section", file=path, fix=PREPROCESS_FIX)
+    return settings
+
+
+def train_deployable(manifest: str | Path, config: Config, out: str | Path, *,
+                     on_epoch: EpochFn | None = None) -> dict[str, Any]:
+    """Train on every sample of ``manifest``; write ``out/model.safetensors`` + ``model.json``.
+
+    Returns the checkpoint metadata (with ``checkpoint`` set to the weights path).
+    """
+    # Imported here: evaluation sits above training in the layers; only this entry point
+    # borrows its data loader.
+    from apexmer.evaluation.protocol import prepare_data
+
+    settings = read_preprocess_settings(manifest)
+    data = prepare_data(manifest, config.data.frame, config.data.input_size)
+    if len(data.classes) < 2:
+        raise DataError(f"only one class ({', '.join(data.classes)}) in the manifest",
+                        file=manifest, fix="a classifier needs at least two labels")
+    result = fit(config, data.images, data.labels, len(data.classes), seed=config.train.seed,
+                 on_epoch=on_epoch)
+    counts = data.labels.bincount(minlength=len(data.classes)).tolist()
+    metadata = {
+        "architecture": config.model.name,
+        "classes": list(data.classes),
+        "num_classes": len(data.classes),
+        "input_size": config.data.input_size,
+        "mean": list(config.data.mean),
+        "std": list(config.data.std),
+        "frame": config.data.frame,
+        "preprocess": settings["preprocess"],
+        "config": config_to_dict(config),
+        "coding_version": data.coding_version,
+        "package_version": __version__,
+        "preprocess_package_version": settings.get("version"),
+        "training_data": {
+            "manifest": str(Path(manifest).absolute()),
+            "n_samples": len(data.samples),
+            "subjects": sorted(set(data.groups)),
+            "class_counts": dict(zip(data.classes, counts, strict=True)),
+            "data_digest": data.digest,
+            "problems": [str(p) for p in data.problems],
+        },
+        "history": result.history,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = save_checkpoint(result.model.cpu(), metadata, out)
+    return {**metadata, "checkpoint": str(path)}

@@ -1,0 +1,165 @@
+"""Training and inference loops: ``fit`` trains for a fixed number of epochs and returns data.
+
+Inputs are uint8 RGB tensors ``(N, 3, S, S)`` held in memory; normalisation and
+augmentation happen per batch. Deterministic on CPU for a given seed: the initial weights,
+the batch order and the augmentation each draw from their own seeded generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from apexmer.config import Config
+from apexmer.models.registry import create_model
+from apexmer.models.weights import load_pretrained
+from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
+from apexmer.training.augment import augment_batch
+from apexmer.training.losses import FocalLoss, class_balanced_alpha
+
+EpochCallback = Callable[[dict], None]
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)        # one row per epoch
+    eval_probs: list[np.ndarray] = field(default_factory=list)  # per epoch, oracle mode only
+
+
+def seed_for(config: Config, fold_index: int) -> int:
+    """One seed per fold, so a fold's result does not depend on which folds ran before it."""
+    return config.train.seed * 100_003 + fold_index
+
+
+def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model(config.model.name, num_classes=num_classes)
+    if config.model.weights:
+        load_pretrained(model, config.model.weights)
+    return model
+
+
+def build_loss(config: Config, y_train: torch.Tensor, num_classes: int) -> nn.Module:
+    alpha = config.loss.alpha
+    if alpha == "balanced":
+        counts = torch.bincount(y_train, minlength=num_classes)
+        alpha_t = class_balanced_alpha(counts)
+    elif alpha == "none":
+        alpha_t = None
+    else:
+        alpha_t = torch.tensor(alpha, dtype=torch.float32)
+    gamma = config.loss.gamma if config.loss.name == "focal" else 0.0
+    return FocalLoss(gamma=gamma, alpha=alpha_t)
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                           weight_decay=o.weight_decay)
+
+
+def to_input(x: torch.Tensor, config: Config) -> torch.Tensor:
+    """uint8 ``(B, 3, S, S)`` -> float in [0, 1] on the configured device and layout."""
+    x = x.to(config.train.device, non_blocking=True).float().div_(255.0)
+    if config.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def normalize(x: torch.Tensor, config: Config) -> torch.Tensor:
+    mean = torch.tensor(config.data.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.data.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def autocast(config: Config) -> contextlib.AbstractContextManager:
+    if config.train.amp == "bf16":
+        device_type = "cuda" if config.train.device.startswith("cuda") else "cpu"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches. A trailing batch of one is dropped: BatchNorm cannot
+    train on a single sample at small inputs, and the paper's even batches never meet it."""
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) < 2 and n > 1:
+            break
+        yield idx
+
+
+def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+                    optimizer: torch.optim.Optimizer, config: Config,
+                    order_gen: torch.Generator, aug_gen: torch.Generator) -> dict:
+    model.train()
+    aug = BatchAugmentConfig(**config.augment.model_dump())
+    total_loss, correct, seen = 0.0, 0, 0
+    for idx in batches(len(x), config.train.batch_size, order_gen):
+        xb = augment_batch(to_input(x[idx], config), aug, aug_gen)
+        xb = normalize(xb, config)
+        yb = y[idx].to(config.train.device)
+        with autocast(config):
+            logits = model(xb)
+        loss = loss_fn(logits.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss) * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += len(idx)
+    return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarray:
+    """Softmax probabilities ``(N, K)`` for uint8 inputs ``(N, 3, S, S)``."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), config.train.eval_batch_size):
+        xb = normalize(to_input(x[start:start + config.train.eval_batch_size], config), config)
+        with autocast(config):
+            logits = model(xb)
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int,
+        seed: int, *, x_eval: torch.Tensor | None = None,
+        on_epoch: EpochCallback | None = None) -> FitResult:
+    """Train a fresh model for ``config.train.epochs`` epochs; the last epoch's model is kept.
+
+    With ``x_eval`` (oracle mode only) the probabilities on it are recorded every epoch.
+    """
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    model = build_model(config, num_classes, seed).to(config.train.device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config, y_train, num_classes)
+    optimizer = build_optimizer(config, model)
+    order_gen = torch.Generator().manual_seed(seed + 1)
+    aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device
+    result = FitResult(model=model)
+    for epoch in range(1, config.train.epochs + 1):
+        row = {"epoch": epoch, **train_one_epoch(model, x_train, y_train, loss_fn, optimizer,
+                                                 config, order_gen, aug_gen)}
+        if x_eval is not None:
+            result.eval_probs.append(predict_proba(model, x_eval, config))
+        result.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    return result

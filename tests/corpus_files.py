@@ -1,0 +1,209 @@
+"""Writers of small corpus files in the real published formats (METHOD.md section 7).
+
+Reusable by any test: ``from corpus_files import write_casme2_sheet`` (pytest puts
+``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import openpyxl
+
+# Published CASME II counts (2019 sheet), 255 samples over 26 subjects.
+CASME2_COUNTS_2019 = {
+    "others": 99,
+    "disgust": 63,
+    "happiness": 32,
+    "surprise": 28,
+    "repression": 27,
+    "sadness": 4,
+    "fear": 2,
+}
+# The three clips whose label differs: sadness in 2014, surprise in 2019.
+CASME2_CHANGED = (("sub24", "EP07_01"), ("sub24", "EP07_04f"), ("sub24", "EP10_03"))
+CASME2_HEADER = [
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+]
+_AUS: tuple[Any, ...] = (12, "4+7", "R12", 4, "L10+25", 14, "1+2")
+_OBJECTIVE = {
+    "happiness": 1,
+    "surprise": 2,
+    "disgust": 3,
+    "repression": 3,
+    "others": 7,
+    "sadness": 5,
+    "fear": 6,
+}
+
+
+def casme2_rows(version: str = "2019") -> list[dict[str, Any]]:
+    """255 rows reproducing the published class counts of the ``version`` sheet."""
+    assert version in ("2014", "2019")
+    changed = "surprise" if version == "2019" else "sadness"
+    rows = [dict(subject=24, filename=c, emotion=changed) for _, c in CASME2_CHANGED]
+    rows.append(dict(subject=4, filename="EP12_01f", emotion="others", apex="/"))
+    pool = dict(CASME2_COUNTS_2019, others=98, surprise=25)
+    emotions = [e for e, n in pool.items() for _ in range(n)]
+    per_subject: dict[int, int] = {}
+    for i, emotion in enumerate(emotions):
+        subject = i % 26 + 1
+        k = per_subject[subject] = per_subject.get(subject, -1) + 1
+        clip = f"EP{13 + k // 3:02d}_{k % 3 + 1:02d}" + ("f" if k % 2 else "")
+        rows.append(dict(subject=subject, filename=clip, emotion=emotion))
+    for i, row in enumerate(rows):
+        row.setdefault("onset", 40 + i)
+        row.setdefault("apex", 50 + i)
+        row.setdefault("offset", 80 + i)
+        row["aus"] = _AUS[i % len(_AUS)]
+        row["objective"] = _OBJECTIVE[row["emotion"]]
+    return rows
+
+
+def write_casme2_sheet(
+    path: Path, version: str = "2019", rows: Sequence[dict[str, Any]] | None = None
+) -> Path:
+    """A CASME2-coding-*.xlsx: first sheet, header in row 1, two empty unnamed columns;
+    the 2019 version adds ``Objective Classes``."""
+    rows = casme2_rows(version) if rows is None else rows
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Sheet1"
+    sheet.append(CASME2_HEADER + (["Objective Classes"] if version == "2019" else []))
+    for r in rows:
+        cells = [
+            r["subject"],
+            r["filename"],
+            None,
+            r["onset"],
+            r["apex"],
+            r["offset"],
+            None,
+            r["aus"],
+            r["emotion"],
+        ]
+        sheet.append(cells + ([r["objective"]] if version == "2019" else []))
+    book.save(path)
+    return path
+
+
+SAMM_HEADER = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
+]
+SAMM_ROWS: tuple[tuple[Any, ...], ...] = (
+    # subject, filename, onset, apex, offset, AUs, emotion
+    (6, "006_1_2", 5562, 5588, 5632, "4+7", "Anger"),
+    (6, "006_1_3", 3912, 3948, 3988, 12, "Happiness"),
+    (6, "006_2_1", 1200, 1230, 1260, "R14", "Contempt"),
+    (7, "007_3_1", 800, 815, 850, "1+2", "Surprise"),
+    (7, "007_5_2", 300, 320, 360, "9", "Disgust"),
+    (11, "011_2_3", 2000, 2010, 2040, "R2", "Other"),
+    (11, "011_4_1", 100, 130, 170, "15", "Sadness"),
+    (11, "011_6_2", 4500, 4520, 4560, 25, "Fear"),
+    (26, "026_7_1", 900, 920, 950, "6+12", "Happiness"),
+)
+
+
+def write_samm_sheet(
+    path: Path, rows: Iterable[Sequence[Any]] = SAMM_ROWS, notes: int = 13
+) -> Path:
+    """SAMM_Micro_FACS_Codes_v2.xlsx: a first sheet of all movements, then ``MICRO_ONLY``
+    with ``notes`` rows of notes above the header row."""
+    book = openpyxl.Workbook()
+    book.active.title = "FACS_CODES"
+    book.active.append(["not the micro sheet"])
+    sheet = book.create_sheet("MICRO_ONLY")
+    for i in range(notes):
+        sheet.append([f"Note {i + 1}: SAMM coding notes" if i % 3 == 0 else None])
+    sheet.append(SAMM_HEADER)
+    for subject, name, onset, apex, offset, aus, emotion in rows:
+        duration = offset - onset + 1 if isinstance(offset, int) and isinstance(onset, int) else ""
+        sheet.append(
+            [subject, name, "2", onset, apex, offset, duration, "Micro", aus, emotion, 1, None]
+        )
+    book.save(path)
+    return path
+
+
+def write_frames(
+    folder: Path,
+    numbers: Iterable[int],
+    pattern: str = "img{}.jpg",
+    size: tuple[int, int] = (12, 16),
+) -> Path:
+    """Real little images, one per frame number (``pattern`` formats the number)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for n in numbers:
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        assert cv2.imwrite(str(folder / pattern.format(n)), image)
+    return folder
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut a file short, as an interrupted copy would."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+SMIC_CLIPS = (
+    # subject folder, emotion folder, clip folder, frame numbers
+    ("s1", "negative", "s1_ne_01", range(586599, 586604)),
+    ("s1", "positive", "s1_po_01", range(10, 14)),
+    ("s1", "surprise", "s1_sur_01", range(200, 203)),
+    ("s02", "negative", "s2_ne_03", range(5, 9)),
+    ("s02", "negative", "s2_ne_04", range(40, 43)),
+)
+
+
+def write_smic_tree(
+    root: Path, clips: Iterable[tuple[str, str, str, Iterable[int]]] = SMIC_CLIPS
+) -> Path:
+    """SMIC-HS layout: root/s1/micro/negative/s1_ne_01/image586599.bmp."""
+    for subject, emotion, clip, numbers in clips:
+        write_frames(root / subject / "micro" / emotion / clip, numbers, "image{}.bmp", (8, 8))
+    return root
+
+
+MEGC_ROWS = (
+    ("casme2", "sub01", "EP02_01f", "1"),
+    ("casme2", "sub02", "EP09_01", "0"),
+    ("casme2", "sub02", "EP11_01f", "2"),
+    ("samm", "6", "006_1_2", "0"),
+    ("samm", "7", "007_3_1", "2"),
+    ("smic", "s01", "s01_ne_01", "0"),
+    ("smic", "s02", "s02_po_01", "1"),
+    ("smic", "s02", "s02_ne_03", "0"),
+)
+
+
+def write_megc_csv(path: Path, rows: Iterable[Sequence[str]] = MEGC_ROWS) -> Path:
+    """combined_3class_gt.csv: no header, dataset,subject,clip,label."""
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
