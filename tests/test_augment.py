@@ -57,8 +57,9 @@ def test_rotation_90_on_square_is_rot90() -> None:
 
 def test_rotation_is_rigid_on_non_square_images() -> None:
     h, w = 32, 64
-    ys, xs = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2,
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij"
+    )
     blob = torch.exp(-((xs - 10) ** 2 + (ys - 4) ** 2) / 4.0)[None, None]  # at (+10, +4) px
     out = rotate_batch(blob, torch.tensor([math.radians(30.0)]))[0, 0]
     cx, cy = (out * xs).sum() / out.sum(), (out * ys).sum() / out.sum()
@@ -78,8 +79,9 @@ def test_rotation_fills_corners_with_fill_value() -> None:
 @pytest.mark.parametrize("order", ["rgb", "bgr"])
 def test_grayscale_equal_channels_and_luma(order: str) -> None:
     x = _images()
-    out = augment_batch(x, AugmentConfig(**{**OFF, "grayscale_p": 1.0}, channel_order=order),
-                        _gen(0))
+    out = augment_batch(
+        x, AugmentConfig(**{**OFF, "grayscale_p": 1.0}, channel_order=order), _gen(0)
+    )
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
     rgb = x if order == "rgb" else x.flip(1)
     luma = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
@@ -96,8 +98,7 @@ def test_shape_and_dtype_preserved(dtype: torch.dtype, shape: tuple[int, ...]) -
     assert out.shape == x.shape and out.dtype == dtype
 
 
-@pytest.mark.parametrize("field,p", [("hflip_p", 0.5), ("grayscale_p", 0.2),
-                                     ("rotation_p", 0.3)])
+@pytest.mark.parametrize("field,p", [("hflip_p", 0.5), ("grayscale_p", 0.2), ("rotation_p", 0.3)])
 def test_probabilities_respected(field: str, p: float) -> None:
     n = 2000
     x = _images(b=n, h=6, w=6, seed=3)
@@ -114,8 +115,9 @@ def test_rotation_angles_within_range() -> None:
     out = augment_batch(x, AugmentConfig(**{**OFF, "rotation_p": 1.0}), _gen(5))
     ys, xs = torch.meshgrid(torch.arange(h) - 16.0, torch.arange(w) - 16.0, indexing="ij")
     mass = out[:, 0].flatten(1).sum(1)
-    ang = torch.atan2((out[:, 0] * ys).flatten(1).sum(1) / mass,
-                      (out[:, 0] * xs).flatten(1).sum(1) / mass)
+    ang = torch.atan2(
+        (out[:, 0] * ys).flatten(1).sum(1) / mass, (out[:, 0] * xs).flatten(1).sum(1) / mass
+    )
     assert ang.abs().max() <= math.radians(15.5) and ang.abs().max() > math.radians(10)
 
 

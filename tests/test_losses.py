@@ -18,8 +18,9 @@ def _batch(n: int, c: int, seed: int, scale: float) -> tuple[torch.Tensor, torch
     return logits, torch.randint(0, c, (n,), generator=g)
 
 
-batches = st.builds(_batch, st.integers(1, 8), st.integers(2, 7), st.integers(0, 2**31 - 1),
-                    st.floats(0.01, 30.0))
+batches = st.builds(
+    _batch, st.integers(1, 8), st.integers(2, 7), st.integers(0, 2**31 - 1), st.floats(0.01, 30.0)
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -42,8 +43,9 @@ def test_focal_never_exceeds_cross_entropy(batch, gamma: float) -> None:
 def test_gamma_zero_with_alpha_is_weighted_cross_entropy() -> None:
     logits, target = _batch(6, 4, seed=1, scale=2.0)
     alpha = [0.5, 2.0, 1.0, 3.0]
-    ce_sum = F.cross_entropy(logits, target, weight=torch.tensor(alpha, dtype=torch.float64),
-                             reduction="sum")
+    ce_sum = F.cross_entropy(
+        logits, target, weight=torch.tensor(alpha, dtype=torch.float64), reduction="sum"
+    )
     torch.testing.assert_close(FocalLoss(0.0, alpha, reduction="sum")(logits, target), ce_sum)
     # "mean" divides by N, not by the sum of the weights as torch's weighted CE does.
     torch.testing.assert_close(FocalLoss(0.0, alpha)(logits, target), ce_sum / 6)
@@ -62,8 +64,9 @@ def test_matches_per_sample_formula() -> None:
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 def test_gradient_finite_for_extreme_logits(gamma: float) -> None:
-    logits = torch.tensor([[1e4, -1e4, 0.0], [1e4, -1e4, 0.0], [-50.0, 80.0, 3.0]],
-                          requires_grad=True)
+    logits = torch.tensor(
+        [[1e4, -1e4, 0.0], [1e4, -1e4, 0.0], [-50.0, 80.0, 3.0]], requires_grad=True
+    )
     target = torch.tensor([0, 1, 2])  # certain-right, certain-wrong, wrong
     loss = FocalLoss(gamma=gamma, alpha=[1.0, 2.0, 0.5])(logits, target)
     loss.backward()
@@ -75,14 +78,17 @@ def test_alpha_buffer_follows_module_and_is_not_saved() -> None:
     assert loss.alpha.dtype == torch.float64 and "alpha" not in loss.state_dict()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"gamma": -1.0}, "gamma"),
-    ({"gamma": float("nan")}, "gamma"),
-    ({"alpha": [1.0, -0.5]}, ">= 0"),
-    ({"alpha": -0.1}, ">= 0"),
-    ({"alpha": [[1.0, 2.0]]}, "1-D"),
-    ({"reduction": "avg"}, "reduction"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"gamma": -1.0}, "gamma"),
+        ({"gamma": float("nan")}, "gamma"),
+        ({"alpha": [1.0, -0.5]}, ">= 0"),
+        ({"alpha": -0.1}, ">= 0"),
+        ({"alpha": [[1.0, 2.0]]}, "1-D"),
+        ({"reduction": "avg"}, "reduction"),
+    ],
+)
 def test_invalid_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         FocalLoss(**kwargs)

@@ -26,8 +26,7 @@ from apexmer.models import (
 from apexmer.models.weights import read_state_dict
 
 FULL = ("resnet50", "resnext50_32x4d", "seresnext50_32x4d")
-COUNTS_5 = {"resnet50": 23_518_277, "resnext50_32x4d": 22_990_149,
-            "seresnext50_32x4d": 25_521_141}
+COUNTS_5 = {"resnet50": 23_518_277, "resnext50_32x4d": 22_990_149, "seresnext50_32x4d": 25_521_141}
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
@@ -40,8 +39,12 @@ def expected_keys(layers: tuple[int, ...] = (3, 4, 6, 3), se: bool = False) -> l
             for c in (1, 2, 3):
                 keys += [f"{p}conv{c}.weight", *(f"{p}bn{c}.{s}" for s in BN)]
             if se:
-                keys += [f"{p}se.fc1.weight", f"{p}se.fc1.bias", f"{p}se.fc2.weight",
-                         f"{p}se.fc2.bias"]
+                keys += [
+                    f"{p}se.fc1.weight",
+                    f"{p}se.fc1.bias",
+                    f"{p}se.fc2.weight",
+                    f"{p}se.fc2.bias",
+                ]
             if j == 0:
                 keys += [f"{p}downsample.0.weight", *(f"{p}downsample.1.{s}" for s in BN)]
     return [*keys, "fc.weight", "fc.bias"]
@@ -56,8 +59,14 @@ def fake_weights(name: str, num_classes: int) -> dict[str, torch.Tensor]:
     """A state dict shaped like ``name``'s (e.g. ImageNet weights), random values."""
     g = torch.Generator().manual_seed(0)
     sd = meta_model(name, num_classes).state_dict()
-    return {k: (torch.randn(v.shape, generator=g) if v.is_floating_point()
-                else torch.zeros(v.shape, dtype=v.dtype)) for k, v in sd.items()}
+    return {
+        k: (
+            torch.randn(v.shape, generator=g)
+            if v.is_floating_point()
+            else torch.zeros(v.shape, dtype=v.dtype)
+        )
+        for k, v in sd.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +81,7 @@ def resnet50_imagenet_file(tmp_path_factory: pytest.TempPathFactory):
 
 # ---- architecture -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", FULL)
 def test_parameter_counts_match_paper(name: str) -> None:
     assert count_parameters(meta_model(name)) == COUNTS_5[name]
@@ -84,8 +94,9 @@ def test_describe_models_and_tiny_variant() -> None:
     assert rows["seresnext_tiny"] < 500_000
 
 
-@pytest.mark.parametrize("name,se", [("resnet50", False), ("resnext50_32x4d", False),
-                                     ("seresnext50_32x4d", True)])
+@pytest.mark.parametrize(
+    "name,se", [("resnet50", False), ("resnext50_32x4d", False), ("seresnext50_32x4d", True)]
+)
 def test_state_dict_names_follow_torchvision_and_timm(name: str, se: bool) -> None:
     sd = meta_model(name).state_dict()
     assert list(sd) == expected_keys(se=se)
@@ -190,6 +201,7 @@ def test_register_twice_is_refused() -> None:
 
 # ---- weights ----------------------------------------------------------------------------
 
+
 def test_imagenet_file_loads_strictly_and_head_is_replaced(resnet50_imagenet_file) -> None:
     path, sd = resnet50_imagenet_file
     model = create_model("resnet50", num_classes=5)
@@ -198,8 +210,12 @@ def test_imagenet_file_loads_strictly_and_head_is_replaced(resnet50_imagenet_fil
     assert report.replaced_head == ["fc.weight", "fc.bias"]
     assert report.loaded == len(sd) - 2
     own = model.state_dict()
-    for key in ("conv1.weight", "layer1.0.conv2.weight", "layer4.2.bn3.running_var",
-                "layer1.0.downsample.1.running_mean"):
+    for key in (
+        "conv1.weight",
+        "layer1.0.conv2.weight",
+        "layer4.2.bn3.running_var",
+        "layer1.0.downsample.1.running_mean",
+    ):
         torch.testing.assert_close(own[key], sd[key])
     torch.testing.assert_close(model.fc.weight, fresh_fc)
 
@@ -216,8 +232,9 @@ def test_wrong_architecture_lists_keys_and_cause(resnet50_imagenet_file) -> None
     assert "looks like resnet50 but the model is seresnext50_32x4d" in msg
 
 
-@pytest.mark.parametrize("wrap", ["safetensors", "raw", "state_dict", "model",
-                                  "model_state_dict", "ddp"])
+@pytest.mark.parametrize(
+    "wrap", ["safetensors", "raw", "state_dict", "model", "model_state_dict", "ddp"]
+)
 def test_weight_formats_round_trip(tmp_path, wrap: str) -> None:
     src = create_model("seresnext_tiny")
     with torch.no_grad():
@@ -239,8 +256,9 @@ def test_weight_formats_round_trip(tmp_path, wrap: str) -> None:
 
 
 def test_create_model_with_pretrained_path_and_metadata(tmp_path) -> None:
-    path = save_weights(create_model("seresnext_tiny", num_classes=1000),
-                        tmp_path / "tiny.safetensors")
+    path = save_weights(
+        create_model("seresnext_tiny", num_classes=1000), tmp_path / "tiny.safetensors"
+    )
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -252,8 +270,11 @@ def test_create_model_with_pretrained_path_and_metadata(tmp_path) -> None:
 
 
 def test_old_files_without_num_batches_tracked_load(tmp_path) -> None:
-    sd = {k: v for k, v in create_model("seresnext_tiny").state_dict().items()
-          if not k.endswith("num_batches_tracked")}
+    sd = {
+        k: v
+        for k, v in create_model("seresnext_tiny").state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     torch.save(sd, tmp_path / "old.pt")
     assert load_pretrained(create_model("seresnext_tiny"), tmp_path / "old.pt").missing == []
 
@@ -264,7 +285,7 @@ def test_non_strict_reports_instead_of_raising(tmp_path) -> None:
     sd["extra.weight"] = torch.zeros(1)
     sd["layer1.0.conv1.weight"] = torch.zeros(1, 1, 1, 1)
     torch.save(sd, tmp_path / "w.pth")
-    with pytest.raises(WeightsError, match="extra.weight"):
+    with pytest.raises(WeightsError, match=r"extra\.weight"):
         load_pretrained(create_model("seresnext_tiny"), tmp_path / "w.pth")
     report = load_pretrained(create_model("seresnext_tiny"), tmp_path / "w.pth", strict=False)
     assert report.missing == ["layer1.0.se.fc1.bias"]
@@ -277,13 +298,16 @@ class _Payload:  # not a tensor: must never be unpickled
         return (print, ("unpickled!",))
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "no such weights file"),
-    (b"not a checkpoint", "not a PyTorch weights file"),
-    ("pickle", "Python objects"),
-    ("list", "not a state dict"),
-    ("mixed", "not tensors"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (None, "no such weights file"),
+        (b"not a checkpoint", "not a PyTorch weights file"),
+        ("pickle", "Python objects"),
+        ("list", "not a state dict"),
+        ("mixed", "not tensors"),
+    ],
+)
 def test_bad_files_raise_weights_error(tmp_path, content, match: str) -> None:
     path = tmp_path / "w.pth"
     if isinstance(content, bytes):
@@ -307,6 +331,7 @@ def test_bad_safetensors_file(tmp_path) -> None:
 
 
 # ---- CLI --------------------------------------------------------------------------------
+
 
 def test_cli_models_json_and_table() -> None:
     app = typer.Typer()

@@ -65,6 +65,9 @@ class TrainConfig(_Strict):
     channels_last: bool = False
     amp: Literal["none", "bf16"] = "none"
     device: str = "cpu"
+    # Folds trained together as one packed network (training/packed.py); 1 = off.
+    pack_folds: int = Field(1, ge=1)
+    compile: bool = False                             # torch.compile the training forward
 
 
 class EvalConfig(_Strict):

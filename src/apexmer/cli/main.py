@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Modules under apexmer.cli that define ``register(app)``; each owns its commands.
-COMMAND_MODULES = ("data", "preprocess", "models", "experiment", "inference", "bench")
+COMMAND_MODULES = ("data", "preprocess", "models", "experiment", "inference", "bench", "synth")
 
 
 def _version(value: bool) -> None:

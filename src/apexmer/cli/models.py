@@ -9,8 +9,9 @@ import typer
 
 def models(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {name, params}."),
-    num_classes: int = typer.Option(5, "--num-classes", min=1,
-                                    help="Classes of the head the counts include."),
+    num_classes: int = typer.Option(
+        5, "--num-classes", min=1, help="Classes of the head the counts include."
+    ),
 ) -> None:
     """List the networks (timm names) with their parameter counts."""
     from apexmer.models.registry import describe_models, model_info

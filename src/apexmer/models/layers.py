@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
-                   round_limit: float = 0.9) -> int:
+def make_divisible(
+    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
     """Round ``value`` to the nearest multiple of ``divisor`` (timm's rule, same results).
 
     The result is never below ``min_value`` (default ``divisor``) and, unless

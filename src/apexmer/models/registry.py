@@ -60,8 +60,9 @@ def _check_name(name: str) -> None:
         raise ApexmerError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
 
 
-def create_model(name: str, num_classes: int = 5, pretrained_path: str | Path | None = None,
-                 **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, num_classes: int = 5, pretrained_path: str | Path | None = None, **kwargs: Any
+) -> nn.Module:
     """Build a registered network, optionally loading weights from a local file.
 
     ``kwargs`` go to the ``ResNet`` constructor (e.g. ``drop_rate``, ``zero_init_last``).
@@ -94,9 +95,13 @@ def describe_models(num_classes: int = 5) -> list[dict[str, Any]]:
 
 def identify_state_dict(state_dict: dict[str, torch.Tensor]) -> list[str]:
     """Registered models whose keys and shapes (classifier aside) match ``state_dict``."""
+
     def signature(sd: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]:
-        return {(k, tuple(v.shape)) for k, v in sd.items()
-                if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+        return {
+            (k, tuple(v.shape))
+            for k, v in sd.items()
+            if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+        }
 
     target = signature(state_dict)
     matches = []
@@ -129,14 +134,22 @@ def resnext50_32x4d(num_classes: int = 5, **kwargs: Any) -> ResNet:
 @register_model
 def seresnext50_32x4d(num_classes: int = 5, **kwargs: Any) -> ResNet:
     """SE-ResNeXt-50 32x4d, SE r=16: the paper's network."""
-    args = dict(block=Bottleneck, layers=(3, 4, 6, 3), cardinality=32, base_width=4,
-                attn_layer=SEModule)
+    args = dict(
+        block=Bottleneck, layers=(3, 4, 6, 3), cardinality=32, base_width=4, attn_layer=SEModule
+    )
     return _create_resnet(num_classes, **dict(args, **kwargs))
 
 
 @register_model
 def seresnext_tiny(num_classes: int = 5, **kwargs: Any) -> ResNet:
     """Tiny SE-ResNeXt (same blocks, one per stage, narrow): for tests and smoke runs."""
-    args = dict(block=Bottleneck, layers=(1, 1, 1, 1), cardinality=4, base_width=16,
-                stem_width=16, channels=(16, 32, 64, 128), attn_layer=SEModule)
+    args = dict(
+        block=Bottleneck,
+        layers=(1, 1, 1, 1),
+        cardinality=4,
+        base_width=16,
+        stem_width=16,
+        channels=(16, 32, 64, 128),
+        attn_layer=SEModule,
+    )
     return _create_resnet(num_classes, **dict(args, **kwargs))

@@ -40,8 +40,9 @@ class Bottleneck(nn.Module):
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = norm_layer(width)
         self.act1 = act_layer(inplace=True)
-        self.conv2 = nn.Conv2d(width, width, kernel_size=3, stride=stride, padding=1,
-                               groups=cardinality, bias=False)
+        self.conv2 = nn.Conv2d(
+            width, width, kernel_size=3, stride=stride, padding=1, groups=cardinality, bias=False
+        )
         self.bn2 = norm_layer(width)
         self.act2 = act_layer(inplace=True)
         self.conv3 = nn.Conv2d(width, outplanes, kernel_size=1, bias=False)
@@ -67,8 +68,9 @@ class Bottleneck(nn.Module):
         return self.act3(x)
 
 
-def _downsample(inplanes: int, outplanes: int, stride: int,
-                norm_layer: type[nn.Module]) -> nn.Module:
+def _downsample(
+    inplanes: int, outplanes: int, stride: int, norm_layer: type[nn.Module]
+) -> nn.Module:
     # Sequential so the keys are downsample.0 (conv) and downsample.1 (bn), as in timm.
     return nn.Sequential(
         nn.Conv2d(inplanes, outplanes, kernel_size=1, stride=stride, bias=False),
@@ -101,19 +103,20 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(layers) != len(channels):
-            raise ValueError(f"layers {tuple(layers)} and channels {tuple(channels)} "
-                             "must have the same length (one entry per stage)")
+            raise ValueError(
+                f"layers {tuple(layers)} and channels {tuple(channels)} "
+                "must have the same length (one entry per stage)"
+            )
         self.num_classes = num_classes
         self.drop_rate = drop_rate
 
-        self.conv1 = nn.Conv2d(in_chans, stem_width, kernel_size=7, stride=2, padding=3,
-                               bias=False)
+        self.conv1 = nn.Conv2d(in_chans, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(stem_width)
         self.act1 = act_layer(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
         inplanes = stem_width
-        for i, (planes, depth) in enumerate(zip(channels, layers)):
+        for i, (planes, depth) in enumerate(zip(channels, layers, strict=True)):
             stride = 1 if i == 0 else 2
             outplanes = planes * block.expansion
             blocks = []
@@ -121,10 +124,19 @@ class ResNet(nn.Module):
                 downsample = None
                 if j == 0 and (stride != 1 or inplanes != outplanes):
                     downsample = _downsample(inplanes, outplanes, stride, norm_layer)
-                blocks.append(block(inplanes, planes, stride=stride if j == 0 else 1,
-                                    downsample=downsample, cardinality=cardinality,
-                                    base_width=base_width, act_layer=act_layer,
-                                    norm_layer=norm_layer, attn_layer=attn_layer))
+                blocks.append(
+                    block(
+                        inplanes,
+                        planes,
+                        stride=stride if j == 0 else 1,
+                        downsample=downsample,
+                        cardinality=cardinality,
+                        base_width=base_width,
+                        act_layer=act_layer,
+                        norm_layer=norm_layer,
+                        attn_layer=attn_layer,
+                    )
+                )
                 inplanes = outplanes
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
 
@@ -149,8 +161,11 @@ class ResNet(nn.Module):
         """Replace ``fc`` with a fresh head for ``num_classes`` (0 removes it)."""
         self.num_classes = num_classes
         device = self.conv1.weight.device
-        self.fc = (nn.Linear(self.num_features, num_classes, device=device)
-                   if num_classes > 0 else nn.Identity())
+        self.fc = (
+            nn.Linear(self.num_features, num_classes, device=device)
+            if num_classes > 0
+            else nn.Identity()
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)

@@ -38,12 +38,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a flat ``{name: tensor}`` from a local weights file (no model needed)."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file. Fix: give the path of a local "
-                           ".pth, .pt or .safetensors file (nothing is downloaded).")
-    if path.suffix == ".safetensors":
-        obj = _read_safetensors(path)
-    else:
-        obj = _read_torch(path)
+        raise WeightsError(
+            f"{path}: no such weights file. Fix: give the path of a local "
+            ".pth, .pt or .safetensors file (nothing is downloaded)."
+        )
+    obj = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
     return _strip_prefix(_unnest(obj, path))
 
 
@@ -54,8 +53,10 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc}). Fix: re-export "
-                           "it with safetensors.torch.save_file.") from exc
+        raise WeightsError(
+            f"{path}: not a readable safetensors file ({exc}). Fix: re-export "
+            "it with safetensors.torch.save_file."
+        ) from exc
 
 
 def _read_torch(path: Path) -> object:
@@ -68,12 +69,17 @@ def _read_torch(path: Path) -> object:
             raise WeightsError(
                 f"{path}: holds Python objects besides tensors, which are not loaded for "
                 f"safety ({reason}). Fix: save only the state dict, "
-                "torch.save(model.state_dict(), path), or convert it to .safetensors.") from exc
-        raise WeightsError(f"{path}: not a PyTorch weights file ({reason}). Fix: give a "
-                           ".pth, .pt or .safetensors file with a state dict.") from exc
+                "torch.save(model.state_dict(), path), or convert it to .safetensors."
+            ) from exc
+        raise WeightsError(
+            f"{path}: not a PyTorch weights file ({reason}). Fix: give a "
+            ".pth, .pt or .safetensors file with a state dict."
+        ) from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a PyTorch weights file ({exc}). Fix: give a .pth, "
-                           ".pt or .safetensors file with a state dict.") from exc
+        raise WeightsError(
+            f"{path}: not a PyTorch weights file ({exc}). Fix: give a .pth, "
+            ".pt or .safetensors file with a state dict."
+        ) from exc
 
 
 def _unpickler_reason(message: str) -> str:
@@ -93,12 +99,16 @@ def _unnest(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj:
-        raise WeightsError(f"{path}: holds {type(obj).__name__}, not a state dict. Fix: save "
-                           "model.state_dict() (or a dict with it under 'state_dict').")
+        raise WeightsError(
+            f"{path}: holds {type(obj).__name__}, not a state dict. Fix: save "
+            "model.state_dict() (or a dict with it under 'state_dict')."
+        )
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise WeightsError(f"{path}: entries that are not tensors: {_listing(bad)}. Fix: keep "
-                           f"the weights under one of {list(_NESTED_KEYS)} or save them alone.")
+        raise WeightsError(
+            f"{path}: entries that are not tensors: {_listing(bad)}. Fix: keep "
+            f"the weights under one of {list(_NESTED_KEYS)} or save them alone."
+        )
     return obj
 
 
@@ -125,15 +135,20 @@ def _likely_cause(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
     file_arch = identify_state_dict(sd)
     model_arch = _model_name(model) or type(model).__name__
     if file_arch and model_arch not in file_arch:
-        return (f"weights of a different architecture? this looks like {' / '.join(file_arch)} "
-                f"but the model is {model_arch}. Fix: create the model named like the file, "
-                "or use weights for this model.")
-    return ("the file may be from another library's variant (other key names) or a modified "
-            "network. Fix: use weights saved from this network, or load with strict=False.")
+        return (
+            f"weights of a different architecture? this looks like {' / '.join(file_arch)} "
+            f"but the model is {model_arch}. Fix: create the model named like the file, "
+            "or use weights for this model."
+        )
+    return (
+        "the file may be from another library's variant (other key names) or a modified "
+        "network. Fix: use weights saved from this network, or load with strict=False."
+    )
 
 
-def load_pretrained(model: nn.Module, path: str | Path, strict: bool = True,
-                    classifier: str = "fc") -> LoadReport:
+def load_pretrained(
+    model: nn.Module, path: str | Path, strict: bool = True, classifier: str = "fc"
+) -> LoadReport:
     """Load a local weights file into ``model`` in place.
 
     The classifier (``fc.weight``, ``fc.bias``) is skipped when its shape differs, so the
@@ -150,24 +165,44 @@ def load_pretrained(model: nn.Module, path: str | Path, strict: bool = True,
     # Swapping in a fresh head: the whole classifier goes, never half of it.
     if replaced:
         replaced = [k for k in sd if k.startswith(head)]
-    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")
-               and k not in replaced]
+    missing = [
+        k
+        for k in own
+        if k not in sd and not k.endswith("num_batches_tracked") and k not in replaced
+    ]
     unexpected = [k for k in sd if k not in own and k not in replaced]
-    mismatched = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in sd
-                  if k in own and k not in replaced and sd[k].shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sd
+        if k in own and k not in replaced and sd[k].shape != own[k].shape
+    ]
 
     if strict and (missing or unexpected or mismatched):
-        parts = [f"{name} keys: {_listing(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected),
-                  ("shape-mismatched", mismatched)) if keys]
-        raise WeightsError(f"{path}: does not fit the network; " + "; ".join(parts) + ". Likely "
-                           f"cause: {_likely_cause(model, sd)}")
+        parts = [
+            f"{name} keys: {_listing(keys)}"
+            for name, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape-mismatched", mismatched),
+            )
+            if keys
+        ]
+        raise WeightsError(
+            f"{path}: does not fit the network; " + "; ".join(parts) + ". Likely "
+            f"cause: {_likely_cause(model, sd)}"
+        )
 
     skip = set(replaced) | {m.split(" ")[0] for m in mismatched}
     to_load = {k: v for k, v in sd.items() if k in own and k not in skip}
     model.load_state_dict(to_load, strict=False)
-    return LoadReport(path=str(path), loaded=len(to_load), replaced_head=replaced,
-                      missing=missing, unexpected=unexpected, mismatched=mismatched)
+    return LoadReport(
+        path=str(path),
+        loaded=len(to_load),
+        replaced_head=replaced,
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=mismatched,
+    )
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -176,8 +211,9 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise WeightsError(f"{path}: save_weights writes safetensors. Fix: name the file "
-                           "*.safetensors.")
+        raise WeightsError(
+            f"{path}: save_weights writes safetensors. Fix: name the file *.safetensors."
+        )
     info = getattr(model, "model_info", None)
     metadata = {"format": "pt"}
     if info is not None:

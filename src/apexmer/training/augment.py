@@ -36,18 +36,22 @@ class AugmentConfig:
         for name in ("grayscale_p", "hflip_p", "rotation_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"augmentation {name} must be a probability in [0, 1], "
-                                  f"got {value!r}")
+                raise ConfigError(
+                    f"augmentation {name} must be a probability in [0, 1], got {value!r}"
+                )
         if not 0.0 <= self.rotation_deg <= 180.0:
-            raise ConfigError(f"augmentation rotation_deg must be in [0, 180], "
-                              f"got {self.rotation_deg!r}")
+            raise ConfigError(
+                f"augmentation rotation_deg must be in [0, 180], got {self.rotation_deg!r}"
+            )
         if self.channel_order not in ("rgb", "bgr"):
-            raise ConfigError(f"augmentation channel_order must be 'rgb' or 'bgr', "
-                              f"got {self.channel_order!r}")
+            raise ConfigError(
+                f"augmentation channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}"
+            )
 
 
-def augment_batch(x: torch.Tensor, config: AugmentConfig | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, config: AugmentConfig | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Randomly grayscale, flip and rotate each image of ``x`` (B, C, H, W); returns a new
     tensor of the same shape and dtype. ``generator`` (on the CPU or ``x``'s device) makes it
     deterministic; None uses torch's global RNG."""
@@ -55,8 +59,9 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig | None = None,
         raise TypeError("augment_batch takes (x, config, generator), in that order")
     config = config or AugmentConfig()
     if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"augment_batch expects a float (B, C, H, W) batch, got "
-                         f"{x.dtype} {tuple(x.shape)}")
+        raise ValueError(
+            f"augment_batch expects a float (B, C, H, W) batch, got {x.dtype} {tuple(x.shape)}"
+        )
     b = x.shape[0]
     # Draw every random number up front in a fixed order: the result depends on the seed only.
     device = generator.device if generator is not None else x.device
@@ -94,6 +99,5 @@ def rotate_batch(x: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> to
     theta[:, 1, 0], theta[:, 1, 1] = sin * (w / h), cos
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
     # grid_sample pads with zeros: shift by the fill value so uncovered corners get it.
-    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=False)
+    out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill

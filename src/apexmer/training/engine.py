@@ -116,7 +116,7 @@ def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += float(loss) * len(idx)
+        total_loss += float(loss.detach()) * len(idx)
         correct += int((logits.argmax(1) == yb).sum())
         seen += len(idx)
     return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
@@ -154,8 +154,10 @@ def fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classe
     order_gen = torch.Generator().manual_seed(seed + 1)
     aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device
     result = FitResult(model=model)
+    # The compiled module shares the parameters; the plain one is returned and predicts.
+    step_model = torch.compile(model) if config.train.compile else model
     for epoch in range(1, config.train.epochs + 1):
-        row = {"epoch": epoch, **train_one_epoch(model, x_train, y_train, loss_fn, optimizer,
+        row = {"epoch": epoch, **train_one_epoch(step_model, x_train, y_train, loss_fn, optimizer,
                                                  config, order_gen, aug_gen)}
         if x_eval is not None:
             result.eval_probs.append(predict_proba(model, x_eval, config))

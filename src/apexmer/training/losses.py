@@ -30,15 +30,19 @@ class FocalLoss(nn.Module):
 
     alpha: torch.Tensor | None
 
-    def __init__(self, gamma: float = 2.0,
-                 alpha: float | Sequence[float] | torch.Tensor | None = None,
-                 reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: float | Sequence[float] | torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
             raise ConfigError(f"FocalLoss gamma must be a finite number >= 0, got {gamma!r}")
         if reduction not in _REDUCTIONS:
-            raise ConfigError(f"FocalLoss reduction must be one of {_REDUCTIONS}, "
-                              f"got {reduction!r}")
+            raise ConfigError(
+                f"FocalLoss reduction must be one of {_REDUCTIONS}, got {reduction!r}"
+            )
         self.gamma = float(gamma)
         self.reduction = reduction
         self.register_buffer("alpha", _check_alpha(alpha), persistent=False)
@@ -46,13 +50,17 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``logits`` (N, C) float, ``target`` (N,) class indices -> loss (scalar or (N,))."""
         if logits.ndim != 2 or target.shape != logits.shape[:1]:
-            raise ValueError(f"FocalLoss expects logits (N, C) and target (N,), got "
-                             f"{tuple(logits.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"FocalLoss expects logits (N, C) and target (N,), got "
+                f"{tuple(logits.shape)} and {tuple(target.shape)}"
+            )
         num_classes = logits.shape[1]
         target = target.long()
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
-            raise ValueError(f"FocalLoss target out of range [0, {num_classes}): "
-                             f"min {int(target.min())}, max {int(target.max())}")
+            raise ValueError(
+                f"FocalLoss target out of range [0, {num_classes}): "
+                f"min {int(target.min())}, max {int(target.max())}"
+            )
         # log_softmax keeps log p_t finite for extreme logits (softmax then log would not).
         logp_t = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)  # (N,)
         loss = -logp_t
@@ -65,8 +73,10 @@ class FocalLoss(nn.Module):
             if self.alpha.ndim == 0:
                 loss = self.alpha * loss
             elif self.alpha.numel() != num_classes:
-                raise ConfigError(f"FocalLoss alpha has {self.alpha.numel()} entries but the "
-                                  f"logits have {num_classes} classes; give one per class")
+                raise ConfigError(
+                    f"FocalLoss alpha has {self.alpha.numel()} entries but the "
+                    f"logits have {num_classes} classes; give one per class"
+                )
             else:
                 loss = self.alpha.to(loss.dtype)[target] * loss
         if self.reduction == "mean":
@@ -88,15 +98,18 @@ def _check_alpha(alpha: float | Sequence[float] | torch.Tensor | None) -> torch.
     else:
         tensor = torch.as_tensor(alpha, dtype=torch.float32).detach().clone()
         if tensor.ndim != 1 or tensor.numel() == 0:
-            raise ConfigError(f"FocalLoss alpha must be a float or a 1-D list with one weight "
-                              f"per class, got shape {tuple(tensor.shape)}")
+            raise ConfigError(
+                f"FocalLoss alpha must be a float or a 1-D list with one weight "
+                f"per class, got shape {tuple(tensor.shape)}"
+            )
     if not torch.isfinite(tensor).all() or (tensor < 0).any():
         raise ConfigError(f"FocalLoss alpha must be finite and >= 0, got {tensor.tolist()}")
     return tensor.float()
 
 
-def class_balanced_alpha(counts: Sequence[int] | torch.Tensor,
-                         beta: float | None = None) -> torch.Tensor:
+def class_balanced_alpha(
+    counts: Sequence[int] | torch.Tensor, beta: float | None = None
+) -> torch.Tensor:
     """Per-class weights from training-set class counts, normalised to mean 1.
 
     ``beta=None``: inverse frequency, 1 / n_k. ``beta`` in [0, 1): inverse effective number

@@ -1,0 +1,376 @@
+"""Fold packing: train k LOSO folds at once as ONE grouped network on one device.
+
+Why module replacement (the primary design) rather than the alternatives:
+
+- ``torch.func.functional_call`` + ``vmap`` over stacked weights needs BatchNorm running
+  statistics as batched in-place buffers (vmap refuses in-place updates of unbatched
+  buffers) and a per-fold batch size that vmap cannot express (tail batches differ).
+- CUDA streams or one process per fold keep k copies of every kernel launch: at the
+  paper's batch of 2 a GPU runs SE-ResNeXt-50 launch-bound, so k streams hardly overlap.
+- Packing turns k networks into one whose every layer is k times wider and k times more
+  grouped: ``Conv2d(in, out, groups=g)`` -> ``Conv2d(k*in, k*out, groups=k*g)`` (weights
+  concatenated on dim 0), ``BatchNorm2d(C)`` -> ``BatchNorm2d(k*C)`` (per-channel stats are
+  per-fold stats), the classifier -> ``PackedLinear`` (per-fold logits). Pooling, ReLU,
+  SE scaling and the residual add are per channel, so fold f's channels only ever see fold
+  f's input. One launch does the work of k: the kernel count per step is that of a single
+  model. Fold f's batch sits in input channels ``[3f, 3f+3)``.
+
+Each fold is trained exactly as ``engine.fit`` would train it alone: its own seed
+(initial weights), order generator (seed+1), augmentation generator (seed+2), batch size,
+trailing-batch-of-one rule, loss (its own class-balanced alpha) and number of optimizer
+steps. The loss is the sum of the folds' losses, so each fold's parameters get exactly its
+own gradient. Adam's bias correction is per fold (``PackedOptimizer`` keeps one step count
+per fold). When folds are at different points (one fold's epoch has ended, or its tail
+batch has another size) only the folds with a batch of the same size are *active* in a
+sub-step: inactive folds get zero input, their BatchNorm running stats are restored and
+the optimizer leaves their parameters and moments untouched. Results agree with
+sequential ``fit`` up to float rounding (grouped kernels sum in another order).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from apexmer.config import Config
+from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
+from apexmer.training.augment import augment_batch
+from apexmer.training.engine import (
+    EpochCallback,
+    FitResult,
+    autocast,
+    batches,
+    build_loss,
+    build_model,
+    normalize,
+    predict_proba,
+    to_input,
+)
+
+
+class PackedLinear(nn.Module):
+    """k independent classifiers: ``(B, k*F)`` -> per-fold logits ``(B, k, C)``."""
+
+    def __init__(self, k: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.k = k
+        self.weight = nn.Parameter(torch.empty(k, out_features, in_features))  # (k, C, F)
+        self.bias = nn.Parameter(torch.zeros(k, out_features))  # (k, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.k, -1)  # (B, k, F)
+        return torch.einsum("bkf,kcf->bkc", x, self.weight) + self.bias  # (B, k, C)
+
+
+class PackedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over k*C channels that can leave inactive folds' running stats untouched.
+
+    ``fold_batches`` (k,) counts training batches per fold (the per-fold
+    ``num_batches_tracked``). ``active`` (k,) bool, set by the trainer, marks the folds whose
+    input is real in the current training step.
+    """
+
+    fold_batches: torch.Tensor
+
+    def __init__(self, k: int, num_features: int, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self.k = k
+        self.register_buffer("fold_batches", torch.zeros(k, dtype=torch.long))
+        self.active: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.track_running_stats):
+            return super().forward(x)
+        if self.active is None:  # every fold has real input: plain BatchNorm
+            self.fold_batches += 1
+            return super().forward(x)
+        # Update copies (autograd saves them), then take only the active folds' channels.
+        mean, var = self.running_mean.clone(), self.running_var.clone()
+        out = F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum,
+                           self.eps)
+        take = self.active.repeat_interleave(self.num_features // self.k)  # (k*C,)
+        with torch.no_grad():
+            self.running_mean.copy_(torch.where(take, mean, self.running_mean))
+            self.running_var.copy_(torch.where(take, var, self.running_var))
+            self.fold_batches += self.active.long()
+        return out
+
+
+def _cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach() for t in tensors], dim=0)
+
+
+def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
+    """The packed replacement of k same-shaped leaf modules (None: leave it as is)."""
+    k, m = len(mods), mods[0]
+    if isinstance(m, nn.Conv2d):
+        new = nn.Conv2d(k * m.in_channels, k * m.out_channels, m.kernel_size, m.stride,
+                        m.padding, m.dilation, groups=k * m.groups, bias=m.bias is not None,
+                        padding_mode=m.padding_mode, device=m.weight.device,
+                        dtype=m.weight.dtype)
+        with torch.no_grad():
+            new.weight.copy_(_cat([x.weight for x in mods]))  # (k*out, in/g, kh, kw)
+            if m.bias is not None:
+                new.bias.copy_(_cat([x.bias for x in mods]))
+        return new
+    if isinstance(m, nn.BatchNorm2d):
+        if m.momentum is None:
+            raise ValueError("fold packing needs BatchNorm with a fixed momentum "
+                             "(momentum=None averages over a shared batch count)")
+        new = PackedBatchNorm2d(k, k * m.num_features, eps=m.eps, momentum=m.momentum,
+                                affine=m.affine, track_running_stats=m.track_running_stats,
+                                device=m.running_mean.device if m.running_mean is not None
+                                else None)
+        with torch.no_grad():
+            if m.affine:
+                new.weight.copy_(_cat([x.weight for x in mods]))
+                new.bias.copy_(_cat([x.bias for x in mods]))
+            if m.track_running_stats:
+                new.running_mean.copy_(_cat([x.running_mean for x in mods]))
+                new.running_var.copy_(_cat([x.running_var for x in mods]))
+                new.fold_batches.copy_(torch.stack([x.num_batches_tracked for x in mods]))
+        return new
+    if isinstance(m, nn.Linear):
+        new = PackedLinear(k, m.in_features, m.out_features).to(m.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(torch.stack([x.weight.detach() for x in mods]))
+            if m.bias is not None:
+                new.bias.copy_(torch.stack([x.bias.detach() for x in mods]))
+        return new
+    if any(True for _ in m.parameters(recurse=False)) or any(
+            True for _ in m.buffers(recurse=False)):
+        raise ValueError(f"fold packing does not know how to pack {type(m).__name__}; "
+                         "only Conv2d, BatchNorm2d, Linear and parameter-free modules")
+    return None
+
+
+def pack_models(models: Sequence[nn.Module]) -> nn.Module:
+    """One network computing all k models at once: input ``(B, 3k, H, W)``, output
+    ``(B, k, C)``. The models must share one architecture; they are not modified."""
+    if not models:
+        raise ValueError("pack_models needs at least one model")
+    if getattr(models[0], "drop_rate", 0.0):
+        raise ValueError("fold packing cannot reproduce per-fold dropout draws; "
+                         "use drop_rate=0 or pack_folds=1")
+    packed = copy.deepcopy(models[0])
+    named = [dict(m.named_modules()) for m in models]
+    for name, module in list(models[0].named_modules()):
+        if name == "" or any(True for _ in module.children()):
+            continue
+        new = _pack_module([n[name] for n in named])
+        if new is not None:
+            parent_name, _, attr = name.rpartition(".")
+            parent = packed.get_submodule(parent_name) if parent_name else packed
+            setattr(parent, attr, new)
+    packed.pack_k = len(models)
+    return packed
+
+
+def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
+    """The k ordinary state dicts inside ``packed`` (the inverse of ``pack_models``)."""
+    states: list[dict[str, torch.Tensor]] = [{} for _ in range(k)]
+    for name, module in packed.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, PackedLinear):
+            for f in range(k):
+                states[f][prefix + "weight"] = module.weight.detach()[f].clone()
+                states[f][prefix + "bias"] = module.bias.detach()[f].clone()
+            continue
+        for key, t in [*module.named_parameters(recurse=False),
+                       *module.named_buffers(recurse=False)]:
+            if key == "fold_batches":
+                continue
+            for f in range(k):
+                if key == "num_batches_tracked":
+                    states[f][prefix + key] = module.fold_batches[f].clone()
+                else:
+                    states[f][prefix + key] = t.detach().chunk(k, dim=0)[f].clone()
+    return states
+
+
+def set_active(packed: nn.Module, active: torch.Tensor | None) -> None:
+    """Mark which folds (k,) bool have real input in the next training forward."""
+    for m in packed.modules():
+        if isinstance(m, PackedBatchNorm2d):
+            m.active = active
+
+
+def _fold_rows(t: torch.Tensor, k: int) -> torch.Tensor:
+    """A packed parameter as (k, n): dim 0 of every packed tensor is fold-major."""
+    return t.view(k, -1)
+
+
+class PackedOptimizer:
+    """Adam / AdamW / SGD over packed parameters with per-fold step counts.
+
+    Same arithmetic as ``torch.optim.Adam`` (single-tensor path): moments are elementwise,
+    the bias corrections use each fold's own step count. ``step(active)`` updates the rows
+    of the active folds only; the others keep parameters and moments bit for bit.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], k: int, config: Config) -> None:
+        o = config.optim
+        self.params = [p for p in params if p.requires_grad]
+        self.k, self.name, self.lr, self.wd = k, o.name, o.lr, o.weight_decay
+        self.momentum, self.betas, self.eps = o.momentum, (0.9, 0.999), 1e-8
+        self.steps = [0] * k
+        self.state = [{"m": torch.zeros_like(p), "v": torch.zeros_like(p)
+                       if o.name != "sgd" else None} for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: Sequence[int]) -> None:
+        rows = list(active)
+        for f in rows:
+            self.steps[f] += 1
+        full = len(rows) == self.k
+        dev = self.params[0].device
+        b1, b2 = self.betas
+        steps = [self.steps[f] for f in rows]
+        # Per-fold scalars (m, 1), computed in double as torch.optim.Adam does.
+        step_size = torch.tensor([self.lr / (1 - b1 ** s) for s in steps], device=dev)[:, None]
+        bc2_sqrt = torch.tensor([(1 - b2 ** s) ** 0.5 for s in steps], device=dev)[:, None]
+        index = None if full else torch.tensor(rows, device=dev)
+        for p, st in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            views = [_fold_rows(t, self.k) for t in (p, p.grad, st["m"])]
+            if st["v"] is not None:
+                views.append(_fold_rows(st["v"], self.k))
+            # Full: work in place on the views. Partial: on copies of the active rows.
+            work = views if full else [v.index_select(0, index) for v in views]
+            self._update(work, step_size, bc2_sqrt)
+            if not full:
+                for target, src in zip(views[:1] + views[2:], work[:1] + work[2:],
+                                       strict=True):
+                    target.index_copy_(0, index, src)
+
+    def _update(self, t: list[torch.Tensor], step_size: torch.Tensor,
+                bc2_sqrt: torch.Tensor) -> None:
+        p, g, m = t[0], t[1], t[2]
+        if self.name == "sgd":
+            if self.wd:
+                g = g.add(p, alpha=self.wd)
+            m.mul_(self.momentum).add_(g)  # buf starts at 0: first step gives buf = g
+            p.add_(m, alpha=-self.lr)
+            return
+        v = t[3]
+        b1, b2 = self.betas
+        if self.name == "adamw":
+            p.mul_(1 - self.lr * self.wd)
+        elif self.wd:
+            g = g.add(p, alpha=self.wd)
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+        p.sub_(m / denom * step_size)
+
+
+@dataclass
+class FoldData:
+    """One fold's training set: uint8 images (N, 3, S, S), labels (N,), its seed."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    seed: int
+    x_eval: torch.Tensor | None = None  # oracle mode only
+
+
+def _epoch_plan(folds: Sequence[FoldData], batch_size: int,
+                gens: Sequence[torch.Generator]) -> list[list[torch.Tensor]]:
+    """Each fold's batch indices for one epoch, drawn from its own order generator."""
+    return [list(batches(len(fd.x), batch_size, g)) for fd, g in zip(folds, gens, strict=True)]
+
+
+def fit_packed(config: Config, folds: Sequence[FoldData], num_classes: int, *,
+               on_epoch: EpochCallback | None = None) -> list[FitResult]:
+    """``engine.fit`` for k folds at once; returns one ``FitResult`` per fold (ordinary
+    models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key."""
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    k, device = len(folds), config.train.device
+    models = [build_model(config, num_classes, fd.seed).to(device) for fd in folds]
+    packed = pack_models(models)
+    if config.train.channels_last:
+        packed = packed.to(memory_format=torch.channels_last)
+    forward = torch.compile(packed) if config.train.compile else packed
+    loss_fns = [build_loss(config, fd.y, num_classes).to(device) for fd in folds]
+    optimizer = PackedOptimizer(list(packed.parameters()), k, config)
+    order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
+    aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
+    aug = BatchAugmentConfig(**config.augment.model_dump())
+    results = [FitResult(model=m) for m in models]
+    for epoch in range(1, config.train.epochs + 1):
+        packed.train()
+        plan = _epoch_plan(folds, config.train.batch_size, order_gens)
+        total = torch.zeros(k, dtype=torch.float64, device=device)  # loss * batch size
+        correct = torch.zeros(k, dtype=torch.long, device=device)
+        seen = [0] * k
+        for t in range(max(len(p) for p in plan)):
+            sizes = {f: len(plan[f][t]) for f in range(k) if t < len(plan[f])}
+            for size in sorted(set(sizes.values()), reverse=True):
+                active = [f for f, s in sizes.items() if s == size]
+                _packed_step(forward, packed, folds, [plan[f][t] for f in active], active,
+                             loss_fns, optimizer, aug, aug_gens, config, total, correct)
+                for f in active:
+                    seen[f] += size
+        set_active(packed, None)
+        states = unpack(packed, k) if (config.eval.oracle or epoch == config.train.epochs) \
+            else None
+        for f in range(k):
+            row = {"epoch": epoch, "loss": float(total[f]) / max(seen[f], 1),
+                   "train_acc": int(correct[f]) / max(seen[f], 1)}
+            results[f].history.append(row)
+            if states is not None:
+                models[f].load_state_dict(states[f])
+                if folds[f].x_eval is not None:
+                    results[f].eval_probs.append(predict_proba(models[f], folds[f].x_eval,
+                                                               config))
+            if on_epoch is not None:
+                on_epoch({**row, "pack_index": f})
+    return results
+
+
+def _packed_step(forward: nn.Module, packed: nn.Module, folds: Sequence[FoldData],
+                 idxs: Sequence[torch.Tensor], active: Sequence[int],
+                 loss_fns: Sequence[nn.Module], optimizer: PackedOptimizer,
+                 aug: BatchAugmentConfig, aug_gens: Sequence[torch.Generator],
+                 config: Config, total: torch.Tensor, correct: torch.Tensor) -> None:
+    """One optimizer step for the ``active`` folds, all with batches of the same size."""
+    k, b = len(folds), len(idxs[0])
+    s = config.data.input_size
+    device = config.train.device
+    parts: list[torch.Tensor | None] = [None] * k
+    for f, idx in zip(active, idxs, strict=True):
+        xb = augment_batch(to_input(folds[f].x[idx], config), aug, aug_gens[f])
+        parts[f] = normalize(xb, config)  # (b, 3, S, S)
+    zeros = torch.zeros(b, 3, s, s, device=device)
+    x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, 3k, S, S)
+    if config.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mask = torch.zeros(k, dtype=torch.bool, device=device)
+    mask[list(active)] = True
+    set_active(packed, None if len(active) == k else mask)
+    with autocast(config):
+        logits = forward(x)  # (b, k, C)
+    logits = logits.float()
+    losses = []
+    for f, idx in zip(active, idxs, strict=True):
+        yb = folds[f].y[idx].to(device)
+        losses.append(loss_fns[f](logits[:, f], yb))
+        with torch.no_grad():
+            correct[f] += (logits[:, f].argmax(1) == yb).sum()
+    loss = torch.stack(losses)  # (m,) per-fold losses
+    optimizer.zero_grad()
+    loss.sum().backward()  # each fold's parameters get exactly its own gradient
+    optimizer.step(active)
+    with torch.no_grad():
+        total[list(active)] += loss.detach().double() * b

@@ -1,0 +1,170 @@
+"""Checkpoints: `apexmer train` end to end on a tiny cache, round trip, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from apexmer.cli.main import app
+from apexmer.config import load_config
+from apexmer.data.casme2 import read_casme2
+from apexmer.data.dataset import load_crop
+from apexmer.data.manifest import read_manifest
+from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
+from apexmer.errors import DataError, WeightsError
+from apexmer.inference import Predictor, crop_to_input
+from apexmer.models.registry import create_model
+from apexmer.preprocess.align import AlignConfig
+from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
+from apexmer.training.checkpoint import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from apexmer.training.engine import predict_proba
+from apexmer.training.deploy import train_deployable
+
+TINY = ["model.name=seresnext_tiny", "data.input_size=32", "train.epochs=2",
+        "train.batch_size=4", "train.threads=1"]
+
+
+def build_tiny_cache(root: Path) -> Path:
+    """2 subjects x 3 synthetic clips at 320x240, preprocessed to 64 px crops; the manifest."""
+    corpus = root / "corpus"
+    write_synthetic_corpus(corpus, subjects=2, clips_per_subject=3, size=(320, 240))
+    samples = read_casme2(corpus / CODING_NAME, root=corpus / FRAMES_DIR, classes="5class")
+    result = preprocess_corpus(samples, root / "cache",
+                               PreprocessConfig(align=AlignConfig(size=64)), workers=1)
+    assert result.n_ok >= 4, result.problems
+    return result.manifest
+
+
+def tiny_metadata(classes: list[str], input_size: int = 32, align: int = 64) -> dict:
+    return {"architecture": "seresnext_tiny", "classes": classes, "num_classes": len(classes),
+            "input_size": input_size, "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225], "frame": "apex",
+            "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict()}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cache(tmp_path_factory.mktemp("tinycache"))
+
+
+@pytest.fixture(scope="module")
+def trained(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    args = ["train", "--data", str(manifest), "--config", "demo", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "checkpoint:" in result.output
+    return out
+
+
+def test_train_writes_self_describing_checkpoint(trained: Path, manifest: Path) -> None:
+    assert (trained / "model.safetensors").is_file()
+    meta = read_metadata(trained)
+    on_disk = json.loads((trained / "model.json").read_text())
+    assert on_disk == meta
+    sample_set = read_manifest(manifest)
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["architecture"] == "seresnext_tiny"
+    assert meta["classes"] == list(sample_set.classes)
+    assert meta["num_classes"] == len(sample_set.classes)
+    assert meta["input_size"] == 32 and meta["frame"] == "apex"
+    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
+    settings = json.loads((manifest.parent / "preprocess.json").read_text())
+    assert meta["preprocess"] == settings["preprocess"]
+    assert meta["preprocess"]["align"]["size"] == 64
+    assert meta["config"]["train"]["epochs"] == 2
+    assert meta["coding_version"] == sample_set.coding_version
+    assert meta["package_version"] and meta["created"]
+    assert [row["epoch"] for row in meta["history"]] == [1, 2]
+    assert meta["training_data"]["n_samples"] == len(sample_set.samples)
+
+
+def test_trained_checkpoint_loads_from_folder_or_file(trained: Path) -> None:
+    model_a, meta_a = load_checkpoint(trained)
+    model_b, meta_b = load_checkpoint(trained / "model.safetensors")
+    assert meta_a == meta_b
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    cfg = load_config("demo", TINY)
+    assert np.array_equal(predict_proba(model_a, x, cfg), predict_proba(model_b, x, cfg))
+
+
+def test_round_trip_gives_identical_probabilities(manifest: Path, tmp_path: Path) -> None:
+    sample_set = read_manifest(manifest)
+    crops = torch.from_numpy(np.stack([load_crop(s.apex_path, 32) for s in sample_set]))
+    torch.manual_seed(3)
+    model = create_model("seresnext_tiny", num_classes=len(sample_set.classes)).eval()
+    # Non-trivial BatchNorm statistics, so the buffers must round-trip too.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    cfg = load_config("demo", TINY)
+    before = predict_proba(model, crops, cfg)
+    save_checkpoint(model, tiny_metadata(list(sample_set.classes)), tmp_path / "ck")
+    loaded, _ = load_checkpoint(tmp_path / "ck")
+    assert np.array_equal(before, predict_proba(loaded, crops, cfg))
+    # The Predictor's own path (crop -> resize -> RGB -> normalise) gives the same numbers.
+    predictor = Predictor.from_checkpoint(tmp_path / "ck")
+    bgr = [load_crop(s.apex_path, 64).transpose(1, 2, 0)[:, :, ::-1] for s in sample_set]
+    assert np.array_equal(before, predictor.predict_crops(bgr))
+
+
+def test_crop_to_input_matches_training_loader(manifest: Path) -> None:
+    import cv2
+
+    path = read_manifest(manifest).samples[0].apex_path
+    bgr = cv2.imread(str(path))
+    for size in (32, 64, 96):
+        assert np.array_equal(crop_to_input(bgr, size), load_crop(path, size))
+
+
+def test_missing_corrupt_and_unknown_version_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nowhere")
+    bad = tmp_path / "bad" / "model.safetensors"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x00garbage, not safetensors")
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_checkpoint(bad.parent)
+    model = create_model("seresnext_tiny", num_classes=2)
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(plain))
+    with pytest.raises(WeightsError, match="without apexmer metadata"):
+        load_checkpoint(plain)
+    future = tmp_path / "future.safetensors"
+    meta = {**tiny_metadata(["a", "b"]), "format_version": 99}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(future),
+              metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(WeightsError, match="format version 99"):
+        load_checkpoint(future)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
+    model = create_model("seresnext_tiny", num_classes=3)
+    path = save_checkpoint(model, tiny_metadata(["a", "b", "c"]), tmp_path)
+    meta = {**read_metadata(path), "num_classes": 2, "classes": ["a", "b"]}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_train_needs_preprocess_settings(manifest: Path, tmp_path: Path) -> None:
+    lone = tmp_path / "manifest.csv"
+    lone.write_text(manifest.read_text().replace("images/", str(manifest.parent) + "/images/"))
+    with pytest.raises(DataError, match=r"preprocess\.json"):
+        train_deployable(lone, load_config("demo", TINY), tmp_path / "out")
