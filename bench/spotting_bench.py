@@ -35,19 +35,26 @@ def base_frame() -> np.ndarray:
     return cv2.warpAffine(face, matrix, (640, 480), borderMode=cv2.BORDER_REFLECT)
 
 
-def make_clip(base: np.ndarray, centre: tuple[float, float], peak: int, n: int = 66,
-              amp: float = 4.0, width: float = 5.0, noise: float = 2.0,
-              seed: int = 0) -> list[np.ndarray]:
+def make_clip(
+    base: np.ndarray,
+    centre: tuple[float, float],
+    peak: int,
+    n: int = 66,
+    amp: float = 4.0,
+    width: float = 5.0,
+    noise: float = 2.0,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Frames 0..n-1: a bump of ``amp`` px upward motion around ``centre``, peak at ``peak``."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:base.shape[0], 0:base.shape[1]].astype(np.float32)
+    yy, xx = np.mgrid[0 : base.shape[0], 0 : base.shape[1]].astype(np.float32)
     bump = np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * 25.0**2))
     frames = []
     for t in range(n):
         a = amp * np.exp(-0.5 * ((t - peak) / width) ** 2)
-        moved = cv2.remap(base, xx, yy + a * bump, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
-        noisy = moved.astype(np.float32) + rng.normal(0, noise, moved.shape)
+        map_y = (yy + a * bump).astype(np.float32)
+        moved = cv2.remap(base, xx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        noisy = moved + noise * rng.standard_normal(moved.shape, dtype=np.float32)
         frames.append(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
     return frames
 
@@ -78,13 +85,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, f in enumerate(frames):
             cv2.imwrite(f"{tmp}/img{i + 1}.jpg", f)
-        t_disk, res_disk = timed(lambda: spot_clip(FolderFrames(tmp), detector=detector,
-                                                   config=onset_cfg))
+        t_disk, res_disk = timed(
+            lambda: spot_clip(FolderFrames(tmp), detector=detector, config=onset_cfg)
+        )
     print("speed, 66 frames 640x480, one core (best of 3)")
     print(f"  onset landmarks, frames in memory : {t_onset:.3f} s  apex {res.apex}")
     print(f"  onset landmarks, JPEG decode incl.: {t_disk:.3f} s  apex {res_disk.apex - 1}")
-    print(f"  per-frame landmarks, in memory    : {t_per:.3f} s  apex {res_per.apex}  "
-          f"({t_per / t_onset:.1f}x the onset-only time)")
+    print(
+        f"  per-frame landmarks, in memory    : {t_per:.3f} s  apex {res_per.apex}  "
+        f"({t_per / t_onset:.1f}x the onset-only time)"
+    )
 
     # accuracy of the pure core: |spotted - injected peak| over peaks and noise seeds
     boxes = roi_boxes(face.points, base.shape, onset_cfg.roi_size)
@@ -94,17 +104,28 @@ def main() -> None:
         for peak in (12, 25, 38, 50):
             for seed in range(3):
                 clip = make_clip(base, centre, peak, noise=noise, amp=2.0, seed=seed)
-                crops[peak, seed] = np.stack([
-                    np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[y:y + h, x:x + w]
-                              for x, y, w, h in boxes]) for f in clip]).astype(np.float32)
+                crops[peak, seed] = np.stack(
+                    [
+                        np.stack(
+                            [
+                                cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w]
+                                for x, y, w, h in boxes
+                            ]
+                        )
+                        for f in clip
+                    ]
+                ).astype(np.float32)
         for offset_term in (True, False):
             for blur in (0.0, 1.0, 2.0):
                 cfg = SpotConfig(offset_term=offset_term, blur=blur)
-                errors = [spot_apex(curve_from_crops(c, cfg)) - peak
-                          for (peak, _), c in crops.items()]
-                print(f"  noise {noise:.0f}  offset_term {offset_term!s:5}  blur {blur:.0f}: "
-                      f"mean |err| {np.mean(np.abs(errors)):.2f}  mean err "
-                      f"{np.mean(errors):+.2f}")
+                errors = [
+                    spot_apex(curve_from_crops(c, cfg)) - peak for (peak, _), c in crops.items()
+                ]
+                print(
+                    f"  noise {noise:.0f}  offset_term {offset_term!s:5}  blur {blur:.0f}: "
+                    f"mean |err| {np.mean(np.abs(errors)):.2f}  mean err "
+                    f"{np.mean(errors):+.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -29,29 +29,42 @@ from apexmer.training.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from apexmer.training.engine import predict_proba
 from apexmer.training.deploy import train_deployable
+from apexmer.training.engine import predict_proba
 
-TINY = ["model.name=seresnext_tiny", "data.input_size=32", "train.epochs=2",
-        "train.batch_size=4", "train.threads=1"]
+TINY = [
+    "model.name=seresnext_tiny",
+    "data.input_size=32",
+    "train.epochs=2",
+    "train.batch_size=4",
+    "train.threads=1",
+]
 
 
-def build_tiny_cache(root: Path) -> Path:
-    """2 subjects x 3 synthetic clips at 320x240, preprocessed to 64 px crops; the manifest."""
+def build_tiny_cache(root: Path, align: int = 64) -> Path:
+    """2 subjects x 3 synthetic clips at 320x240, preprocessed to ``align`` px crops; the
+    manifest."""
     corpus = root / "corpus"
     write_synthetic_corpus(corpus, subjects=2, clips_per_subject=3, size=(320, 240))
     samples = read_casme2(corpus / CODING_NAME, root=corpus / FRAMES_DIR, classes="5class")
-    result = preprocess_corpus(samples, root / "cache",
-                               PreprocessConfig(align=AlignConfig(size=64)), workers=1)
+    result = preprocess_corpus(
+        samples, root / "cache", PreprocessConfig(align=AlignConfig(size=align)), workers=1
+    )
     assert result.n_ok >= 4, result.problems
     return result.manifest
 
 
 def tiny_metadata(classes: list[str], input_size: int = 32, align: int = 64) -> dict:
-    return {"architecture": "seresnext_tiny", "classes": classes, "num_classes": len(classes),
-            "input_size": input_size, "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225], "frame": "apex",
-            "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict()}
+    return {
+        "architecture": "seresnext_tiny",
+        "classes": classes,
+        "num_classes": len(classes),
+        "input_size": input_size,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "frame": "apex",
+        "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +160,11 @@ def test_missing_corrupt_and_unknown_version_are_clear(tmp_path: Path) -> None:
         load_checkpoint(plain)
     future = tmp_path / "future.safetensors"
     meta = {**tiny_metadata(["a", "b"]), "format_version": 99}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(future),
-              metadata={METADATA_KEY: json.dumps(meta)})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(future),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
     with pytest.raises(WeightsError, match="format version 99"):
         load_checkpoint(future)
 
@@ -157,8 +173,11 @@ def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
     model = create_model("seresnext_tiny", num_classes=3)
     path = save_checkpoint(model, tiny_metadata(["a", "b", "c"]), tmp_path)
     meta = {**read_metadata(path), "num_classes": 2, "classes": ["a", "b"]}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={METADATA_KEY: json.dumps(meta)})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
     with pytest.raises(WeightsError, match="do not fit"):
         load_checkpoint(path)
 

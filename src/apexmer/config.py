@@ -26,6 +26,9 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     frame: Literal["apex", "mid", "onset"] = "apex"    # mid = the paper's "non-apex" frame
+    # "frame": the chosen frame's crop (the paper). "diff": that crop minus the onset crop,
+    # the onset-to-apex motion the field's later methods use (METHOD.md section 9).
+    input: Literal["frame", "diff"] = "frame"
     input_size: int = Field(224, ge=16, le=1024)
     mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, applied after /255
     std: tuple[float, float, float] = IMAGENET_STD

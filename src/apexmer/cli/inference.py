@@ -44,30 +44,44 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, list(set_))
 
         def on_epoch(row: dict) -> None:
-            typer.echo(f"epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
-                       f"train acc {row['train_acc']:.3f}", err=True)
+            typer.echo(
+                f"epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
+                f"train acc {row['train_acc']:.3f}",
+                err=True,
+            )
 
         meta = train_deployable(data, cfg, out, on_epoch=on_epoch)
         counts = ", ".join(f"{k} {v}" for k, v in meta["training_data"]["class_counts"].items())
-        typer.echo(f"trained {meta['architecture']} on {meta['training_data']['n_samples']} "
-                   f"samples ({counts})")
+        typer.echo(
+            f"trained {meta['architecture']} on {meta['training_data']['n_samples']} "
+            f"samples ({counts})"
+        )
         typer.echo(f"checkpoint: {meta['checkpoint']}")
 
     @app.command(context_settings={"allow_interspersed_args": True})
     def predict(
-        checkpoint: Path = typer.Option(..., "--checkpoint",
-                                        help="model folder from `apexmer train`, or its "
-                                             "model.safetensors"),
-        input_path: list[Path] = typer.Option(..., "--input_path", "--input-path",
-                                              help="video, frame folder, or folder of clips; "
-                                                   "several may follow one flag"),
-        more: list[Path] = typer.Argument(None, metavar="[PATH]...", show_default=False,
-                                          help="more inputs (so --input_path a b works)"),
-        output_path: Path | None = typer.Option(None, "--output_path", "--output-path",
-                                                help="CSV, one row per clip"),
+        checkpoint: Path = typer.Option(
+            ..., "--checkpoint", help="model folder from `apexmer train`, or its model.safetensors"
+        ),
+        input_path: list[Path] = typer.Option(
+            ...,
+            "--input_path",
+            "--input-path",
+            help="video, frame folder, or folder of clips; several may follow one flag",
+        ),
+        more: list[Path] = typer.Argument(
+            None,
+            metavar="PATH",
+            show_default=False,
+            help="more inputs (so --input_path a b works)",
+        ),
+        output_path: Path | None = typer.Option(
+            None, "--output_path", "--output-path", help="CSV, one row per clip"
+        ),
         device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
-        save_aligned: Path | None = typer.Option(None, "--save_aligned", "--save-aligned",
-                                                 help="folder for the aligned crops (PNG)"),
+        save_aligned: Path | None = typer.Option(
+            None, "--save_aligned", "--save-aligned", help="folder for the aligned crops (PNG)"
+        ),
         onset: int | None = typer.Option(None, "--onset", help="onset frame (default: first)"),
         offset: int | None = typer.Option(None, "--offset", help="offset frame (default: last)"),
         as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
@@ -81,8 +95,7 @@ def register(app: typer.Typer) -> None:
             # A missing path becomes an error row for that input, not an abort of all.
             clips.extend(find_clips(path) if path.exists() else [path])
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        results = predictor.predict_clips([str(c) for c in clips], onset, offset,
-                                          on_error="record")
+        results = predictor.predict_clips([str(c) for c in clips], onset, offset, on_error="record")
         table = predictor.to_frame(results)
         if output_path is not None:
             write_text(output_path, table.to_csv(index=False))
@@ -93,8 +106,10 @@ def register(app: typer.Typer) -> None:
         else:
             for r in results:
                 if r.ok:
-                    typer.echo(f"{r.input}: {r.label} ({r.confidence:.2f})  apex {r.apex} "
-                               f"[{r.onset}..{r.offset}]")
+                    typer.echo(
+                        f"{r.input}: {r.label} ({r.confidence:.2f})  apex {r.apex} "
+                        f"[{r.onset}..{r.offset}]"
+                    )
             if output_path is not None:
                 typer.echo(f"predictions: {output_path}")
         failed = [r for r in results if not r.ok]
@@ -106,28 +121,51 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="model folder or file"),
-        host: str = typer.Option("127.0.0.1", "--host", help="0.0.0.0 exposes it to the "
-                                 "network: only behind a proxy you trust"),
+        host: str = typer.Option(
+            "127.0.0.1",
+            "--host",
+            help="0.0.0.0 exposes it to the network: only behind a proxy you trust",
+        ),
         port: int = typer.Option(8000, "--port"),
         device: str = typer.Option("cpu", "--device"),
         workers: int = typer.Option(2, "--workers", help="clips processed at once"),
         max_upload_mb: float = typer.Option(50.0, "--max-upload-mb"),
         max_frames: int = typer.Option(600, "--max-frames"),
         max_duration: float = typer.Option(30.0, "--max-duration", help="seconds of video"),
+        threads: int | None = typer.Option(
+            None,
+            "--threads",
+            help="torch threads; default CPU cores / workers (more only oversubscribes)",
+        ),
     ) -> None:
         """Web page and JSON API: upload a clip, see apex, crop, curve and probabilities."""
         try:
             import uvicorn
         except ModuleNotFoundError:
-            raise ApexmerError("serving needs the serve extra. Fix: pip install "
-                               "'apexmer[serve]'") from None
+            raise ApexmerError(
+                "serving needs the serve extra. Fix: pip install 'apexmer[serve]'"
+            ) from None
+        import os
+
+        import torch
+
         from apexmer.inference import Predictor
         from apexmer.serving.app import ServeLimits, create_app
 
-        limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20),
-                             max_frames=max_frames, max_duration_s=max_duration,
-                             workers=workers)
+        # Concurrent requests each run a forward pass; torch's default (all cores per pass)
+        # makes them fight over the cores (20x slower measured on a busy 2-core machine).
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(1, workers)))
+
+        limits = ServeLimits(
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            max_frames=max_frames,
+            max_duration_s=max_duration,
+            workers=workers,
+        )
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        typer.echo(f"serving {predictor.metadata['architecture']} "
-                   f"({', '.join(predictor.classes)}) at http://{host}:{port}/", err=True)
+        typer.echo(
+            f"serving {predictor.metadata['architecture']} "
+            f"({', '.join(predictor.classes)}) at http://{host}:{port}/",
+            err=True,
+        )
         uvicorn.run(create_app(predictor, limits), host=host, port=port, log_level="info")

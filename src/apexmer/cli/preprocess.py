@@ -11,10 +11,14 @@ from tqdm import tqdm
 CORPUS_HELP = "casme2 | samm | smic | megc"
 
 
-def _spot_config(offset_term: bool, landmarks: str, lag: int):
+DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
+
+
+def _spot_config(offset_term: bool, landmarks: str, lag: int, denominator: str = "backward"):
     from apexmer.preprocess.spotting import SpotConfig
 
-    return SpotConfig(offset_term=offset_term, landmarks=landmarks, lag=lag)
+    return SpotConfig(offset_term=offset_term, landmarks=landmarks, lag=lag,
+                      denominator=denominator)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +31,7 @@ def register(app: typer.Typer) -> None:
                                          help="paper (on) or the authors' code (off)"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
+        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -36,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from apexmer.preprocess.spotting import spot_clip
 
         res = spot_clip(open_frames(frames), onset, offset, get_detector(detector),
-                        _spot_config(offset_term, landmarks, lag))
+                        _spot_config(offset_term, landmarks, lag, denominator))
         record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
         payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
         if as_json:
@@ -53,6 +58,7 @@ def register(app: typer.Typer) -> None:
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
+        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
         workers: int = typer.Option(1, "--workers"),
         out: Path | None = typer.Option(None, "--out", help="folder for errors.csv and "
                                         "the error-per-clip plot"),
@@ -65,7 +71,8 @@ def register(app: typer.Typer) -> None:
                                                   spotting_scores)
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
-        table = evaluate_spotting(samples, _spot_config(offset_term, landmarks, lag),
+        table = evaluate_spotting(samples,
+                                  _spot_config(offset_term, landmarks, lag, denominator),
                                   workers=workers)
         scores = spotting_scores(table["error"].to_list())
         if out is not None:
@@ -93,6 +100,10 @@ def register(app: typer.Typer) -> None:
         size: int = typer.Option(224, "--size", help="crop size in pixels"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
+        lag: int = typer.Option(3, "--lag"),
+        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        align_per: str = typer.Option("clip", "--align-per", help="clip: one transform per "
+                                      "clip from the apex frame | frame: each frame its own"),
         detector: str = typer.Option("dlib", "--detector"),
     ) -> None:
         """Spot, align and crop every sample; write manifest.csv and problems.csv."""
@@ -102,7 +113,8 @@ def register(app: typer.Typer) -> None:
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         config = PreprocessConfig(detector=detector, apex=apex,
-                                  spot=_spot_config(offset_term, landmarks, 3),
+                                  spot=_spot_config(offset_term, landmarks, lag, denominator),
+                                  align_per=align_per,
                                   align=AlignConfig(size=size))
         bar = SampleProgress()
         try:

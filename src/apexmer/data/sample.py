@@ -37,6 +37,11 @@ class Sample:
         """Unique id within a corpus: ``dataset/subject/clip``."""
         return f"{self.dataset}/{self.subject}/{self.clip}"
 
+    @property
+    def group(self) -> str:
+        """LOSO group: ``dataset/subject`` (subjects of different corpora never merge)."""
+        return f"{self.dataset}/{self.subject}"
+
     def with_(self, **changes: Any) -> Sample:
         return replace(self, **changes)
 

@@ -17,10 +17,8 @@ Run folder::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,63 +28,78 @@ import torch
 
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
-from apexmer.data.dataset import load_images
-from apexmer.data.manifest import read_manifest
-from apexmer.data.sample import Problem, Sample
+from apexmer.data.dataset import ManifestData, load_manifest_data
 from apexmer.errors import ApexmerError, DataError
 from apexmer.evaluation import metrics as M
-from apexmer.evaluation.splits import Fold, fold_diagnostics, loso_folds, subject_groups
+from apexmer.evaluation.splits import Fold, fold_diagnostics, loso_folds
 from apexmer.fileio import write_json, write_text
-from apexmer.training.engine import fit, predict_proba, seed_for
+from apexmer.training.engine import FitResult, fit, predict_proba, seed_for
 
 ProgressFn = Callable[[dict], None]
+EXECUTORS = ("local", "process", "ray")
 
 
-@dataclass
-class LosoData:
-    """Everything a fold needs, loaded once."""
-
-    samples: list[Sample]
-    images: torch.Tensor            # (N, 3, S, S) uint8 RGB
-    labels: torch.Tensor            # (N,) int64
-    classes: tuple[str, ...]
-    groups: list[str]               # "dataset/subject" per sample
-    coding_version: str
-    problems: list[Problem]
-    manifest: Path
-    digest: str                     # identifies the exact data the run used
-
-
-def prepare_data(manifest: str | Path, frame: str, size: int) -> LosoData:
-    """Read the manifest and load the chosen frame of every sample into memory."""
-    manifest = Path(manifest)
-    sample_set = read_manifest(manifest)
-    images, kept, problems = load_images(sample_set.samples, frame, size)
-    samples = [sample_set.samples[i] for i in kept]
-    if not samples:
-        raise DataError("no usable samples", file=manifest,
-                        fix="check the problems listed by `apexmer data summary "
-                            "--corpus manifest`")
-    labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
-    digest = hashlib.sha256()
-    for s in samples:
-        digest.update(f"{s.key}|{s.label}\n".encode())
-    digest.update(images.numpy().tobytes())
-    return LosoData(samples=samples, images=images, labels=labels, classes=sample_set.classes,
-                    groups=subject_groups(samples), coding_version=sample_set.coding_version,
-                    problems=[*sample_set.problems, *problems], manifest=manifest,
-                    digest=digest.hexdigest()[:16])
+# Everything a fold needs, loaded once (the same loader trains deployable models).
+LosoData = ManifestData
+prepare_data = load_manifest_data
 
 
 def train_fold(data: LosoData, fold: Fold, config: Config,
                on_epoch: ProgressFn | None = None) -> dict[str, Any]:
     """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
-    num_classes = len(data.classes)
     train_idx = torch.as_tensor(fold.train_idx)
-    test_idx = torch.as_tensor(fold.test_idx)
-    x_eval = data.images[test_idx] if config.eval.oracle else None
-    result = fit(config, data.images[train_idx], data.labels[train_idx], num_classes,
+    x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
+    result = fit(config, data.images[train_idx], data.labels[train_idx], len(data.classes),
                  seed=seed_for(config, fold.index), x_eval=x_eval, on_epoch=on_epoch)
+    return fold_result(data, fold, config, result)
+
+
+def train_fold_group(data: LosoData, folds: list[Fold], config: Config,
+                     on_epoch: ProgressFn | None = None) -> list[dict[str, Any]]:
+    """Train ``folds`` together as one packed network (``train.pack_folds``); the fold
+    dicts are those ``train_fold`` gives, up to float rounding. ``on_epoch`` rows carry
+    ``"fold"`` (the fold index)."""
+    if len(folds) == 1:
+        fold = folds[0]
+        def one(row: dict) -> None:
+            if on_epoch:
+                on_epoch({**row, "fold": fold.index})
+        return [train_fold(data, fold, config, on_epoch=one)]
+    from apexmer.training.packed import FoldData, fit_packed
+
+    fold_data = []
+    for fold in folds:
+        train_idx = torch.as_tensor(fold.train_idx)
+        x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
+        fold_data.append(FoldData(x=data.images[train_idx], y=data.labels[train_idx],
+                                  seed=seed_for(config, fold.index), x_eval=x_eval))
+
+    def packed_epoch(row: dict) -> None:
+        if on_epoch:
+            row = dict(row)
+            on_epoch({**row, "fold": folds[row.pop("pack_index")].index})
+
+    results = fit_packed(config, fold_data, len(data.classes), on_epoch=packed_epoch)
+    return [fold_result(data, fold, config, res)
+            for fold, res in zip(folds, results, strict=True)]
+
+
+def fold_groups(folds: list[Fold], todo: list[Fold], pack: int) -> list[list[Fold]]:
+    """Groups of ``pack`` consecutive folds of the WHOLE run, keeping those with a fold to
+    do. Fixed by the fold list, not by what is left: a resumed run packs each fold with the
+    same companions, so it repeats the uninterrupted run's arithmetic bit for bit."""
+    if pack <= 1:
+        return [[f] for f in todo]
+    wanted = {f.index for f in todo}
+    groups = [folds[i:i + pack] for i in range(0, len(folds), pack)]
+    return [g for g in groups if any(f.index in wanted for f in g)]
+
+
+def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult
+                ) -> dict[str, Any]:
+    """A trained fold's JSON-ready record: held-out probabilities, history, diagnostics."""
+    num_classes = len(data.classes)
+    test_idx = torch.as_tensor(fold.test_idx)
     y_test = data.labels[test_idx].numpy()
     if config.eval.oracle:
         # ORACLE: the epoch with the best accuracy on the held-out subject (labelled).
@@ -138,14 +151,17 @@ def fold_path(out: Path, fold: Fold) -> Path:
     return out / "folds" / f"fold_{fold.index:03d}.json"
 
 
-def run_folds_local(data: LosoData, folds: Iterable[Fold], config: Config,
+def run_folds_local(data: LosoData, groups: Iterable[list[Fold]], config: Config,
                     progress: ProgressFn | None = None) -> Iterable[dict[str, Any]]:
-    """The ``local`` executor: folds one after another in this process."""
-    for fold in folds:
-        def on_epoch(row: dict, fold: Fold = fold) -> None:
+    """The ``local`` executor: fold groups one after another in this process."""
+    names = {}
+    for group in groups:
+        names.update({f.index: f.name for f in group})
+
+        def on_epoch(row: dict) -> None:
             if progress:
-                progress({"event": "epoch", "fold": fold.index, "group": fold.name, **row})
-        yield train_fold(data, fold, config, on_epoch=on_epoch)
+                progress({"event": "epoch", "group": names[row["fold"]], **row})
+        yield from train_fold_group(data, group, config, on_epoch=on_epoch)
 
 
 def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
@@ -153,8 +169,10 @@ def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
              ray_address: str | None = None,
              progress: ProgressFn | None = None) -> dict[str, Any]:
     """Run (or resume) LOSO; write the run folder; return the summary."""
+    if executor not in EXECUTORS:
+        raise ApexmerError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     out = Path(out)
-    data = prepare_data(manifest, config.data.frame, config.data.input_size)
+    data = prepare_data(manifest, config.data.frame, config.data.input_size, config.data.input)
     folds = loso_folds(data.groups)
     if len(folds) < 2:
         raise DataError(f"LOSO needs at least 2 subjects, found {len(folds)}", file=manifest,
@@ -164,8 +182,12 @@ def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
     if progress:
         progress({"event": "start", "n_folds": len(folds), "done": len(folds) - len(todo),
                   "n_samples": len(data.samples)})
-    for result in execute(executor, data, todo, config, workers=workers,
+    groups = fold_groups(folds, todo, config.train.pack_folds)
+    wanted = {f.index for f in todo}
+    for result in execute(executor, data, groups, config, workers=workers,
                           ray_address=ray_address, progress=progress):
+        if result["fold"] not in wanted:  # a finished fold retrained with its pack: keep
+            continue                      # the file already written (same numbers)
         write_json(out / "folds" / f"fold_{result['fold']:03d}.json", result)
         if progress:
             progress({"event": "fold_done", "fold": result["fold"], "group": result["group"]})
@@ -174,15 +196,16 @@ def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
     return summary
 
 
-def execute(executor: str, data: LosoData, folds: list[Fold], config: Config, *,
+def execute(executor: str, data: LosoData, groups: list[list[Fold]], config: Config, *,
             workers: int | None, ray_address: str | None,
             progress: ProgressFn | None) -> Iterable[dict[str, Any]]:
-    """Dispatch folds to an executor; every executor yields finished fold dicts."""
+    """Dispatch fold groups (one fold each unless ``train.pack_folds`` > 1) to an
+    executor; every executor yields finished fold dicts."""
     if executor == "local":
-        return run_folds_local(data, folds, config, progress)
+        return run_folds_local(data, groups, config, progress)
     from apexmer.evaluation import executors  # process/ray live apart: heavier imports
 
-    return executors.run(executor, data, folds, config, workers=workers,
+    return executors.run(executor, data, groups, config, workers=workers,
                          ray_address=ray_address, progress=progress)
 
 

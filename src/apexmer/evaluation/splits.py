@@ -36,7 +36,7 @@ class Fold:
 
 def subject_groups(samples: Iterable[Sample]) -> list[str]:
     """LOSO groups, one per sample: ``"dataset/subject"``."""
-    return [f"{s.dataset}/{s.subject}" for s in samples]
+    return [s.group for s in samples]
 
 
 def loso_folds(groups: Sequence[str]) -> list[Fold]:

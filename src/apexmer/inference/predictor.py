@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from apexmer.config import build_config
+from apexmer.data.dataset import frame_difference, prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
 from apexmer.errors import ApexmerError, DataError
 from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
@@ -51,18 +52,19 @@ class ClipPrediction:
     input: str
     onset: int | None = None
     apex: int | None = None
-    apex_index: int | None = None          # index of the apex within onset..offset
+    apex_index: int | None = None  # index of the apex within onset..offset
     offset: int | None = None
-    frame: str = "apex"                    # the frame the network saw: apex | mid | onset
-    face_box: tuple[int, int, int, int] | None = None   # x, y, w, h on the apex frame
-    probs: np.ndarray | None = None        # (K,) softmax, class index order
+    frame: str = "apex"  # the frame the network saw: apex | mid | onset
+    face_box: tuple[int, int, int, int] | None = None  # x, y, w, h on the apex frame
+    probs: np.ndarray | None = None  # (K,) softmax, class index order
     label: str | None = None
     confidence: float | None = None
-    numbers: list[int] = field(default_factory=list)    # frame numbers onset..offset
-    curve: np.ndarray | None = None        # (T,) spotting score, NaN where skipped
-    crop: np.ndarray | None = None         # aligned crop the network saw, (S, S, 3) BGR
-    apex_crop: np.ndarray | None = None    # aligned apex crop, (S, S, 3) BGR
-    apex_frame: np.ndarray | None = None   # the full apex frame, (H, W, 3) BGR
+    numbers: list[int] = field(default_factory=list)  # frame numbers onset..offset
+    curve: np.ndarray | None = None  # (T,) spotting score, NaN where skipped
+    crop: np.ndarray | None = None  # aligned crop the network saw, (S, S, 3) BGR
+    apex_crop: np.ndarray | None = None  # aligned apex crop, (S, S, 3) BGR
+    apex_frame: np.ndarray | None = None  # the full apex frame, (H, W, 3) BGR
+    onset_crop: np.ndarray | None = None  # aligned onset crop (diff models subtract it)
     landmarks: FaceLandmarks | None = None  # on the apex frame
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     error: str | None = None
@@ -75,26 +77,25 @@ class ClipPrediction:
         """One flat DataFrame row (py-feat names for the face box)."""
         box = self.face_box or (None,) * 4
         probs = self.probs if self.probs is not None else [np.nan] * len(classes)
-        return {"input": self.input, "onset": self.onset, "apex": self.apex,
-                "apex_index": self.apex_index, "offset": self.offset,
-                **dict(zip(FACE_COLUMNS, box, strict=True)),
-                "pred_label": self.label,
-                "confidence": np.nan if self.confidence is None else self.confidence,
-                **{f"prob_{c}": float(p) for c, p in zip(classes, probs, strict=True)},
-                "frame": self.frame, "error": self.error}
+        return {
+            "input": self.input,
+            "onset": self.onset,
+            "apex": self.apex,
+            "apex_index": self.apex_index,
+            "offset": self.offset,
+            **dict(zip(FACE_COLUMNS, box, strict=True)),
+            "pred_label": self.label,
+            "confidence": np.nan if self.confidence is None else self.confidence,
+            **{f"prob_{c}": float(p) for c, p in zip(classes, probs, strict=True)},
+            "frame": self.frame,
+            "error": self.error,
+        }
 
 
 def crop_to_input(crop_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Aligned BGR crop ``(S, S, 3)`` -> RGB uint8 ``(3, size, size)``.
-
-    Must stay identical to ``apexmer.data.dataset.load_crop`` (training reads the same
-    crop from a lossless PNG): same interpolation rule, same BGR -> RGB flip.
-    """
-    image = crop_bgr
-    if image.shape[:2] != (size, size):
-        interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-        image = cv2.resize(image, (size, size), interpolation=interp)
-    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+    """Aligned BGR crop ``(S, S, 3)`` -> RGB uint8 ``(3, size, size)``, exactly as training
+    reads a crop (``apexmer.data.dataset.prepare_crop``)."""
+    return prepare_crop(crop_bgr, size)
 
 
 def find_clips(path: str | Path) -> list[Path]:
@@ -104,16 +105,26 @@ def find_clips(path: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise DataError("no such file or folder", file=path,
-                        fix="pass a video file, a folder of frames, or a folder of clips")
+        raise DataError(
+            "no such file or folder",
+            file=path,
+            fix="pass a video file, a folder of frames, or a folder of clips",
+        )
     entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
     if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
         return [path]
-    clips = [p for p in entries if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-             or (p.is_dir() and any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir()))]
+    clips = [
+        p
+        for p in entries
+        if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        or (p.is_dir() and any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir()))
+    ]
     if not clips:
-        raise DataError("holds no images, videos or frame folders", file=path,
-                        fix="pass a video file, a folder of frames, or a folder of clips")
+        raise DataError(
+            "holds no images, videos or frame folders",
+            file=path,
+            fix="pass a video file, a folder of frames, or a folder of clips",
+        )
     return clips
 
 
@@ -177,14 +188,28 @@ class _TimedDetector:
 def check_backend(name: str, source: str = "the checkpoint") -> None:
     """Raise a clear error when the landmark backend ``name`` is unknown or not installed."""
     if name not in DETECTORS:
-        raise ApexmerError(f"{source} was preprocessed with the landmark backend {name!r}, "
-                           f"which this installation does not have (it has: "
-                           f"{', '.join(sorted(DETECTORS))}). Fix: install the package that "
-                           f"provides it, or pass detector= to the Predictor")
+        raise ApexmerError(
+            f"{source} was preprocessed with the landmark backend {name!r}, "
+            f"which this installation does not have (it has: "
+            f"{', '.join(sorted(DETECTORS))}). Fix: install the package that "
+            f"provides it, or pass detector= to the Predictor"
+        )
     module, package = BACKEND_PACKAGES.get(name, (None, None))
     if module and importlib.util.find_spec(module) is None:
-        raise ApexmerError(f"{source} needs the {name!r} landmark backend, but the Python "
-                           f"module {module!r} is not installed. Fix: pip install {package}")
+        raise ApexmerError(
+            f"{source} needs the {name!r} landmark backend, but the Python "
+            f"module {module!r} is not installed. Fix: pip install {package}"
+        )
+
+
+def check_device(device: str) -> None:
+    """Raise a clear error for a CUDA device on a machine without one."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ApexmerError(
+            f"device {device!r} requested but CUDA is not available here. Fix: use --device cpu"
+        )
+    if not device.startswith(("cpu", "cuda", "mps")):
+        raise ApexmerError(f"unknown device {device!r}. Fix: use cpu, cuda or cuda:N")
 
 
 class Predictor:
@@ -195,28 +220,41 @@ class Predictor:
     passed in is used by every thread; then serialise calls yourself.
     """
 
-    def __init__(self, model: nn.Module, metadata: dict[str, Any], device: str = "cpu",
-                 detector: LandmarkDetector | None = None, source: str = "the checkpoint",
-                 max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        metadata: dict[str, Any],
+        device: str = "cpu",
+        detector: LandmarkDetector | None = None,
+        source: str = "the checkpoint",
+        max_frames: int | None = None,
+    ) -> None:
         self.metadata = metadata
         self.device = device
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
         self.input_size = int(metadata["input_size"])
         self.frame: str = metadata["frame"]
+        # "diff" models see frame minus onset (data.input), "frame" models the crop itself.
+        self.input_kind: str = (metadata.get("config") or {}).get("data", {}).get("input",
+                                                                                "frame")
         self.max_frames = max_frames
         # A new clip has no labelled apex: always the spotted one.
         self.preprocess = dataclasses.replace(
-            PreprocessConfig.from_dict(metadata["preprocess"]), apex="spotted")
+            PreprocessConfig.from_dict(metadata["preprocess"]), apex="spotted"
+        )
         # The training config carries normalisation and the eval batch size; inference runs
         # in float32 on the chosen device whatever the training run used.
         cfg = dict(metadata.get("config") or {})
-        cfg["data"] = {**cfg.get("data", {}), "mean": metadata["mean"], "std": metadata["std"],
-                       "input_size": self.input_size, "frame": self.frame}
+        cfg["data"] = {
+            **cfg.get("data", {}),
+            "mean": metadata["mean"],
+            "std": metadata["std"],
+            "input_size": self.input_size,
+            "frame": self.frame,
+        }
         cfg["train"] = {**cfg.get("train", {}), "device": device, "amp": "none"}
         self.config = build_config(cfg, source=source)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ApexmerError(f"device {device!r} requested but CUDA is not available. "
-                               "Fix: use --device cpu")
+        check_device(device)
         self.model = model.to(device).eval()
         if detector is None:
             check_backend(self.preprocess.detector, source)
@@ -224,19 +262,34 @@ class Predictor:
         self._local = threading.local()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu",
-                        detector: LandmarkDetector | None = None,
-                        max_frames: int | None = None) -> Predictor:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        detector: LandmarkDetector | None = None,
+        max_frames: int | None = None,
+    ) -> Predictor:
         """Load ``model.safetensors`` (or the folder holding it) for inference."""
+        check_device(device)
         model, metadata = load_checkpoint(path, device=device)
-        return cls(model, metadata, device=device, detector=detector, source=str(path),
-                   max_frames=max_frames)
+        return cls(
+            model,
+            metadata,
+            device=device,
+            detector=detector,
+            source=str(path),
+            max_frames=max_frames,
+        )
 
     # ------------------------------------------------------------ public API
 
-    def predict(self, source: Source | Sequence[Source], onset: int | None = None,
-                offset: int | None = None,
-                on_error: Literal["raise", "record"] | None = None) -> pd.DataFrame:
+    def predict(
+        self,
+        source: Source | Sequence[Source],
+        onset: int | None = None,
+        offset: int | None = None,
+        on_error: Literal["raise", "record"] | None = None,
+    ) -> pd.DataFrame:
         """One row per clip: frame numbers, face box, ``pred_label``, ``confidence``,
         ``prob_<class>``, ``frame`` and ``error``.
 
@@ -255,23 +308,27 @@ class Predictor:
             table[column] = table[column].astype("Int64")
         return table
 
-    def predict_clips(self, source: Source | Sequence[Source], onset: int | None = None,
-                      offset: int | None = None,
-                      on_error: Literal["raise", "record"] | None = None
-                      ) -> list[ClipPrediction]:
+    def predict_clips(
+        self,
+        source: Source | Sequence[Source],
+        onset: int | None = None,
+        offset: int | None = None,
+        on_error: Literal["raise", "record"] | None = None,
+    ) -> list[ClipPrediction]:
         """Like ``predict`` but returns rich results (curve, crops, apex frame, timings)."""
         single = _is_one_clip(source)
         sources = [source] if single else list(source)
         if not sources:
             raise DataError("no clips given", fix="pass a video, a frame folder or a list")
         on_error = on_error or ("raise" if single else "record")
-        results = [self._preprocess(s, _name(s, i), onset, offset, on_error)
-                   for i, s in enumerate(sources)]
+        results = [
+            self._preprocess(s, _name(s, i), onset, offset, on_error) for i, s in enumerate(sources)
+        ]
         ok = [r for r in results if r.ok]
         if ok:
             start = time.perf_counter()
-            probs = self.predict_crops([r.crop for r in ok])
-            share = (time.perf_counter() - start) / len(ok)   # the batch's time, split evenly
+            probs = self.predict_crops([r.crop for r in ok], [r.onset_crop for r in ok])
+            share = (time.perf_counter() - start) / len(ok)  # the batch's time, split evenly
             for r, p in zip(ok, probs, strict=True):
                 k = int(np.argmax(p))
                 r.probs, r.label, r.confidence = p, self.classes[k], float(p[k])
@@ -279,11 +336,18 @@ class Predictor:
                 r.timings["total"] = sum(r.timings.values())
         return results
 
-    def predict_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_crops(self, crops_bgr: Sequence[np.ndarray],
+                      onset_crops_bgr: Sequence[np.ndarray] | None = None) -> np.ndarray:
         """Softmax ``(N, K)`` for aligned BGR crops, as training saw them (resize, RGB,
-        normalise)."""
-        x = torch.from_numpy(np.stack([crop_to_input(c, self.input_size) for c in crops_bgr]))
-        return predict_proba(self.model, x, self.config)
+        difference to the onset crop for ``diff`` models, normalise)."""
+        inputs = [crop_to_input(c, self.input_size) for c in crops_bgr]
+        if self.input_kind == "diff":
+            if onset_crops_bgr is None:
+                raise DataError("this model classifies frame-minus-onset differences",
+                                fix="pass the aligned onset crops as well")
+            inputs = [frame_difference(x, crop_to_input(o, self.input_size))
+                      for x, o in zip(inputs, onset_crops_bgr, strict=True)]
+        return predict_proba(self.model, torch.from_numpy(np.stack(inputs)), self.config)
 
     # ------------------------------------------------------------ internals
 
@@ -296,8 +360,9 @@ class Predictor:
             det = self._local.detector = get_detector(self.preprocess.detector)
         return det
 
-    def _preprocess(self, source: Source, name: str, onset: int | None, offset: int | None,
-                    on_error: str) -> ClipPrediction:
+    def _preprocess(
+        self, source: Source, name: str, onset: int | None, offset: int | None, on_error: str
+    ) -> ClipPrediction:
         out = ClipPrediction(input=name, frame=self.frame)
         try:
             start = time.perf_counter()
@@ -305,12 +370,13 @@ class Predictor:
             opened = time.perf_counter() - start
             timed_src, timed_det = _TimedSource(frames), _TimedDetector(self.detector())
             start = time.perf_counter()
-            res = process_clip(timed_src, onset, offset, detector=timed_det,
-                               config=self.preprocess)
+            res = process_clip(timed_src, onset, offset, detector=timed_det, config=self.preprocess)
             elapsed = time.perf_counter() - start
-            out.timings = {"decode": opened + timed_src.seconds,
-                           "landmarks": timed_det.seconds,
-                           "spot_align": elapsed - timed_src.seconds - timed_det.seconds}
+            out.timings = {
+                "decode": opened + timed_src.seconds,
+                "landmarks": timed_det.seconds,
+                "spot_align": elapsed - timed_src.seconds - timed_det.seconds,
+            }
             self._fill(out, res, frames)
         except INPUT_ERRORS as exc:
             if on_error == "raise":
@@ -325,4 +391,5 @@ class Predictor:
         out.landmarks = res.landmarks["apex"]
         out.face_box = tuple(int(v) for v in out.landmarks.box)
         out.crop, out.apex_crop = res.crops[self.frame], res.crops["apex"]
+        out.onset_crop = res.crops["onset"]
         out.apex_frame = source.read(res.apex)

@@ -24,20 +24,22 @@ BROWS = slice(17, 27)
 class AlignConfig:
     """Geometry of the aligned crop."""
 
-    size: int = 224               # output side in pixels (the network input)
-    eye_distance: float = 0.38    # eye-centre distance, fraction of size
-    eye_y: float = 0.38           # eye-centre row, fraction of size from the top
-    mask: bool = True             # remove the background outside the face
-    forehead: float = 0.6         # mask reaches this many eye distances above the brows
-    feather: float = 0.03         # mask edge fades to ``fill`` over this fraction of size
-    fill: int = 0                 # background value
+    size: int = 224  # output side in pixels (the network input)
+    eye_distance: float = 0.38  # eye-centre distance, fraction of size
+    eye_y: float = 0.38  # eye-centre row, fraction of size from the top
+    mask: bool = True  # remove the background outside the face
+    forehead: float = 0.6  # mask reaches this many eye distances above the brows
+    feather: float = 0.03  # mask edge fades to ``fill`` over this fraction of size
+    fill: int = 0  # background value
 
     def __post_init__(self) -> None:
         if self.size < 16:
             raise ConfigError(f"AlignConfig.size={self.size}; use at least 16 pixels")
         if not 0 < self.eye_distance < 1 or not 0 < self.eye_y < 1:
-            raise ConfigError("AlignConfig.eye_distance and eye_y are fractions of size in "
-                              f"(0, 1); got {self.eye_distance}, {self.eye_y}")
+            raise ConfigError(
+                "AlignConfig.eye_distance and eye_y are fractions of size in "
+                f"(0, 1); got {self.eye_distance}, {self.eye_y}"
+            )
         if self.forehead < 0 or self.feather < 0 or not 0 <= self.fill <= 255:
             raise ConfigError("AlignConfig.forehead and feather must be >= 0, fill in 0..255")
 
@@ -49,8 +51,7 @@ def _eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points[36:42].mean(0), points[42:48].mean(0)
 
 
-def similarity_from_landmarks(points: np.ndarray, config: AlignConfig | None = None
-                              ) -> np.ndarray:
+def similarity_from_landmarks(points: np.ndarray, config: AlignConfig | None = None) -> np.ndarray:
     """(2, 3) similarity matrix taking image pixels to the canonical crop of ``config``."""
     config = config or AlignConfig()
     left, right = _eye_centres(points)
@@ -101,8 +102,9 @@ def face_mask(aligned_points: np.ndarray, config: AlignConfig | None = None) -> 
     return np.clip(1.0 - outside / feather, 0.0, 1.0).astype(np.float32)
 
 
-def align_face(image_bgr: np.ndarray, points: np.ndarray, config: AlignConfig | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def align_face(
+    image_bgr: np.ndarray, points: np.ndarray, config: AlignConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned crop ``(size, size, 3)`` uint8 of the face with 68 ``points``, and the (2, 3)
     matrix from image to crop pixels (``transform_points(points, matrix)`` gives the
     aligned landmarks)."""
@@ -112,8 +114,14 @@ def align_face(image_bgr: np.ndarray, points: np.ndarray, config: AlignConfig | 
         image = to_bgr8(image)
     matrix = similarity_from_landmarks(points, config)
     fill = (config.fill,) * 3
-    crop = cv2.warpAffine(image, matrix, (config.size, config.size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (config.size, config.size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=fill,
+    )
     if config.mask:
         mask = face_mask(transform_points(points, matrix), config)[:, :, None]
         blended = crop.astype(np.float32) * mask + config.fill * (1.0 - mask)

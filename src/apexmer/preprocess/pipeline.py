@@ -52,15 +52,31 @@ class PreprocessConfig:
     apex: Literal["labelled", "spotted"] = "labelled"
     spot: SpotConfig = field(default_factory=SpotConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+    # "clip": one similarity transform per clip, from the apex frame's landmarks, for the
+    # onset, mid and apex crops (the head is still within a 1/3 s clip, as onset-only
+    # spotting already assumes; landmark jitter between frames, 3-8 px with dlib on
+    # textured faces, would otherwise exceed the expression itself). "frame": each frame
+    # aligned by its own landmarks.
+    align_per: Literal["clip", "frame"] = "clip"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detector": self.detector, "apex": self.apex, "spot": asdict(self.spot),
-                "align": asdict(self.align)}
+        return {
+            "detector": self.detector,
+            "apex": self.apex,
+            "spot": asdict(self.spot),
+            "align": asdict(self.align),
+            "align_per": self.align_per,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        return cls(detector=d.get("detector", "dlib"), apex=d.get("apex", "labelled"),
-                   spot=SpotConfig(**d.get("spot", {})), align=AlignConfig(**d.get("align", {})))
+        return cls(
+            detector=d.get("detector", "dlib"),
+            apex=d.get("apex", "labelled"),
+            spot=SpotConfig(**d.get("spot", {})),
+            align=AlignConfig(**d.get("align", {})),
+            align_per=d.get("align_per", "frame"),  # caches made before the option
+        )
 
 
 @dataclass
@@ -69,14 +85,14 @@ class ClipResult:
 
     onset: int
     offset: int
-    apex: int                    # the apex used for the crops (frame number)
+    apex: int  # the apex used for the crops (frame number)
     apex_spotted: int
     apex_labelled: int | None
     mid: int
     spot: SpotResult
-    landmarks: dict[str, FaceLandmarks]     # per role, in frame coordinates
-    crops: dict[str, np.ndarray]            # per role, aligned (S, S, 3) uint8 BGR
-    matrices: dict[str, np.ndarray]         # per role, (2, 3) frame -> crop
+    landmarks: dict[str, FaceLandmarks]  # per role, in frame coordinates
+    crops: dict[str, np.ndarray]  # per role, aligned (S, S, 3) uint8 BGR
+    matrices: dict[str, np.ndarray]  # per role, (2, 3) frame -> crop
 
     @property
     def apex_index(self) -> int:
@@ -94,36 +110,60 @@ def mid_frame(numbers: list[int], onset: int, apex: int) -> int:
 def face_on(frame: np.ndarray, detector: LandmarkDetector, where: str) -> FaceLandmarks:
     found = detector.detect(frame)
     if found is None:
-        raise NoFaceError(f"{where}: no face found. Fix: check that the frame shows a "
-                          "frontal face of at least ~80 px, or drop this sample")
+        raise NoFaceError(
+            f"{where}: no face found. Fix: check that the frame shows a "
+            "frontal face of at least ~80 px, or drop this sample"
+        )
     return found
 
 
-def process_clip(source: FrameSource, onset: int | None = None, offset: int | None = None, *,
-                 detector: LandmarkDetector, config: PreprocessConfig = PreprocessConfig(),
-                 apex_label: int | None = None) -> ClipResult:
+def process_clip(
+    source: FrameSource,
+    onset: int | None = None,
+    offset: int | None = None,
+    *,
+    detector: LandmarkDetector,
+    config: PreprocessConfig = PreprocessConfig(),
+    apex_label: int | None = None,
+) -> ClipResult:
     """Spot the apex of one clip and align its apex, mid and onset frames."""
     spot = spot_clip(source, onset, offset, detector, config.spot)
     use_label = config.apex == "labelled" and apex_label is not None
     apex = apex_label if use_label else spot.apex
     if apex not in source.numbers:
-        raise ApexmerError(f"{source.path}: apex frame {apex} is not among the frames "
-                           f"({source.numbers[0]}..{source.numbers[-1]}). Fix: correct the "
-                           "ApexFrame in the coding sheet, or use --apex spotted")
-    roles = {"onset": spot.onset, "mid": mid_frame(spot.numbers, spot.onset, apex),
-             "apex": apex}
+        raise ApexmerError(
+            f"{source.path}: apex frame {apex} is not among the frames "
+            f"({source.numbers[0]}..{source.numbers[-1]}). Fix: correct the "
+            "ApexFrame in the coding sheet, or use --apex spotted"
+        )
+    roles = {"onset": spot.onset, "mid": mid_frame(spot.numbers, spot.onset, apex), "apex": apex}
     landmarks: dict[str, FaceLandmarks] = {}
     crops: dict[str, np.ndarray] = {}
     matrices: dict[str, np.ndarray] = {}
-    for role, number in roles.items():
-        frame = source.read(number)
-        lm = (spot.face if number == spot.onset
-              else face_on(frame, detector, f"{source.path} frame {number} ({role})"))
-        crops[role], matrices[role] = align_face(frame, lm.points, config.align)
+    frames = {role: source.read(number) for role, number in roles.items()}
+
+    def face_of(role: str) -> FaceLandmarks:
+        if roles[role] == spot.onset:
+            return spot.face
+        return face_on(frames[role], detector, f"{source.path} frame {roles[role]} ({role})")
+
+    apex_face = face_of("apex")
+    for role in roles:
+        lm = apex_face if config.align_per == "clip" or role == "apex" else face_of(role)
+        crops[role], matrices[role] = align_face(frames[role], lm.points, config.align)
         landmarks[role] = lm
-    return ClipResult(onset=spot.onset, offset=spot.offset, apex=apex, apex_spotted=spot.apex,
-                      apex_labelled=apex_label, mid=roles["mid"], spot=spot,
-                      landmarks=landmarks, crops=crops, matrices=matrices)
+    return ClipResult(
+        onset=spot.onset,
+        offset=spot.offset,
+        apex=apex,
+        apex_spotted=spot.apex,
+        apex_labelled=apex_label,
+        mid=roles["mid"],
+        spot=spot,
+        landmarks=landmarks,
+        crops=crops,
+        matrices=matrices,
+    )
 
 
 # ---------------------------------------------------------------- corpus job
@@ -145,18 +185,31 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
-def process_sample(sample: Sample, cache: Path, detector: LandmarkDetector,
-                   config: PreprocessConfig) -> dict[str, Any]:
+def process_sample(
+    sample: Sample, cache: Path, detector: LandmarkDetector, config: PreprocessConfig
+) -> dict[str, Any]:
     """Preprocess one corpus sample; return its record (status ok or failed, never raises
     for a per-sample problem)."""
-    base = {"key": sample.key, "dataset": sample.dataset, "subject": sample.subject,
-            "clip": sample.clip, "label": sample.label, "frames": str(sample.frames)}
+    base = {
+        "key": sample.key,
+        "dataset": sample.dataset,
+        "subject": sample.subject,
+        "clip": sample.clip,
+        "label": sample.label,
+        "frames": str(sample.frames),
+    }
     try:
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")
         source = open_frames(sample.frames)
-        res = process_clip(source, sample.onset, sample.offset, detector=detector,
-                           config=config, apex_label=sample.apex)
+        res = process_clip(
+            source,
+            sample.onset,
+            sample.offset,
+            detector=detector,
+            config=config,
+            apex_label=sample.apex,
+        )
     except (ApexmerError, ValueError, OSError, cv2.error) as exc:
         return {**base, "status": "failed", "reason": str(exc)}
     paths = {}
@@ -165,13 +218,22 @@ def process_sample(sample: Sample, cache: Path, detector: LandmarkDetector,
         _write_png(path, res.crops[role])
         paths[role] = str(path.relative_to(cache))
     box = res.landmarks["apex"].box
-    return {**base, "status": "ok", "onset": res.onset, "offset": res.offset,
-            "apex": res.apex, "apex_labelled": res.apex_labelled,
-            "apex_spotted": res.apex_spotted, "mid": res.mid,
-            "apex_source": "labelled" if res.apex == res.apex_labelled
-            and config.apex == "labelled" else "spotted",
-            "paths": paths, "face_box": [int(v) for v in box],
-            "curve": res.spot.as_dict()["curve"]}
+    return {
+        **base,
+        "status": "ok",
+        "onset": res.onset,
+        "offset": res.offset,
+        "apex": res.apex,
+        "apex_labelled": res.apex_labelled,
+        "apex_spotted": res.apex_spotted,
+        "mid": res.mid,
+        "apex_source": "labelled"
+        if res.apex == res.apex_labelled and config.apex == "labelled"
+        else "spotted",
+        "paths": paths,
+        "face_box": [int(v) for v in box],
+        "curve": res.spot.as_dict()["curve"],
+    }
 
 
 _WORKER: dict[str, Any] = {}
@@ -187,8 +249,9 @@ def _call(task: SampleTask, sample: Sample, kwargs: dict[str, Any]) -> dict[str,
     return task(sample, _WORKER["detector"], **kwargs)
 
 
-def map_samples(task: SampleTask, samples: list[Sample], detector_name: str, workers: int,
-                **kwargs: Any) -> Iterator[dict[str, Any]]:
+def map_samples(
+    task: SampleTask, samples: list[Sample], detector_name: str, workers: int, **kwargs: Any
+) -> Iterator[dict[str, Any]]:
     """``task(sample, detector, **kwargs)`` for every sample, yielding results as they
     finish; in spawned worker processes (each with its own detector) when workers > 1.
     At most ``2 * workers`` samples are in flight, so memory stays bounded."""
@@ -197,8 +260,12 @@ def map_samples(task: SampleTask, samples: list[Sample], detector_name: str, wor
         for sample in samples:
             yield task(sample, detector, **kwargs)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(detector_name,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(detector_name,),
+    ) as pool:
         queue = iter(samples)
         pending = set()
         for sample in queue:
@@ -214,8 +281,9 @@ def map_samples(task: SampleTask, samples: list[Sample], detector_name: str, wor
                     pending.add(pool.submit(_call, task, nxt, kwargs))
 
 
-def _preprocess_task(sample: Sample, detector: LandmarkDetector, cache: Path,
-                     config: PreprocessConfig) -> dict[str, Any]:
+def _preprocess_task(
+    sample: Sample, detector: LandmarkDetector, cache: Path, config: PreprocessConfig
+) -> dict[str, Any]:
     record = process_sample(sample, cache, detector, config)
     write_json(record_path(cache, sample), record)
     return record
@@ -227,9 +295,11 @@ def _check_settings(cache: Path, config: PreprocessConfig, coding_version: str) 
     if path.exists():
         old = json.loads(path.read_text())
         if {k: old.get(k) for k in settings} != settings:
-            raise ApexmerError(f"{cache}: this cache was made with other preprocessing "
-                               "settings or another coding sheet; its crops cannot be mixed. "
-                               "Fix: pass a new --out folder, or delete this one")
+            raise ApexmerError(
+                f"{cache}: this cache was made with other preprocessing "
+                "settings or another coding sheet; its crops cannot be mixed. "
+                "Fix: pass a new --out folder, or delete this one"
+            )
         return
     write_json(path, {**settings, "version": __version__})
 
@@ -243,27 +313,39 @@ class PreprocessResult:
     problems: list[Problem]
 
 
-def preprocess_corpus(sample_set: SampleSet, cache: str | Path,
-                      config: PreprocessConfig = PreprocessConfig(), *, workers: int = 1,
-                      progress: ProgressFn | None = None) -> PreprocessResult:
+def preprocess_corpus(
+    sample_set: SampleSet,
+    cache: str | Path,
+    config: PreprocessConfig = PreprocessConfig(),
+    *,
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+) -> PreprocessResult:
     """Preprocess every sample (resuming a killed run); write manifest.csv and problems.csv."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     _check_settings(cache, config, sample_set.coding_version)
     todo = [s for s in sample_set.samples if not record_path(cache, s).exists()]
     if progress:
-        progress({"event": "start", "total": len(sample_set.samples),
-                  "done": len(sample_set.samples) - len(todo)})
-    for record in map_samples(_preprocess_task, todo, config.detector, max(1, workers),
-                              cache=cache, config=config):
+        progress(
+            {
+                "event": "start",
+                "total": len(sample_set.samples),
+                "done": len(sample_set.samples) - len(todo),
+            }
+        )
+    for record in map_samples(
+        _preprocess_task, todo, config.detector, max(1, workers), cache=cache, config=config
+    ):
         if progress:
             progress({"event": "sample", "key": record["key"], "status": record["status"]})
     records = [json.loads(record_path(cache, s).read_text()) for s in sample_set.samples]
     return write_outputs(cache, sample_set, records)
 
 
-def write_outputs(cache: Path, sample_set: SampleSet, records: list[dict[str, Any]]
-                  ) -> PreprocessResult:
+def write_outputs(
+    cache: Path, sample_set: SampleSet, records: list[dict[str, Any]]
+) -> PreprocessResult:
     by_key = {r["key"]: r for r in records}
     ok_samples = []
     problems = list(sample_set.problems)
@@ -272,21 +354,38 @@ def write_outputs(cache: Path, sample_set: SampleSet, records: list[dict[str, An
         if r["status"] != "ok":
             problems.append(Problem(file=str(s.frames), sample=s.key, message=r["reason"]))
             continue
-        ok_samples.append(s.with_(
-            onset=r["onset"], apex=r["apex"], offset=r["offset"], apex_spotted=r["apex_spotted"],
-            apex_path=cache / r["paths"]["apex"], mid_path=cache / r["paths"]["mid"],
-            onset_path=cache / r["paths"]["onset"],
-            extra={"apex_labelled": r["apex_labelled"], "mid": r["mid"]}))
+        ok_samples.append(
+            s.with_(
+                onset=r["onset"],
+                apex=r["apex"],
+                offset=r["offset"],
+                apex_spotted=r["apex_spotted"],
+                apex_path=cache / r["paths"]["apex"],
+                mid_path=cache / r["paths"]["mid"],
+                onset_path=cache / r["paths"]["onset"],
+                extra={"apex_labelled": r["apex_labelled"], "mid": r["mid"]},
+            )
+        )
     manifest = cache / "manifest.csv"
-    out_set = SampleSet(samples=ok_samples, classes=sample_set.classes,
-                        coding_version=sample_set.coding_version, source=str(manifest))
+    out_set = SampleSet(
+        samples=ok_samples,
+        classes=sample_set.classes,
+        coding_version=sample_set.coding_version,
+        source=str(manifest),
+    )
     write_manifest(out_set, manifest, extra_columns=("mid",))
     problems_csv = cache / "problems.csv"
-    table = pd.DataFrame([p.as_dict() for p in problems],
-                         columns=["file", "row", "sample", "message"])
+    table = pd.DataFrame(
+        [p.as_dict() for p in problems], columns=["file", "row", "sample", "message"]
+    )
     write_text(problems_csv, table.to_csv(index=False))
-    return PreprocessResult(manifest=manifest, problems_csv=problems_csv, n_ok=len(ok_samples),
-                            n_failed=len(problems), problems=problems)
+    return PreprocessResult(
+        manifest=manifest,
+        problems_csv=problems_csv,
+        n_ok=len(ok_samples),
+        n_failed=len(problems),
+        problems=problems,
+    )
 
 
 def default_workers() -> int:

@@ -17,22 +17,29 @@ from apexmer.preprocess.pipeline import map_samples
 from apexmer.preprocess.spotting import SpotConfig, spot_clip
 
 
-def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig
-               ) -> dict[str, Any]:
-    row: dict[str, Any] = {"key": sample.key, "onset": sample.onset, "offset": sample.offset,
-                           "labelled": sample.apex}
+def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": sample.key,
+        "onset": sample.onset,
+        "offset": sample.offset,
+        "labelled": sample.apex,
+    }
     try:
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")
-        res = spot_clip(open_frames(sample.frames), sample.onset, sample.offset, detector,
-                        config)
+        res = spot_clip(open_frames(sample.frames), sample.onset, sample.offset, detector, config)
     except (ApexmerError, ValueError, OSError) as exc:
         return {**row, "spotted": None, "error": None, "problem": str(exc)}
     return {**row, "spotted": res.apex, "error": res.apex - sample.apex, "problem": ""}
 
 
-def evaluate_spotting(sample_set: SampleSet, config: SpotConfig = SpotConfig(), *,
-                      detector: str = "dlib", workers: int = 1) -> pd.DataFrame:
+def evaluate_spotting(
+    sample_set: SampleSet,
+    config: SpotConfig = SpotConfig(),
+    *,
+    detector: str = "dlib",
+    workers: int = 1,
+) -> pd.DataFrame:
     """Spot every sample that has a labelled apex; one row per clip (signed error in
     frames, or the problem that stopped it)."""
     labelled = [s for s in sample_set.samples if s.apex is not None]
@@ -44,14 +51,24 @@ def evaluate_spotting(sample_set: SampleSet, config: SpotConfig = SpotConfig(), 
 def spotting_scores(errors: np.ndarray | list[float]) -> dict[str, float | int]:
     """``{"n", "mae", "median", "within_1", "within_5", "within_10"}`` of signed errors
     (frames); the median is of absolute errors; shares are fractions."""
-    err = np.abs(np.asarray([e for e in errors if e is not None and not pd.isna(e)],
-                            dtype=float))
+    err = np.abs(np.asarray([e for e in errors if e is not None and not pd.isna(e)], dtype=float))
     if err.size == 0:
-        return {"n": 0, "mae": float("nan"), "median": float("nan"), "within_1": 0.0,
-                "within_5": 0.0, "within_10": 0.0}
-    return {"n": int(err.size), "mae": float(err.mean()), "median": float(np.median(err)),
-            "within_1": float((err <= 1).mean()), "within_5": float((err <= 5).mean()),
-            "within_10": float((err <= 10).mean())}
+        return {
+            "n": 0,
+            "mae": float("nan"),
+            "median": float("nan"),
+            "within_1": 0.0,
+            "within_5": 0.0,
+            "within_10": 0.0,
+        }
+    return {
+        "n": int(err.size),
+        "mae": float(err.mean()),
+        "median": float(np.median(err)),
+        "within_1": float((err <= 1).mean()),
+        "within_5": float((err <= 5).mean()),
+        "within_10": float((err <= 10).mean()),
+    }
 
 
 def plot_spotting_errors(table: pd.DataFrame, path: str | Path) -> Path:
@@ -64,15 +81,19 @@ def plot_spotting_errors(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     done = table.dropna(subset=["error"])
     fig, ax = plt.subplots(figsize=(max(6, 0.12 * len(done) + 2), 3.5))
-    colors = ["tab:green" if abs(e) <= 1 else "tab:orange" if abs(e) <= 5 else "tab:red"
-              for e in done["error"]]
+    colors = [
+        "tab:green" if abs(e) <= 1 else "tab:orange" if abs(e) <= 5 else "tab:red"
+        for e in done["error"]
+    ]
     ax.bar(range(len(done)), done["error"], color=colors)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("clip")
     ax.set_ylabel("spotted - labelled apex (frames)")
     scores = spotting_scores(done["error"].to_list())
-    ax.set_title(f"apex spotting: MAE {scores['mae']:.2f} frames, "
-                 f"{100 * scores['within_1']:.0f}% within 1 frame (n={scores['n']})")
+    ax.set_title(
+        f"apex spotting: MAE {scores['mae']:.2f} frames, "
+        f"{100 * scores['within_1']:.0f}% within 1 frame (n={scores['n']})"
+    )
     fig.tight_layout()
     with atomic_path(path.with_suffix(".png")) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

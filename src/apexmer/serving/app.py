@@ -39,11 +39,16 @@ from apexmer.inference.predictor import INPUT_ERRORS, ClipPrediction, Predictor
 
 STATIC = Path(__file__).parent / "static"
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
-ACCEPTED = ("an MP4/MOV, AVI or MKV/WebM video, or a ZIP of JPEG/PNG frames "
-            "(checked by content, not by file name)")
+ACCEPTED = (
+    "an MP4/MOV, AVI or MKV/WebM video, or a ZIP of JPEG/PNG frames "
+    "(checked by content, not by file name)"
+)
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; "
-                                 b"object-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; "
+        b"object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
@@ -55,12 +60,12 @@ class ServeLimits:
 
     max_upload_bytes: int = 50 * 2**20
     max_frames: int = 600
-    max_duration_s: float = 30.0            # videos only
-    max_unzipped_bytes: int = 300 * 2**20   # zip bombs
-    max_frame_pixels: int = 1920 * 1088     # per frame (decoded size is what costs memory)
-    workers: int = 2                        # clips processed at once
-    max_pending: int = 16                   # queued + running; beyond: 503
-    preview_width: int = 480                # apex frame image in the response
+    max_duration_s: float = 30.0  # videos only
+    max_unzipped_bytes: int = 300 * 2**20  # zip bombs
+    max_frame_pixels: int = 1920 * 1088  # per frame (decoded size is what costs memory)
+    workers: int = 2  # clips processed at once
+    max_pending: int = 16  # queued + running; beyond: 503
+    preview_width: int = 480  # apex frame image in the response
 
 
 class UploadError(Exception):
@@ -100,16 +105,16 @@ def image_dims(head: bytes) -> tuple[str, int, int] | None:
     if head[:2] != b"\xff\xd8":
         return None
     i = 2
-    while i + 9 < len(head):                      # walk JPEG markers to the frame header
+    while i + 9 < len(head):  # walk JPEG markers to the frame header
         if head[i] != 0xFF:
             return None
         marker = head[i + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        length = struct.unpack(">H", head[i + 2:i + 4])[0]
+        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[i + 5:i + 9])
+            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
             return "jpeg", width, height
         i += 2 + length
     return None
@@ -120,8 +125,11 @@ def _safe_member(name: str) -> str:
     posix = name.replace("\\", "/")
     parts = PurePosixPath(posix).parts
     if posix.startswith("/") or (parts and parts[0].endswith(":")) or ".." in parts:
-        raise UploadError(400, f"zip entry {name!r} points outside the archive (absolute path "
-                               "or '..'); refused. Fix: zip the frames with relative names")
+        raise UploadError(
+            400,
+            f"zip entry {name!r} points outside the archive (absolute path "
+            "or '..'); refused. Fix: zip the frames with relative names",
+        )
     return parts[-1]
 
 
@@ -134,24 +142,30 @@ def extract_frames(archive: Path, dest: Path, limits: ServeLimits) -> Path:
     with zf:
         members = []
         for info in zf.infolist():
-            name = _safe_member(info.filename)    # every entry, frames or not
+            name = _safe_member(info.filename)  # every entry, frames or not
             if info.is_dir() or name.startswith(".") or "__MACOSX" in info.filename:
                 continue
             members.append((info, name))
         if not members:
             raise UploadError(400, "the zip holds no files. Fix: zip the frame images")
         if len(members) > limits.max_frames:
-            raise UploadError(422, f"the zip holds {len(members)} files; at most "
-                                   f"{limits.max_frames} frames are accepted")
+            raise UploadError(
+                422,
+                f"the zip holds {len(members)} files; at most "
+                f"{limits.max_frames} frames are accepted",
+            )
         if sum(i.file_size for i, _ in members) > limits.max_unzipped_bytes:
-            raise UploadError(413, "the zip unpacks to more than "
-                                   f"{limits.max_unzipped_bytes // 2**20} MiB")
+            raise UploadError(
+                413, f"the zip unpacks to more than {limits.max_unzipped_bytes // 2**20} MiB"
+            )
         dest.mkdir(parents=True, exist_ok=True)
         total, seen = 0, set()
         for info, name in members:
             if name in seen:
-                raise UploadError(400, f"two zip entries are named {name!r}. Fix: one folder "
-                                       "of uniquely named frames")
+                raise UploadError(
+                    400,
+                    f"two zip entries are named {name!r}. Fix: one folder of uniquely named frames",
+                )
             seen.add(name)
             target = dest / name
             try:
@@ -160,21 +174,31 @@ def extract_frames(archive: Path, dest: Path, limits: ServeLimits) -> Path:
                     while chunk := src.read(2**20):
                         total += len(chunk)
                         if total > limits.max_unzipped_bytes:
-                            raise UploadError(413, "the zip unpacks to more than "
-                                              f"{limits.max_unzipped_bytes // 2**20} MiB")
+                            raise UploadError(
+                                413,
+                                "the zip unpacks to more than "
+                                f"{limits.max_unzipped_bytes // 2**20} MiB",
+                            )
                         out.write(chunk)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
-                raise UploadError(400, f"zip entry {info.filename!r} cannot be read ({exc})"
-                                  ) from None
+                raise UploadError(
+                    400, f"zip entry {info.filename!r} cannot be read ({exc})"
+                ) from None
             with open(target, "rb") as fh:
                 dims = image_dims(fh.read(65536))
             if dims is None:
-                raise UploadError(415, f"zip entry {info.filename!r} is not a JPEG or PNG "
-                                       "image. Fix: the zip must hold only the frames")
+                raise UploadError(
+                    415,
+                    f"zip entry {info.filename!r} is not a JPEG or PNG "
+                    "image. Fix: the zip must hold only the frames",
+                )
             if dims[1] * dims[2] > limits.max_frame_pixels:
-                raise UploadError(422, f"zip entry {info.filename!r} is {dims[1]}x{dims[2]}; "
-                                       f"frames up to {limits.max_frame_pixels} pixels are "
-                                       "accepted")
+                raise UploadError(
+                    422,
+                    f"zip entry {info.filename!r} is {dims[1]}x{dims[2]}; "
+                    f"frames up to {limits.max_frame_pixels} pixels are "
+                    "accepted",
+                )
     return dest
 
 
@@ -183,23 +207,33 @@ def open_video(path: Path, limits: ServeLimits) -> FrameSource:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise UploadError(422, "the video cannot be opened (unknown codec or damaged "
-                                   "file). Fix: convert it to MP4 (H.264) or zip the frames")
+            raise UploadError(
+                422,
+                "the video cannot be opened (unknown codec or damaged "
+                "file). Fix: convert it to MP4 (H.264) or zip the frames",
+            )
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         fps = cap.get(cv2.CAP_PROP_FPS)
         pixels = cap.get(cv2.CAP_PROP_FRAME_WIDTH) * cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
     finally:
         cap.release()
     if fps > 0 and count > 0 and count / fps > limits.max_duration_s:
-        raise UploadError(422, f"the video lasts {count / fps:.1f} s; at most "
-                               f"{limits.max_duration_s:g} s are accepted. Fix: cut the clip")
+        raise UploadError(
+            422,
+            f"the video lasts {count / fps:.1f} s; at most "
+            f"{limits.max_duration_s:g} s are accepted. Fix: cut the clip",
+        )
     if pixels > limits.max_frame_pixels:
-        raise UploadError(422, f"video frames of {pixels:.0f} pixels; at most "
-                               f"{limits.max_frame_pixels} are accepted. Fix: downscale it")
+        raise UploadError(
+            422,
+            f"video frames of {pixels:.0f} pixels; at most "
+            f"{limits.max_frame_pixels} are accepted. Fix: downscale it",
+        )
     source = VideoFrames(path, max_frames=limits.max_frames + 1)
     if len(source.numbers) > limits.max_frames:
-        raise UploadError(422, f"the video has more than {limits.max_frames} frames. "
-                               "Fix: cut the clip")
+        raise UploadError(
+            422, f"the video has more than {limits.max_frames} frames. Fix: cut the clip"
+        )
     return source
 
 
@@ -232,23 +266,35 @@ def png_data_url(image_bgr: np.ndarray, max_width: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def result_payload(r: ClipPrediction, classes: tuple[str, ...], kind: str,
-                   limits: ServeLimits) -> dict[str, Any]:
+def result_payload(
+    r: ClipPrediction, classes: tuple[str, ...], kind: str, limits: ServeLimits
+) -> dict[str, Any]:
     """The JSON answer of ``POST /api/predict``."""
     frame = r.apex_frame.copy()
     x, y, w, h = r.face_box
     thickness = max(1, frame.shape[1] // 240)
     cv2.rectangle(frame, (x, y), (x + w, y + h), (80, 200, 60), thickness)
     return {
-        "input": r.input, "kind": kind, "onset": r.onset, "apex": r.apex,
-        "apex_index": r.apex_index, "offset": r.offset, "numbers": r.numbers,
+        "input": r.input,
+        "kind": "zip" if kind == "zip" else "video",
+        "container": kind,
+        "onset": r.onset,
+        "apex": r.apex,
+        "apex_index": r.apex_index,
+        "offset": r.offset,
+        "numbers": r.numbers,
         "curve": [None if np.isnan(v) else round(float(v), 6) for v in r.curve],
         "face_box": {"x": x, "y": y, "width": w, "height": h},
-        "label": r.label, "confidence": r.confidence, "frame": r.frame,
-        "probabilities": [{"class": c, "p": float(p)} for c, p in zip(classes, r.probs,
-                                                                        strict=True)],
-        "images": {"apex_frame": png_data_url(frame, limits.preview_width),
-                   "crop": png_data_url(r.crop)},
+        "label": r.label,
+        "confidence": r.confidence,
+        "frame": r.frame,
+        "probabilities": [
+            {"class": c, "p": float(p)} for c, p in zip(classes, r.probs, strict=True)
+        ],
+        "images": {
+            "apex_frame": png_data_url(frame, limits.preview_width),
+            "crop": png_data_url(r.crop),
+        },
         "timings": {k: round(v, 4) for k, v in r.timings.items()},
     }
 
@@ -268,10 +314,18 @@ def model_payload(meta: dict[str, Any]) -> dict[str, Any]:
 
 async def _send_json(send: Callable[..., Awaitable[None]], status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *SECURITY_HEADERS]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *SECURITY_HEADERS,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -306,8 +360,7 @@ class BodyGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  *SECURITY_HEADERS]}
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
@@ -321,12 +374,16 @@ class BodyGuard:
 # ---------------------------------------------------------------- the app
 
 
-def create_app(predictor_or_checkpoint: Predictor | str | Path,
-               limits: ServeLimits | None = None) -> FastAPI:
+def create_app(
+    predictor_or_checkpoint: Predictor | str | Path, limits: ServeLimits | None = None
+) -> FastAPI:
     """The FastAPI app around a Predictor (or a checkpoint path to load one from)."""
     limits = limits or ServeLimits()
-    predictor = (predictor_or_checkpoint if isinstance(predictor_or_checkpoint, Predictor)
-                 else Predictor.from_checkpoint(predictor_or_checkpoint))
+    predictor = (
+        predictor_or_checkpoint
+        if isinstance(predictor_or_checkpoint, Predictor)
+        else Predictor.from_checkpoint(predictor_or_checkpoint)
+    )
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="apexmer-predict")
     state = {"pending": 0}
 
@@ -335,8 +392,14 @@ def create_app(predictor_or_checkpoint: Predictor | str | Path,
         yield
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="apexmer", version=__version__, lifespan=lifespan,
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="apexmer",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.predictor, app.state.limits = predictor, limits
     app.add_middleware(BodyGuard, max_bytes=limits.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -345,15 +408,19 @@ def create_app(predictor_or_checkpoint: Predictor | str | Path,
     async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__,
-                "architecture": predictor.metadata["architecture"],
-                "busy": state["pending"], "workers": limits.workers}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "architecture": predictor.metadata["architecture"],
+            "busy": state["pending"],
+            "workers": limits.workers,
+        }
 
     @app.get("/api/model")
     async def model() -> dict[str, Any]:
@@ -369,12 +436,12 @@ def create_app(predictor_or_checkpoint: Predictor | str | Path,
             form = await request.form(max_files=1, max_fields=4)
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
-                raise UploadError(400, "no file: send the clip as multipart/form-data field "
-                                       "'file'")
+                raise UploadError(400, "no file: send the clip as multipart/form-data field 'file'")
             name = Path(upload.filename or "upload").name
             loop = asyncio.get_running_loop()
-            payload = await loop.run_in_executor(pool, _predict_upload, predictor, upload.file,
-                                                 name, limits)
+            payload = await loop.run_in_executor(
+                pool, _predict_upload, predictor, upload.file, name, limits
+            )
             return JSONResponse(payload)
         finally:
             state["pending"] -= 1
@@ -382,8 +449,9 @@ def create_app(predictor_or_checkpoint: Predictor | str | Path,
     return app
 
 
-def _predict_upload(predictor: Predictor, fileobj: Any, name: str,
-                    limits: ServeLimits) -> dict[str, Any]:
+def _predict_upload(
+    predictor: Predictor, fileobj: Any, name: str, limits: ServeLimits
+) -> dict[str, Any]:
     """Worker thread: save, check, open and predict one upload in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="apexmer-upload-") as tmp:
         workdir = Path(tmp)

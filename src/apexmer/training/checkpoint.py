@@ -26,8 +26,17 @@ METADATA_KEY = "apexmer"
 WEIGHTS_NAME = "model.safetensors"
 JSON_NAME = "model.json"
 # Keys inference cannot do without; the rest is provenance.
-REQUIRED_KEYS = ("format_version", "architecture", "classes", "num_classes", "input_size",
-                 "mean", "std", "frame", "preprocess")
+REQUIRED_KEYS = (
+    "format_version",
+    "architecture",
+    "classes",
+    "num_classes",
+    "input_size",
+    "mean",
+    "std",
+    "frame",
+    "preprocess",
+)
 FIX_RETRAIN = "re-create it with `apexmer train --data CACHE/manifest.csv --out MODEL_DIR`"
 
 
@@ -37,8 +46,10 @@ def checkpoint_file(path: str | Path) -> Path:
     if path.is_dir():
         path = path / WEIGHTS_NAME
     if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found. Fix: pass the folder written by "
-                           f"`apexmer train` or the {WEIGHTS_NAME} inside it")
+        raise WeightsError(
+            f"{path}: checkpoint not found. Fix: pass the folder written by "
+            f"`apexmer train` or the {WEIGHTS_NAME} inside it"
+        )
     return path
 
 
@@ -46,20 +57,27 @@ def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -
     """Check the keys inference needs; raise WeightsError naming what is wrong."""
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise WeightsError(f"{source}: checkpoint format version {version!r} is not supported "
-                           f"(this apexmer reads version {FORMAT_VERSION}). Fix: use the apexmer "
-                           f"version that wrote it (it says {meta.get('package_version')!r}), "
-                           f"or {FIX_RETRAIN}")
+        raise WeightsError(
+            f"{source}: checkpoint format version {version!r} is not supported "
+            f"(this apexmer reads version {FORMAT_VERSION}). Fix: use the apexmer "
+            f"version that wrote it (it says {meta.get('package_version')!r}), "
+            f"or {FIX_RETRAIN}"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
-        raise WeightsError(f"{source}: checkpoint metadata lacks {', '.join(missing)}. "
-                           f"Fix: {FIX_RETRAIN}")
+        raise WeightsError(
+            f"{source}: checkpoint metadata lacks {', '.join(missing)}. Fix: {FIX_RETRAIN}"
+        )
     if len(meta["classes"]) != meta["num_classes"]:
-        raise WeightsError(f"{source}: {len(meta['classes'])} class names but num_classes="
-                           f"{meta['num_classes']}. Fix: {FIX_RETRAIN}")
+        raise WeightsError(
+            f"{source}: {len(meta['classes'])} class names but num_classes="
+            f"{meta['num_classes']}. Fix: {FIX_RETRAIN}"
+        )
     if meta["architecture"] not in list_models():
-        raise WeightsError(f"{source}: unknown architecture {meta['architecture']!r}; this "
-                           f"apexmer knows {', '.join(list_models())}. Fix: upgrade apexmer")
+        raise WeightsError(
+            f"{source}: unknown architecture {meta['architecture']!r}; this "
+            f"apexmer knows {', '.join(list_models())}. Fix: upgrade apexmer"
+        )
     return meta
 
 
@@ -89,17 +107,22 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(file), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"{file}: not a readable safetensors file ({exc}); it may be "
-                           f"truncated or corrupt. Fix: copy it again, or {FIX_RETRAIN}") from None
+        raise WeightsError(
+            f"{file}: not a readable safetensors file ({exc}); it may be "
+            f"truncated or corrupt. Fix: copy it again, or {FIX_RETRAIN}"
+        ) from None
     if raw is None:
-        raise WeightsError(f"{file}: a safetensors file without apexmer metadata (plain "
-                           "weights?). Fix: load plain weights with `--set model.weights=...` "
-                           f"for training, or {FIX_RETRAIN}")
+        raise WeightsError(
+            f"{file}: a safetensors file without apexmer metadata (plain "
+            "weights?). Fix: load plain weights with `--set model.weights=...` "
+            f"for training, or {FIX_RETRAIN}"
+        )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise WeightsError(f"{file}: its metadata is not valid JSON ({exc}). "
-                           f"Fix: {FIX_RETRAIN}") from None
+        raise WeightsError(
+            f"{file}: its metadata is not valid JSON ({exc}). Fix: {FIX_RETRAIN}"
+        ) from None
     return validate_metadata(meta, file)
 
 
@@ -113,13 +136,16 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
     try:
         state = load_file(str(file), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"{file}: weights cannot be read ({exc}). "
-                           f"Fix: copy the file again, or {FIX_RETRAIN}") from None
+        raise WeightsError(
+            f"{file}: weights cannot be read ({exc}). Fix: copy the file again, or {FIX_RETRAIN}"
+        ) from None
     model = create_model(meta["architecture"], num_classes=int(meta["num_classes"]))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise WeightsError(f"{file}: weights do not fit {meta['architecture']} with "
-                           f"{meta['num_classes']} classes ({first}). Fix: {FIX_RETRAIN}") from None
+        raise WeightsError(
+            f"{file}: weights do not fit {meta['architecture']} with "
+            f"{meta['num_classes']} classes ({first}). Fix: {FIX_RETRAIN}"
+        ) from None
     return model.to(device).eval(), meta

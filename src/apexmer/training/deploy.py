@@ -15,13 +15,16 @@ from typing import Any
 
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
+from apexmer.data.dataset import load_manifest_data
 from apexmer.errors import DataError
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.engine import fit
 
 EpochFn = Callable[[dict], None]
-PREPROCESS_FIX = ("the checkpoint must record how its crops were made; build the cache with "
-                  "`apexmer preprocess`, which writes preprocess.json next to manifest.csv")
+PREPROCESS_FIX = (
+    "the checkpoint must record how its crops were made; build the cache with "
+    "`apexmer preprocess`, which writes preprocess.json next to manifest.csv"
+)
 
 
 def read_preprocess_settings(manifest: str | Path) -> dict[str, Any]:
@@ -38,23 +41,32 @@ def read_preprocess_settings(manifest: str | Path) -> dict[str, Any]:
     return settings
 
 
-def train_deployable(manifest: str | Path, config: Config, out: str | Path, *,
-                     on_epoch: EpochFn | None = None) -> dict[str, Any]:
+def train_deployable(
+    manifest: str | Path, config: Config, out: str | Path, *, on_epoch: EpochFn | None = None
+) -> dict[str, Any]:
     """Train on every sample of ``manifest``; write ``out/model.safetensors`` + ``model.json``.
 
     Returns the checkpoint metadata (with ``checkpoint`` set to the weights path).
     """
     # Imported here: evaluation sits above training in the layers; only this entry point
     # borrows its data loader.
-    from apexmer.evaluation.protocol import prepare_data
-
     settings = read_preprocess_settings(manifest)
-    data = prepare_data(manifest, config.data.frame, config.data.input_size)
+    data = load_manifest_data(manifest, config.data.frame, config.data.input_size,
+                              config.data.input)
     if len(data.classes) < 2:
-        raise DataError(f"only one class ({', '.join(data.classes)}) in the manifest",
-                        file=manifest, fix="a classifier needs at least two labels")
-    result = fit(config, data.images, data.labels, len(data.classes), seed=config.train.seed,
-                 on_epoch=on_epoch)
+        raise DataError(
+            f"only one class ({', '.join(data.classes)}) in the manifest",
+            file=manifest,
+            fix="a classifier needs at least two labels",
+        )
+    result = fit(
+        config,
+        data.images,
+        data.labels,
+        len(data.classes),
+        seed=config.train.seed,
+        on_epoch=on_epoch,
+    )
     counts = data.labels.bincount(minlength=len(data.classes)).tolist()
     metadata = {
         "architecture": config.model.name,

@@ -100,11 +100,18 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield idx
 
 
+def augment_config(config: Config) -> BatchAugmentConfig:
+    """Batch augmentation settings; difference images are filled with mid-grey (no motion)
+    where a rotation uncovers the border, frames with black (the masked background)."""
+    fill = 128 / 255 if config.data.input == "diff" else 0.0
+    return BatchAugmentConfig(**config.augment.model_dump(), fill=fill)
+
+
 def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, config: Config,
                     order_gen: torch.Generator, aug_gen: torch.Generator) -> dict:
     model.train()
-    aug = BatchAugmentConfig(**config.augment.model_dump())
+    aug = augment_config(config)
     total_loss, correct, seen = 0.0, 0, 0
     for idx in batches(len(x), config.train.batch_size, order_gen):
         xb = augment_batch(to_input(x[idx], config), aug, aug_gen)

@@ -42,6 +42,7 @@ from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
 from apexmer.training.augment import augment_batch
 from apexmer.training.engine import (
     EpochCallback,
+    augment_config,
     FitResult,
     autocast,
     batches,
@@ -91,8 +92,7 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         # Update copies (autograd saves them), then take only the active folds' channels.
         mean, var = self.running_mean.clone(), self.running_var.clone()
-        out = F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum,
-                           self.eps)
+        out = F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum, self.eps)
         take = self.active.repeat_interleave(self.num_features // self.k)  # (k*C,)
         with torch.no_grad():
             self.running_mean.copy_(torch.where(take, mean, self.running_mean))
@@ -109,10 +109,19 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
     """The packed replacement of k same-shaped leaf modules (None: leave it as is)."""
     k, m = len(mods), mods[0]
     if isinstance(m, nn.Conv2d):
-        new = nn.Conv2d(k * m.in_channels, k * m.out_channels, m.kernel_size, m.stride,
-                        m.padding, m.dilation, groups=k * m.groups, bias=m.bias is not None,
-                        padding_mode=m.padding_mode, device=m.weight.device,
-                        dtype=m.weight.dtype)
+        new = nn.Conv2d(
+            k * m.in_channels,
+            k * m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            groups=k * m.groups,
+            bias=m.bias is not None,
+            padding_mode=m.padding_mode,
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+        )
         with torch.no_grad():
             new.weight.copy_(_cat([x.weight for x in mods]))  # (k*out, in/g, kh, kw)
             if m.bias is not None:
@@ -120,12 +129,19 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
         return new
     if isinstance(m, nn.BatchNorm2d):
         if m.momentum is None:
-            raise ValueError("fold packing needs BatchNorm with a fixed momentum "
-                             "(momentum=None averages over a shared batch count)")
-        new = PackedBatchNorm2d(k, k * m.num_features, eps=m.eps, momentum=m.momentum,
-                                affine=m.affine, track_running_stats=m.track_running_stats,
-                                device=m.running_mean.device if m.running_mean is not None
-                                else None)
+            raise ValueError(
+                "fold packing needs BatchNorm with a fixed momentum "
+                "(momentum=None averages over a shared batch count)"
+            )
+        new = PackedBatchNorm2d(
+            k,
+            k * m.num_features,
+            eps=m.eps,
+            momentum=m.momentum,
+            affine=m.affine,
+            track_running_stats=m.track_running_stats,
+            device=m.running_mean.device if m.running_mean is not None else None,
+        )
         with torch.no_grad():
             if m.affine:
                 new.weight.copy_(_cat([x.weight for x in mods]))
@@ -143,9 +159,12 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
                 new.bias.copy_(torch.stack([x.bias.detach() for x in mods]))
         return new
     if any(True for _ in m.parameters(recurse=False)) or any(
-            True for _ in m.buffers(recurse=False)):
-        raise ValueError(f"fold packing does not know how to pack {type(m).__name__}; "
-                         "only Conv2d, BatchNorm2d, Linear and parameter-free modules")
+        True for _ in m.buffers(recurse=False)
+    ):
+        raise ValueError(
+            f"fold packing does not know how to pack {type(m).__name__}; "
+            "only Conv2d, BatchNorm2d, Linear and parameter-free modules"
+        )
     return None
 
 
@@ -155,8 +174,9 @@ def pack_models(models: Sequence[nn.Module]) -> nn.Module:
     if not models:
         raise ValueError("pack_models needs at least one model")
     if getattr(models[0], "drop_rate", 0.0):
-        raise ValueError("fold packing cannot reproduce per-fold dropout draws; "
-                         "use drop_rate=0 or pack_folds=1")
+        raise ValueError(
+            "fold packing cannot reproduce per-fold dropout draws; use drop_rate=0 or pack_folds=1"
+        )
     packed = copy.deepcopy(models[0])
     named = [dict(m.named_modules()) for m in models]
     for name, module in list(models[0].named_modules()):
@@ -181,8 +201,10 @@ def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
                 states[f][prefix + "weight"] = module.weight.detach()[f].clone()
                 states[f][prefix + "bias"] = module.bias.detach()[f].clone()
             continue
-        for key, t in [*module.named_parameters(recurse=False),
-                       *module.named_buffers(recurse=False)]:
+        for key, t in [
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        ]:
             if key == "fold_batches":
                 continue
             for f in range(k):
@@ -219,8 +241,10 @@ class PackedOptimizer:
         self.k, self.name, self.lr, self.wd = k, o.name, o.lr, o.weight_decay
         self.momentum, self.betas, self.eps = o.momentum, (0.9, 0.999), 1e-8
         self.steps = [0] * k
-        self.state = [{"m": torch.zeros_like(p), "v": torch.zeros_like(p)
-                       if o.name != "sgd" else None} for p in self.params]
+        self.state = [
+            {"m": torch.zeros_like(p), "v": torch.zeros_like(p) if o.name != "sgd" else None}
+            for p in self.params
+        ]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -236,8 +260,8 @@ class PackedOptimizer:
         b1, b2 = self.betas
         steps = [self.steps[f] for f in rows]
         # Per-fold scalars (m, 1), computed in double as torch.optim.Adam does.
-        step_size = torch.tensor([self.lr / (1 - b1 ** s) for s in steps], device=dev)[:, None]
-        bc2_sqrt = torch.tensor([(1 - b2 ** s) ** 0.5 for s in steps], device=dev)[:, None]
+        step_size = torch.tensor([self.lr / (1 - b1**s) for s in steps], device=dev)[:, None]
+        bc2_sqrt = torch.tensor([(1 - b2**s) ** 0.5 for s in steps], device=dev)[:, None]
         index = None if full else torch.tensor(rows, device=dev)
         for p, st in zip(self.params, self.state, strict=True):
             if p.grad is None:
@@ -249,12 +273,12 @@ class PackedOptimizer:
             work = views if full else [v.index_select(0, index) for v in views]
             self._update(work, step_size, bc2_sqrt)
             if not full:
-                for target, src in zip(views[:1] + views[2:], work[:1] + work[2:],
-                                       strict=True):
+                for target, src in zip(views[:1] + views[2:], work[:1] + work[2:], strict=True):
                     target.index_copy_(0, index, src)
 
-    def _update(self, t: list[torch.Tensor], step_size: torch.Tensor,
-                bc2_sqrt: torch.Tensor) -> None:
+    def _update(
+        self, t: list[torch.Tensor], step_size: torch.Tensor, bc2_sqrt: torch.Tensor
+    ) -> None:
         p, g, m = t[0], t[1], t[2]
         if self.name == "sgd":
             if self.wd:
@@ -284,14 +308,20 @@ class FoldData:
     x_eval: torch.Tensor | None = None  # oracle mode only
 
 
-def _epoch_plan(folds: Sequence[FoldData], batch_size: int,
-                gens: Sequence[torch.Generator]) -> list[list[torch.Tensor]]:
+def _epoch_plan(
+    folds: Sequence[FoldData], batch_size: int, gens: Sequence[torch.Generator]
+) -> list[list[torch.Tensor]]:
     """Each fold's batch indices for one epoch, drawn from its own order generator."""
     return [list(batches(len(fd.x), batch_size, g)) for fd, g in zip(folds, gens, strict=True)]
 
 
-def fit_packed(config: Config, folds: Sequence[FoldData], num_classes: int, *,
-               on_epoch: EpochCallback | None = None) -> list[FitResult]:
+def fit_packed(
+    config: Config,
+    folds: Sequence[FoldData],
+    num_classes: int,
+    *,
+    on_epoch: EpochCallback | None = None,
+) -> list[FitResult]:
     """``engine.fit`` for k folds at once; returns one ``FitResult`` per fold (ordinary
     models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key."""
     if config.train.threads:
@@ -306,7 +336,7 @@ def fit_packed(config: Config, folds: Sequence[FoldData], num_classes: int, *,
     optimizer = PackedOptimizer(list(packed.parameters()), k, config)
     order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
     aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
-    aug = BatchAugmentConfig(**config.augment.model_dump())
+    aug = augment_config(config)
     results = [FitResult(model=m) for m in models]
     for epoch in range(1, config.train.epochs + 1):
         packed.train()
@@ -318,32 +348,54 @@ def fit_packed(config: Config, folds: Sequence[FoldData], num_classes: int, *,
             sizes = {f: len(plan[f][t]) for f in range(k) if t < len(plan[f])}
             for size in sorted(set(sizes.values()), reverse=True):
                 active = [f for f, s in sizes.items() if s == size]
-                _packed_step(forward, packed, folds, [plan[f][t] for f in active], active,
-                             loss_fns, optimizer, aug, aug_gens, config, total, correct)
+                _packed_step(
+                    forward,
+                    packed,
+                    folds,
+                    [plan[f][t] for f in active],
+                    active,
+                    loss_fns,
+                    optimizer,
+                    aug,
+                    aug_gens,
+                    config,
+                    total,
+                    correct,
+                )
                 for f in active:
                     seen[f] += size
         set_active(packed, None)
-        states = unpack(packed, k) if (config.eval.oracle or epoch == config.train.epochs) \
-            else None
+        states = unpack(packed, k) if (config.eval.oracle or epoch == config.train.epochs) else None
         for f in range(k):
-            row = {"epoch": epoch, "loss": float(total[f]) / max(seen[f], 1),
-                   "train_acc": int(correct[f]) / max(seen[f], 1)}
+            row = {
+                "epoch": epoch,
+                "loss": float(total[f]) / max(seen[f], 1),
+                "train_acc": int(correct[f]) / max(seen[f], 1),
+            }
             results[f].history.append(row)
             if states is not None:
                 models[f].load_state_dict(states[f])
                 if folds[f].x_eval is not None:
-                    results[f].eval_probs.append(predict_proba(models[f], folds[f].x_eval,
-                                                               config))
+                    results[f].eval_probs.append(predict_proba(models[f], folds[f].x_eval, config))
             if on_epoch is not None:
                 on_epoch({**row, "pack_index": f})
     return results
 
 
-def _packed_step(forward: nn.Module, packed: nn.Module, folds: Sequence[FoldData],
-                 idxs: Sequence[torch.Tensor], active: Sequence[int],
-                 loss_fns: Sequence[nn.Module], optimizer: PackedOptimizer,
-                 aug: BatchAugmentConfig, aug_gens: Sequence[torch.Generator],
-                 config: Config, total: torch.Tensor, correct: torch.Tensor) -> None:
+def _packed_step(
+    forward: nn.Module,
+    packed: nn.Module,
+    folds: Sequence[FoldData],
+    idxs: Sequence[torch.Tensor],
+    active: Sequence[int],
+    loss_fns: Sequence[nn.Module],
+    optimizer: PackedOptimizer,
+    aug: BatchAugmentConfig,
+    aug_gens: Sequence[torch.Generator],
+    config: Config,
+    total: torch.Tensor,
+    correct: torch.Tensor,
+) -> None:
     """One optimizer step for the ``active`` folds, all with batches of the same size."""
     k, b = len(folds), len(idxs[0])
     s = config.data.input_size

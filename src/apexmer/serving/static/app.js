@@ -92,7 +92,7 @@ function render(d) {
 
 function drawCurve(canvas, d) {
   const ctx = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, pad = { l: 52, r: 16, t: 16, b: 34 };
+  const W = canvas.width, H = canvas.height, pad = { l: 52, r: 16, t: 16, b: 42 };
   ctx.clearRect(0, 0, W, H);
   const xs = d.numbers, ys = d.curve;
   const vals = ys.filter((v) => v !== null);
@@ -114,7 +114,7 @@ function drawCurve(canvas, d) {
   ctx.textAlign = "center";
   const step = Math.max(1, Math.ceil(xs.length / 12));
   for (let i = 0; i < xs.length; i += step) ctx.fillText(xs[i], px(xs[i]), H - pad.b + 18);
-  ctx.fillText("frame", W - pad.r - 20, H - 4);
+  ctx.textAlign = "right"; ctx.fillText("frame number", W - pad.r, H - 3);
   // markers
   const mark = (x, color, text) => {
     ctx.strokeStyle = color; ctx.lineWidth = 2; ctx.setLineDash([5, 4]);

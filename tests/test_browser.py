@@ -1,0 +1,143 @@
+"""End to end in a real browser: headless Debian chromium uploads a clip to the web app.
+
+Trains a tiny model on a tiny synthetic cache (so the page shows a real, trained model),
+serves it with uvicorn on a free localhost port, drives the page with Playwright and saves
+``docs/screenshot.png`` (used in the README).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian chromium is not installed at /usr/bin/chromium "
+        "(apt-get install chromium; `make test` does it when root)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """(url, zip of one clip's frames, that clip's ground truth) with a trained tiny model."""
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    uvicorn = pytest.importorskip("uvicorn", reason="the serve extra is not installed")
+    from apexmer.config import load_config
+    from apexmer.inference import Predictor
+    from apexmer.serving.app import create_app
+    from apexmer.training.deploy import train_deployable
+    from test_checkpoint import build_tiny_cache
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("browser")
+    manifest = build_tiny_cache(root, align=128)
+    config = load_config(
+        "demo",
+        [
+            "model.name=seresnext_tiny",
+            "data.input_size=32",
+            "train.epochs=30",
+            "train.batch_size=2",
+            "augment.rotation_deg=0",
+            "train.threads=1",
+        ],
+    )
+    train_deployable(manifest, config, root / "model")
+    truth = pd.read_csv(root / "corpus" / "ground_truth.csv")
+    row = truth[truth.emotion == "happiness"].iloc[0]
+    frames = root / "corpus" / "CASME2_RAW_selected" / row["folder"] / row["clip"]
+    archive = root / f"{row['clip']}.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(frames.glob("*.jpg")):
+            zf.write(path, f"{row['clip']}/{path.name}")
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Predictor.from_checkpoint(root / "model")),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/", archive, row
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_upload_shows_prediction_apex_and_curve(served) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, archive, truth = served
+    pw = sync_playwright().start()
+    try:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1180, "height": 900}, device_scale_factor=1)
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        page.wait_for_function(
+            "document.getElementById('model').textContent.includes('seresnext_tiny')"
+        )
+        page.set_input_files("#file", str(archive))
+        page.click("#submit")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+
+        classes = ["disgust", "happiness", "others", "repression", "surprise"]
+        label = page.text_content("#label")
+        assert label in classes
+        assert "confidence" in page.text_content("#confidence")
+        assert page.locator(".bar-row").count() == len(classes)
+        caption = page.text_content("#apex-caption")
+        apex = int(caption.split("frame ")[1].split(" ")[0])
+        assert 0 <= apex - int(truth["apex"]) <= 2  # the spotter's known lag/2 lateness
+        for image in ("apex-img", "crop-img"):
+            width = page.evaluate(f"document.getElementById('{image}').naturalWidth")
+            assert width > 0, f"{image} did not load"
+        # The curve canvas has been drawn on (not blank).
+        painted = page.evaluate("""() => { const c = document.getElementById('curve');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
+        assert painted > 1000
+        assert not errors, errors
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        browser.close()
+    finally:
+        pw.stop()

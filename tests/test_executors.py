@@ -1,0 +1,128 @@
+"""LOSO executors: local, process and ray give identical numbers; resume repeats a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from apexmer.config import Config
+from apexmer.data.manifest import write_manifest
+from apexmer.data.sample import Sample
+from apexmer.evaluation.protocol import run_loso
+
+SUBJECTS, PER_SUBJECT, SIZE = 3, 5, 32
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 subjects x 5 crops, 3 classes, as PNGs plus a manifest."""
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    rng = np.random.default_rng(0)
+    samples = []
+    for s in range(SUBJECTS):
+        for c in range(PER_SUBJECT):
+            label = ("disgust", "happiness", "others")[(s + c) % 3]
+            image = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            image[:, :, (s + c) % 3] //= 2  # a faint class-independent tint
+            path = root / "images" / f"sub{s:02d}_{c}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), image)
+            samples.append(
+                Sample(
+                    dataset="tiny", subject=f"sub{s:02d}", clip=f"c{c}", label=label, apex_path=path
+                )
+            )
+    return write_manifest(samples, root / "manifest.csv", coding_version="tiny-v1")
+
+
+def _config(**train) -> Config:
+    return Config.model_validate(
+        {
+            "name": "tiny",
+            "model": {"name": "seresnext_tiny"},
+            "data": {"input_size": SIZE},
+            "optim": {"lr": 1e-3},
+            "train": {"epochs": 2, "batch_size": 4, "threads": 1, **train},
+        }
+    )
+
+
+def _numbers(out: Path) -> tuple[dict, str]:
+    summary = json.loads((out / "summary.json").read_text())
+    keys = ("accuracy", "uf1", "uar", "confusion", "per_class", "uf1_per_fold_mean")
+    return {k: summary[k] for k in keys}, (out / "predictions.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def local_run(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    run_loso(manifest, _config(), out, executor="local")
+    return out
+
+
+@pytest.mark.slow
+def test_process_equals_local(manifest: Path, local_run: Path, tmp_path: Path) -> None:
+    run_loso(manifest, _config(), tmp_path, executor="process", workers=2)
+    assert _numbers(tmp_path) == _numbers(local_run)
+
+
+def test_resume_after_lost_fold_gives_same_numbers(
+    manifest: Path, local_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run_loso(manifest, _config(), out, executor="local")
+    (out / "folds" / "fold_001.json").unlink()  # as if killed before fold 1 was written
+    (out / "summary.json").unlink()
+    run_loso(manifest, _config(), out, executor="local")
+    assert _numbers(out) == _numbers(local_run)
+
+
+def test_packed_run_close_to_sequential_and_resume_exact(
+    manifest: Path, local_run: Path, tmp_path: Path
+) -> None:
+    config = _config(pack_folds=2)
+    out = tmp_path / "packed"
+    run_loso(manifest, config, out, executor="local")
+    # Fold 1 shares a pack with fold 0: resuming retrains the pack and must repeat it.
+    first = _numbers(out)
+    (out / "folds" / "fold_001.json").unlink()
+    run_loso(manifest, config, out, executor="local")
+    assert _numbers(out) == first
+    packed = [
+        json.loads((out / "folds" / f"fold_{i:03d}.json").read_text()) for i in range(SUBJECTS)
+    ]
+    seq = [
+        json.loads((local_run / "folds" / f"fold_{i:03d}.json").read_text())
+        for i in range(SUBJECTS)
+    ]
+    for p, s in zip(packed, seq, strict=True):
+        assert p["test_idx"] == s["test_idx"]
+        assert len(p["history"]) == len(s["history"])
+        np.testing.assert_allclose(p["probs"], s["probs"], atol=5e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_equals_local(
+    manifest: Path, local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_loso(manifest, _config(), tmp_path, executor="ray")
+    finally:
+        ray.shutdown()
+    assert _numbers(tmp_path) == _numbers(local_run)
+
+
+def test_unknown_executor_is_refused(manifest: Path, tmp_path: Path) -> None:
+    from apexmer.errors import ApexmerError
+
+    with pytest.raises(ApexmerError, match="unknown executor"):
+        run_loso(manifest, _config(), tmp_path, executor="threads")
+    assert not (tmp_path / "run.json").exists()

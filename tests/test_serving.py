@@ -1,0 +1,194 @@
+"""The JSON API: uploads checked by content and size, zip-slip refused, predictions returned."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+with warnings.catch_warnings():  # starlette's notice about its httpx backend
+    warnings.filterwarnings("ignore", message="Using `httpx` with")
+    from fastapi.testclient import TestClient
+
+from apexmer.inference import Predictor
+from apexmer.serving.app import ServeLimits, create_app, image_dims, sniff_type
+from test_predictor import APEX, CLASSES, make_checkpoint, near_apex, synthetic_clip
+
+LIMITS = ServeLimits(
+    max_upload_bytes=3 * 2**20,
+    max_frames=60,
+    max_duration_s=5.0,
+    max_unzipped_bytes=8 * 2**20,
+    workers=2,
+)
+
+
+def zip_bytes(frames: list[np.ndarray], names: list[str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, frame in enumerate(frames):
+            _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            zf.writestr(names[i] if names else f"clip/img{200 + i}.jpg", data.tobytes())
+    return buf.getvalue()
+
+
+def mp4_bytes(frames: list[np.ndarray], tmp: Path) -> bytes:
+    path = tmp / "clip.mp4"
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[np.ndarray]:
+    return synthetic_clip(seed=2)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("serve") / "model")
+    with TestClient(create_app(Predictor.from_checkpoint(checkpoint), LIMITS)) as c:
+        yield c
+
+
+def post(client: TestClient, data: bytes, name: str = "clip.mp4", content_type: str = "video/mp4"):
+    return client.post("/api/predict", files={"file": (name, data, content_type)})
+
+
+def test_health_model_and_page(client: TestClient) -> None:
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["architecture"] == "seresnext_tiny"
+    model = client.get("/api/model").json()
+    assert model["classes"] == CLASSES and model["input_size"] == 32
+    assert model["preprocess"]["detector"] == "dlib" and "package_version" in model
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_zip_of_frames_is_predicted(client: TestClient, clip) -> None:
+    resp = post(client, zip_bytes(clip), "frames.zip", "application/zip")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["kind"] == "zip" and body["input"] == "frames.zip"
+    assert body["onset"] == 200 and near_apex(body["apex"], 200 + APEX)
+    assert body["label"] in CLASSES
+    assert [p["class"] for p in body["probabilities"]] == CLASSES
+    assert np.isclose(sum(p["p"] for p in body["probabilities"]), 1.0)
+    assert len(body["curve"]) == len(body["numbers"]) == len(clip)
+    assert body["images"]["apex_frame"].startswith("data:image/png;base64,")
+    assert body["images"]["crop"].startswith("data:image/png;base64,")
+
+
+def test_mp4_is_predicted(client: TestClient, clip, tmp_path: Path) -> None:
+    resp = post(client, mp4_bytes(clip, tmp_path), "whatever.bin", "application/octet-stream")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["kind"] == "video" and near_apex(resp.json()["apex_index"], APEX)
+
+
+def test_oversized_upload_is_413(client: TestClient) -> None:
+    resp = post(client, b"\0" * (LIMITS.max_upload_bytes + 1))
+    assert resp.status_code == 413 and "larger than" in resp.json()["detail"]
+
+
+def test_oversized_streamed_body_is_413(client: TestClient) -> None:
+    # No Content-Length (chunked): the guard counts bytes as they arrive.
+    def chunks():
+        for _ in range(8):
+            yield b"\0" * 2**19
+
+    resp = client.post(
+        "/api/predict",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert resp.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "data,name",
+    [
+        (cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), "image.mp4"),
+        (b"just some text, renamed to look like a video", "notes.mp4"),
+    ],
+)
+def test_wrong_type_is_415(client: TestClient, data: bytes, name: str) -> None:
+    resp = post(client, data, name, "video/mp4")
+    assert resp.status_code == 415 and "checked by content" in resp.json()["detail"]
+
+
+def test_zip_slip_is_refused(client: TestClient, clip) -> None:
+    data = zip_bytes(clip[:2], ["img1.jpg", "../evil.jpg"])
+    resp = post(client, data, "frames.zip", "application/zip")
+    assert resp.status_code == 400 and "outside the archive" in resp.json()["detail"]
+    assert not (Path(tempfile.gettempdir()) / "evil.jpg").exists()
+
+
+def test_zip_with_non_image_is_refused(client: TestClient, clip) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("img1.jpg", cv2.imencode(".jpg", clip[0])[1].tobytes())
+        zf.writestr("run.sh", b"#!/bin/sh\n")
+    assert post(client, buf.getvalue(), "f.zip", "application/zip").status_code == 415
+
+
+def test_zip_bomb_is_refused(client: TestClient) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("img1.png", b"\0" * (LIMITS.max_unzipped_bytes + 1))
+    assert len(buf.getvalue()) < LIMITS.max_upload_bytes
+    resp = post(client, buf.getvalue(), "bomb.zip", "application/zip")
+    assert resp.status_code == 413 and "unpacks to more than" in resp.json()["detail"]
+
+
+def test_too_many_frames_is_422(client: TestClient, clip) -> None:
+    frames = [clip[0]] * (LIMITS.max_frames + 1)
+    resp = post(client, zip_bytes(frames), "long.zip", "application/zip")
+    assert resp.status_code == 422 and "at most" in resp.json()["detail"]
+
+
+def test_empty_and_missing_uploads_are_400(client: TestClient) -> None:
+    resp = post(client, b"", "empty.mp4")
+    assert resp.status_code == 400 and "empty" in resp.json()["detail"]
+    resp = client.post("/api/predict", data={"other": "x"})
+    assert resp.status_code == 400 and "'file'" in resp.json()["detail"]
+
+
+def test_no_face_is_422_naming_the_upload(client: TestClient) -> None:
+    blank = [np.full((240, 320, 3), 128, np.uint8)] * 6
+    resp = post(client, zip_bytes(blank), "blank.zip", "application/zip")
+    assert resp.status_code == 422 and "no face" in resp.json()["detail"]
+    assert "apexmer-upload" not in resp.json()["detail"]
+
+
+def test_concurrent_requests(client: TestClient, clip) -> None:
+    data = zip_bytes(clip)
+    with ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(lambda _: post(client, data, "c.zip", "application/zip"), range(3)))
+    assert [r.status_code for r in codes] == [200, 200, 200]
+    assert len({r.json()["apex"] for r in codes}) == 1
+
+
+def test_magic_bytes() -> None:
+    assert sniff_type(b"PK\x03\x04rest") == "zip"
+    assert sniff_type(b"\0\0\0\x18ftypmp42") == "mp4"
+    assert sniff_type(b"RIFF\0\0\0\0AVI LIST") == "avi"
+    assert sniff_type(b"\x1a\x45\xdf\xa3\x01") == "mkv"
+    assert sniff_type(b"\x89PNG\r\n\x1a\n") is None
+    jpg = cv2.imencode(".jpg", np.zeros((30, 40, 3), np.uint8))[1].tobytes()
+    png = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))[1].tobytes()
+    assert image_dims(jpg) == ("jpeg", 40, 30) and image_dims(png) == ("png", 40, 30)

@@ -1,0 +1,221 @@
+"""Apex spotting on synthetic motion injected into a real face photograph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apexmer.data.frames import ArrayFrames
+from apexmer.errors import ConfigError, DataError, NoFaceError
+from apexmer.preprocess import (
+    ROIS,
+    FaceLandmarks,
+    SpotConfig,
+    get_detector,
+    intensity_curve,
+    roi_boxes,
+    spot_apex,
+    spot_clip,
+)
+from apexmer.preprocess.spotting import curve_from_crops
+
+GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+N = 40
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return get_detector("dlib")
+
+
+@pytest.fixture(scope="module")
+def base() -> np.ndarray:
+    """Grace Hopper at half size in a 320x240 frame (face ~110 px)."""
+    face = cv2.imread(str(GRACE))
+    matrix = cv2.getRotationMatrix2D((256.0, 300.0), 4.0, 0.5)
+    matrix[:, 2] += (160.0 - 256.0, 120.0 - 300.0)
+    return cv2.warpAffine(face, matrix, (320, 240), borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.fixture(scope="module")
+def face(detector, base) -> FaceLandmarks:
+    found = detector.detect(base)
+    assert found is not None
+    return found
+
+
+def make_clip(
+    base: np.ndarray,
+    centre: np.ndarray,
+    peak: int,
+    n: int = N,
+    amp: float = 2.0,
+    noise: float = 2.0,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """A local upward bump motion (brow raise) that rises and falls, peaking at ``peak``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : base.shape[0], 0 : base.shape[1]].astype(np.float32)
+    bump = np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * 12.0**2))
+    frames = []
+    for t in range(n):
+        a = amp * np.exp(-0.5 * ((t - peak) / 4.0) ** 2)
+        moved = cv2.remap(
+            base,
+            xx,
+            (yy + a * bump).astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
+        noisy = moved + noise * rng.standard_normal(moved.shape, dtype=np.float32)
+        frames.append(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
+    return frames
+
+
+def gray_stack(frames: list[np.ndarray]) -> np.ndarray:
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]).astype(np.float32)
+
+
+def test_roi_boxes_square_inside_and_scaled(face: FaceLandmarks) -> None:
+    boxes = roi_boxes(face.points, (240, 320), size=0.5)
+    assert boxes.shape == (len(ROIS), 4) == (10, 4)
+    side = round(0.5 * face.inter_ocular)
+    assert np.all(boxes[:, 2:] == side)
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 0] + side <= 320)
+    assert np.all(boxes[:, 1] + side <= 240)
+    doubled = roi_boxes(face.points * 2, (480, 640), size=0.5)
+    assert abs(doubled[0, 2] - 2 * side) <= 1  # scales with the face
+
+
+@pytest.mark.parametrize("peak", [9, 20, 31])
+@pytest.mark.parametrize("offset_term", [True, False])
+def test_spots_injected_peak(base, face, peak: int, offset_term: bool) -> None:
+    centre = face.points[[21, 22]].mean(0)
+    frames = gray_stack(make_clip(base, centre, peak, seed=peak))
+    curve = intensity_curve(
+        frames, roi_boxes(face.points, base.shape), SpotConfig(offset_term=offset_term)
+    )
+    assert curve.shape == (N,)
+    # the backward lag-3 difference makes the method about lag/2 frames late
+    assert 0 <= spot_apex(curve) - peak <= 2
+
+
+def test_spot_clip_with_real_detection(detector, base, face) -> None:
+    frames = make_clip(base, face.points[[48, 54]].mean(0), peak=22, seed=1)
+    result = spot_clip(ArrayFrames(frames), onset=4, offset=36, detector=detector)
+    assert result.numbers == list(range(4, 37))
+    assert (result.onset, result.offset) == (4, 36)
+    assert result.curve.shape == (33,)
+    assert result.numbers[result.apex_index] == result.apex
+    assert 22 <= result.apex <= 24
+    assert np.isnan(result.curve[:3]).all() and np.isfinite(result.curve[3:]).all()
+    assert result.as_dict()["curve"][0] is None
+
+
+def test_per_frame_landmarks_run_and_face_loss_is_named(detector, base, face) -> None:
+    frames = make_clip(base, face.points[[21, 22]].mean(0), peak=12, n=16)
+    result = spot_clip(
+        ArrayFrames(frames), detector=detector, config=SpotConfig(landmarks="per_frame")
+    )
+    assert result.curve.shape == (16,) and result.apex in range(3, 16)
+    frames[9] = np.zeros_like(frames[9])
+    with pytest.raises(NoFaceError, match="frame 9"):
+        spot_clip(ArrayFrames(frames), detector=detector, config=SpotConfig(landmarks="per_frame"))
+
+
+def test_first_frames_rule() -> None:
+    crops = np.random.default_rng(0).uniform(0, 255, (12, 10, 6, 6)).astype(np.float32)
+    skipped = curve_from_crops(crops, SpotConfig())
+    assert np.isnan(skipped[:3]).all() and np.isfinite(skipped[3:]).all()
+    clamped = curve_from_crops(crops, SpotConfig(first_frames="clamp", offset_term=False))
+    np.testing.assert_allclose(clamped[:3], 1.0)  # compared with the onset: trivially 1
+    skipped_onset_only = curve_from_crops(crops, SpotConfig(offset_term=False))
+    np.testing.assert_allclose(clamped[3:], skipped_onset_only[3:])  # same from frame lag on
+    lag5 = curve_from_crops(crops, SpotConfig(lag=5))
+    assert np.isnan(lag5[:5]).all() and np.isfinite(lag5[5:]).all()
+
+
+def test_offset_term_adds_the_second_ratio() -> None:
+    crops = np.random.default_rng(1).uniform(0, 255, (9, 10, 5, 5)).astype(np.float32)
+    both = curve_from_crops(crops, SpotConfig())
+    onset_only = curve_from_crops(crops, SpotConfig(offset_term=False))
+    c = crops.reshape(9, -1).astype(np.float64)
+    i = 6
+    den = np.abs(c[i] - c[i - 3]) + 1
+    np.testing.assert_allclose(onset_only[i], np.mean((np.abs(c[i] - c[0]) + 1) / den), rtol=1e-5)
+    np.testing.assert_allclose(
+        both[i] - onset_only[i], np.mean((np.abs(c[i] - c[-1]) + 1) / den), rtol=1e-5
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(offset=st.floats(-60, 60), seed=st.integers(0, 2**16), blur=st.sampled_from([0.0, 1.0]))
+def test_curve_invariant_to_global_brightness_offset(offset: float, seed: int, blur: float) -> None:
+    frames = np.random.default_rng(seed).uniform(60, 190, (8, 24, 24)).astype(np.float32)
+    rois = np.array([[0, 0, 8, 8], [10, 4, 8, 8], [16, 16, 8, 8]])
+    cfg = SpotConfig(blur=blur)
+    np.testing.assert_allclose(
+        intensity_curve(frames + offset, rois, cfg),
+        intensity_curve(frames, rois, cfg),
+        rtol=1e-4,
+        equal_nan=True,
+    )
+
+
+def test_bad_onset_offset_and_short_clips(detector) -> None:
+    source = ArrayFrames([np.zeros((32, 32, 3), np.uint8)] * 10)
+    with pytest.raises(DataError, match="onset frame 12 is not available"):
+        spot_clip(source, onset=12, offset=None, detector=detector)
+    with pytest.raises(DataError, match="offset frame 10 is not available"):
+        spot_clip(source, onset=0, offset=10, detector=detector)
+    with pytest.raises(DataError, match="not before offset"):
+        spot_clip(source, onset=5, offset=5, detector=detector)
+    with pytest.raises(DataError, match="needs at least 4") as info:
+        spot_clip(source, onset=2, offset=4, detector=detector)
+    assert "Fix:" in str(info.value)
+    with pytest.raises(ValueError, match="at least 4"):
+        curve_from_crops(np.zeros((3, 10, 4, 4)))
+
+
+def test_no_face_on_onset_frame_names_file_and_frame(detector) -> None:
+    source = ArrayFrames([np.full((120, 160, 3), 100, np.uint8)] * 8, name="clipA")
+    with pytest.raises(NoFaceError, match=r"clipA, frame 2: no face"):
+        spot_clip(source, onset=2, offset=7, detector=detector)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"lag": 0}, {"landmarks": "every"}, {"first_frames": "x"}, {"roi_size": 0.0}, {"blur": -1.0}],
+)
+def test_config_validation(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        SpotConfig(**bad)
+
+
+@pytest.mark.parametrize("peak", [9, 20, 31])
+def test_symmetric_denominator_spots_the_peak_without_phase_shift(base, face, peak: int) -> None:
+    centre = face.points[[21, 22]].mean(0)
+    frames = gray_stack(make_clip(base, centre, peak, seed=peak))
+    boxes = roi_boxes(face.points, base.shape)
+    sym = intensity_curve(frames, boxes, SpotConfig(denominator="symmetric"))
+    assert abs(spot_apex(sym) - peak) <= 1
+    assert np.isnan(sym[:3]).all() and np.isnan(sym[-3:]).all()  # no F_{i-3} / F_{i+3}
+    backward = intensity_curve(frames, boxes, SpotConfig())
+    assert spot_apex(backward) >= spot_apex(sym)
+
+
+def test_symmetric_needs_two_lags_of_frames() -> None:
+    from apexmer.data.frames import ArrayFrames
+    from apexmer.errors import DataError
+    from apexmer.preprocess.landmarks import FaceLandmarks
+
+    clip = ArrayFrames([np.full((60, 60, 3), i, np.uint8) for i in range(6)])
+    face = FaceLandmarks(box=(0, 0, 60, 60), points=np.full((68, 2), 30, np.float32))
+    with pytest.raises(DataError, match="needs at least 7"):
+        spot_clip(clip, detector=None, config=SpotConfig(denominator="symmetric"), face=face)
