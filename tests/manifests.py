@@ -23,8 +23,14 @@ def crop(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
-def write_tiny_manifest(folder: Path, subjects: int = 4, per_subject: int = 6, size: int = 32,
-                        seed: int = 0, classes: tuple[str, ...] = CLASSES) -> Path:
+def write_tiny_manifest(
+    folder: Path,
+    subjects: int = 4,
+    per_subject: int = 6,
+    size: int = 32,
+    seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
+) -> Path:
     """``folder/manifest.csv`` with apex, mid and onset crops for every sample."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -38,11 +44,23 @@ def write_tiny_manifest(folder: Path, subjects: int = 4, per_subject: int = 6, s
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), crop(label if role == "apex" else 1, rng, size))
                 paths[role] = path
-            samples.append(Sample(dataset="casme2", subject=f"sub{s:02d}", clip=clip,
-                                  label=classes[label], onset=1, apex=5, offset=9,
-                                  apex_path=paths["apex"], mid_path=paths["mid"],
-                                  onset_path=paths["onset"]))
+            samples.append(
+                Sample(
+                    dataset="casme2",
+                    subject=f"sub{s:02d}",
+                    clip=clip,
+                    label=classes[label],
+                    onset=1,
+                    apex=5,
+                    offset=9,
+                    apex_path=paths["apex"],
+                    mid_path=paths["mid"],
+                    onset_path=paths["onset"],
+                )
+            )
     manifest = folder / "manifest.csv"
-    write_manifest(SampleSet(samples=samples, classes=classes, coding_version="casme2-2019",
-                             source="tiny"), manifest)
+    write_manifest(
+        SampleSet(samples=samples, classes=classes, coding_version="casme2-2019", source="tiny"),
+        manifest,
+    )
     return manifest

@@ -24,27 +24,37 @@ def test_presets_listed_and_demo_is_small() -> None:
 
 
 def test_dotted_overrides_parse_yaml_values() -> None:
-    cfg = load_config("paper", ["train.epochs=5", "loss.alpha=[1, 2, 3, 4, 5]",
-                                "model.weights=/tmp/w.pth", "eval.oracle=true"])
+    cfg = load_config(
+        "paper",
+        [
+            "train.epochs=5",
+            "loss.alpha=[1, 2, 3, 4, 5]",
+            "model.weights=/tmp/w.pth",
+            "eval.oracle=true",
+        ],
+    )
     assert cfg.train.epochs == 5
     assert cfg.loss.alpha == [1, 2, 3, 4, 5]
     assert cfg.model.weights == "/tmp/w.pth"
     assert cfg.eval.oracle is True
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.epochs=0", "train.epochs"),
-    ("train.epochz=3", "train.epochz"),
-    ("data.frame=peak", "data.frame"),
-    ("optim.lr=-1", "optim.lr"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.epochs=0", "train.epochs"),
+        ("train.epochz=3", "train.epochz"),
+        ("data.frame=peak", "data.frame"),
+        ("optim.lr=-1", "optim.lr"),
+    ],
+)
 def test_bad_overrides_name_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("paper", [override])
 
 
 def test_override_without_equals_is_explained() -> None:
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_override({}, "train.epochs")
 
 

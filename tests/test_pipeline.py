@@ -27,8 +27,7 @@ CONFIG = PreprocessConfig(align=AlignConfig(size=64))
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("corpus")
-    return write_synthetic_corpus(out, subjects=2, clips_per_subject=3, seed=3,
-                                  size=(320, 240))
+    return write_synthetic_corpus(out, subjects=2, clips_per_subject=3, seed=3, size=(320, 240))
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +39,16 @@ def done(corpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_mid_frame_is_midway_between_onset_and_apex() -> None:
     assert mid_frame(list(range(10, 31)), 10, 20) == 15
-    assert mid_frame([10, 12, 14, 18, 20], 10, 20) == 14   # nearest existing, lower on ties
+    assert mid_frame([10, 12, 14, 18, 20], 10, 20) == 14  # nearest existing, lower on ties
     assert mid_frame(list(range(5, 9)), 5, 5) == 5
 
 
@@ -64,17 +66,21 @@ def test_manifest_crops_and_apexes(done: Path, corpus) -> None:
         row = truth.loc[s.clip]
         assert s.onset == row["onset"] and s.offset == row["offset"]
         close += abs(s.apex_spotted - row["apex"]) <= 1
-        assert s.onset <= int(table.set_index("clip").loc[s.clip, "mid"]) <= s.extra.get(
-            "apex_used", s.apex)
-    assert close >= 4          # small 320x240 frames; the 90% target is bench/spotting_bench.py
+        assert (
+            s.onset
+            <= int(table.set_index("clip").loc[s.clip, "mid"])
+            <= s.extra.get("apex_used", s.apex)
+        )
+    assert close >= 4  # small 320x240 frames; the 90% target is bench/spotting_bench.py
     assert pd.read_csv(done / "problems.csv").empty
     settings = json.loads((done / "preprocess.json").read_text())
     assert settings["preprocess"]["detector"] == "dlib"
     assert settings["preprocess"]["spot"]["offset_term"] is True
 
 
-def test_killed_run_resumes_to_identical_files(corpus, done: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_run_resumes_to_identical_files(
+    corpus, done: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
     real = pipeline.process_sample
     calls = {"n": 0}
@@ -114,13 +120,13 @@ def test_bad_clips_go_to_problems_and_the_rest_is_processed(corpus, tmp_path: Pa
     shutil.copytree(corpus.frames_root, root)
     samples = read_casme2(corpus.coding, root=root, classes="all").samples
     blank, corrupt, gray, deep, short, outside = samples[:6]
-    for f in blank.frames.iterdir():                     # no face anywhere
+    for f in blank.frames.iterdir():  # no face anywhere
         cv2.imwrite(str(f), np.full((240, 320, 3), 90, np.uint8))
     onset_file = sorted(corrupt.frames.iterdir(), key=lambda p: int(p.stem[3:]))[0]
     onset_file.write_bytes(onset_file.read_bytes()[:200])  # truncated JPEG
-    for f in gray.frames.iterdir():                      # grayscale frames
+    for f in gray.frames.iterdir():  # grayscale frames
         cv2.imwrite(str(f), cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2GRAY))
-    for f in list(deep.frames.iterdir()):                # 16-bit PNG frames
+    for f in list(deep.frames.iterdir()):  # 16-bit PNG frames
         img = cv2.imread(str(f)).astype(np.uint16) * 257
         cv2.imwrite(str(f.with_suffix(".png")), img)
         f.unlink()
@@ -128,8 +134,9 @@ def test_bad_clips_go_to_problems_and_the_rest_is_processed(corpus, tmp_path: Pa
     samples[5] = outside.with_(onset=outside.onset - 50)  # onset before the first frame
     from apexmer.data.sample import SampleSet
 
-    sample_set = SampleSet(samples=samples, classes=("x",), coding_version="casme2-2019",
-                           source="test")
+    sample_set = SampleSet(
+        samples=samples, classes=("x",), coding_version="casme2-2019", source="test"
+    )
     result = preprocess_corpus(sample_set, tmp_path / "cache", CONFIG, workers=1)
     problems = pd.read_csv(result.problems_csv)
     reasons = dict(zip(problems["sample"], problems["message"], strict=True))
@@ -138,7 +145,7 @@ def test_bad_clips_go_to_problems_and_the_rest_is_processed(corpus, tmp_path: Pa
     assert "decode" in reasons[corrupt.key] or "corrupt" in reasons[corrupt.key]
     assert "lag" in reasons[short.key]
     assert str(outside.onset - 50) in reasons[outside.key]
-    assert result.n_ok == 2                              # gray and 16-bit clips processed
+    assert result.n_ok == 2  # gray and 16-bit clips processed
     ok = {s.key for s in read_manifest(result.manifest)}
     assert ok == {gray.key, deep.key}
 
@@ -147,8 +154,19 @@ def test_cli_spot_spot_eval_and_preprocess(corpus, tmp_path: Path) -> None:
     runner = CliRunner()
     row = corpus.ground_truth.iloc[0]
     folder = corpus.frames_root / row["folder"] / row["clip"]
-    res = runner.invoke(app, ["spot", "--frames", str(folder), "--onset", str(row["onset"]),
-                              "--offset", str(row["offset"]), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "spot",
+            "--frames",
+            str(folder),
+            "--onset",
+            str(row["onset"]),
+            "--offset",
+            str(row["offset"]),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     spot = json.loads(res.output)
     assert set(spot) == {"apex", "curve", "onset", "offset"}
@@ -156,18 +174,45 @@ def test_cli_spot_spot_eval_and_preprocess(corpus, tmp_path: Path) -> None:
     assert len(spot["curve"]) == row["offset"] - row["onset"] + 1
     assert abs(spot["apex"] - row["apex"]) <= 1
 
-    res = runner.invoke(app, ["spot-eval", "--corpus", "casme2", "--coding", str(corpus.coding),
-                              "--root", str(corpus.frames_root), "--json",
-                              "--out", str(tmp_path / "se")])
+    res = runner.invoke(
+        app,
+        [
+            "spot-eval",
+            "--corpus",
+            "casme2",
+            "--coding",
+            str(corpus.coding),
+            "--root",
+            str(corpus.frames_root),
+            "--json",
+            "--out",
+            str(tmp_path / "se"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     scores = json.loads(res.output)
     assert set(scores) == {"n", "mae", "median", "within_1", "within_5", "within_10"}
-    assert scores["n"] == 5                              # the "/" apex row has no label
+    assert scores["n"] == 5  # the "/" apex row has no label
     assert 0 <= scores["within_1"] <= scores["within_5"] <= scores["within_10"] <= 1
     assert (tmp_path / "se" / "spotting_errors.png").stat().st_size > 0
 
-    res = runner.invoke(app, ["preprocess", "--corpus", "casme2", "--coding",
-                              str(corpus.coding), "--root", str(corpus.frames_root),
-                              "--out", str(tmp_path / "c"), "--size", "48", "--classes", "all"])
+    res = runner.invoke(
+        app,
+        [
+            "preprocess",
+            "--corpus",
+            "casme2",
+            "--coding",
+            str(corpus.coding),
+            "--root",
+            str(corpus.frames_root),
+            "--out",
+            str(tmp_path / "c"),
+            "--size",
+            "48",
+            "--classes",
+            "all",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert len(read_manifest(tmp_path / "c" / "manifest.csv")) == 6

@@ -19,8 +19,14 @@ from apexmer.models.registry import create_model
 from apexmer.models.weights import save_weights
 from manifests import write_tiny_manifest
 
-FAST = ["model.name=seresnext_tiny", "data.input_size=32", "train.epochs=2",
-        "train.batch_size=4", "train.threads=1", "optim.lr=0.003"]
+FAST = [
+    "model.name=seresnext_tiny",
+    "data.input_size=32",
+    "train.epochs=2",
+    "train.batch_size=4",
+    "train.threads=1",
+    "optim.lr=0.003",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,8 @@ def test_run_folder_and_pooled_metrics_agree_with_sklearn(finished: Path) -> Non
     y, p = preds["y_true"], preds["y_pred"]
     assert summary["accuracy"] == pytest.approx(accuracy_score(y, p))
     assert summary["uf1"] == pytest.approx(
-        f1_score(y, p, average="macro", labels=[0, 1, 2], zero_division=0))
+        f1_score(y, p, average="macro", labels=[0, 1, 2], zero_division=0)
+    )
     assert summary["uar"] == pytest.approx(balanced_accuracy_score(y, p))
     probs = preds[[c for c in preds if c.startswith("prob_")]].to_numpy()
     assert probs.shape == (24, 3)
@@ -57,8 +64,9 @@ def test_run_folder_and_pooled_metrics_agree_with_sklearn(finished: Path) -> Non
     assert "last epoch" in summary["protocol"] and summary["oracle"] is False
 
 
-def test_no_subject_in_its_own_training_set(manifest: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_subject_in_its_own_training_set(
+    manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[tuple[str, set[str]]] = []
     real = protocol.train_fold
 
@@ -76,8 +84,9 @@ def test_no_subject_in_its_own_training_set(manifest: Path, tmp_path: Path,
         assert held_out not in train_subjects and len(train_subjects) == 3
 
 
-def test_killed_run_resumes_to_the_same_numbers(manifest: Path, finished: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_run_resumes_to_the_same_numbers(
+    manifest: Path, finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "killed"
     real = protocol.train_fold
     calls = {"n": 0}
@@ -97,8 +106,9 @@ def test_killed_run_resumes_to_the_same_numbers(manifest: Path, finished: Path, 
     full = json.loads((finished / "summary.json").read_text())
     for key in ("accuracy", "uf1", "uar"):
         assert resumed[key] == full[key]
-    pd.testing.assert_frame_equal(pd.read_csv(out / "predictions.csv"),
-                                  pd.read_csv(finished / "predictions.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "predictions.csv"), pd.read_csv(finished / "predictions.csv")
+    )
 
 
 def test_resume_with_another_config_is_refused(manifest: Path, finished: Path) -> None:
@@ -118,16 +128,16 @@ def test_missing_crop_is_reported_and_the_rest_runs(manifest: Path, tmp_path: Pa
     table.loc[0, "mid_path"] = "images/nowhere/mid.png"
     broken = manifest.parent / "broken.csv"
     table.to_csv(broken, index=False)
-    summary = run_loso(broken, load_config("demo", [*FAST, "train.epochs=1",
-                                                    "data.frame=mid"]), tmp_path)
+    summary = run_loso(
+        broken, load_config("demo", [*FAST, "train.epochs=1", "data.frame=mid"]), tmp_path
+    )
     assert summary["n_samples"] == 23
     assert any("nowhere" in p for p in summary["data_problems"])
 
 
 def test_degenerate_folds_are_reported(tmp_path: Path) -> None:
     manifest = write_tiny_manifest(tmp_path / "d", subjects=3, per_subject=1)
-    summary = run_loso(manifest, load_config("demo", [*FAST, "train.epochs=1"]),
-                       tmp_path / "r")
+    summary = run_loso(manifest, load_config("demo", [*FAST, "train.epochs=1"]), tmp_path / "r")
     warnings = [w for f in summary["folds"] for w in f["warnings"]]
     assert any("one sample" in w or "single" in w for w in warnings)
     assert "warn" in (tmp_path / "r" / "report.md").read_text().lower()

@@ -25,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    frame: Literal["apex", "mid", "onset"] = "apex"    # mid = the paper's "non-apex" frame
+    frame: Literal["apex", "mid", "onset"] = "apex"  # mid = the paper's "non-apex" frame
     # "frame": the chosen frame's crop (the paper). "diff": that crop minus the onset crop,
     # the onset-to-apex motion the field's later methods use (METHOD.md section 9).
     input: Literal["frame", "diff"] = "frame"
@@ -36,12 +36,12 @@ class DataConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = "seresnext50_32x4d"
-    weights: str | None = None                        # local ImageNet .pth/.safetensors
+    weights: str | None = None  # local ImageNet .pth/.safetensors
 
 
 class LossConfig(_Strict):
     name: Literal["focal", "cross_entropy"] = "focal"
-    gamma: float = Field(2.0, ge=0.0)                 # open in the paper; Lin et al.'s 2
+    gamma: float = Field(2.0, ge=0.0)  # open in the paper; Lin et al.'s 2
     alpha: Literal["none", "balanced"] | list[float] = "none"
 
 
@@ -49,7 +49,7 @@ class OptimConfig(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0)                # sgd only
+    momentum: float = Field(0.9, ge=0)  # sgd only
 
 
 class AugmentConfig(_Strict):
@@ -64,13 +64,13 @@ class TrainConfig(_Strict):
     batch_size: int = Field(2, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     seed: int = 0
-    threads: int | None = Field(None, ge=1)           # torch intra-op threads; None = default
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = default
     channels_last: bool = False
     amp: Literal["none", "bf16"] = "none"
     device: str = "cpu"
     # Folds trained together as one packed network (training/packed.py); 1 = off.
     pack_folds: int = Field(1, ge=1)
-    compile: bool = False                             # torch.compile the training forward
+    compile: bool = False  # torch.compile the training forward
 
 
 class EvalConfig(_Strict):
@@ -107,11 +107,15 @@ def _read_yaml(preset_or_path: str | Path) -> dict[str, Any]:
     if not path.suffix and not path.exists():
         path = PRESET_DIR / f"{preset_or_path}.yaml"
         if not path.exists():
-            raise ConfigError(f"unknown preset {preset_or_path!r}; presets: "
-                              f"{', '.join(list_presets())}, or pass a YAML file path")
+            raise ConfigError(
+                f"unknown preset {preset_or_path!r}; presets: "
+                f"{', '.join(list_presets())}, or pass a YAML file path"
+            )
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass a preset name "
-                          f"({', '.join(list_presets())}) or an existing YAML file")
+        raise ConfigError(
+            f"{path}: config file not found; pass a preset name "
+            f"({', '.join(list_presets())}) or an existing YAML file"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -124,8 +128,9 @@ def _read_yaml(preset_or_path: str | Path) -> dict[str, Any]:
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML) to a nested dict, in place."""
     if "=" not in override:
-        raise ConfigError(f"override {override!r} must look like section.key=value, "
-                          "e.g. train.epochs=5")
+        raise ConfigError(
+            f"override {override!r} must look like section.key=value, e.g. train.epochs=5"
+        )
     key, raw = override.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
@@ -153,8 +158,9 @@ def build_config(data: dict[str, Any], source: str = "<dict>") -> Config:
         raise ConfigError(f"{source}: invalid config: " + "; ".join(lines)) from None
 
 
-def load_config(preset_or_path: str | Path = "paper",
-                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    preset_or_path: str | Path = "paper", overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a preset or YAML file, apply dotted overrides, validate."""
     data = _read_yaml(preset_or_path)
     for override in overrides:

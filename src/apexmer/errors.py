@@ -12,8 +12,13 @@ class ApexmerError(Exception):
 class DataError(ApexmerError, ValueError):
     """Bad input data: a coding sheet, a manifest, a frame folder, an image."""
 
-    def __init__(self, message: str, file: str | Path | None = None, row: int | None = None,
-                 fix: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        file: str | Path | None = None,
+        row: int | None = None,
+        fix: str | None = None,
+    ) -> None:
         self.file = str(file) if file is not None else None
         self.row = row
         self.fix = fix

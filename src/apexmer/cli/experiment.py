@@ -20,18 +20,25 @@ class FoldProgress:
     def __call__(self, event: dict) -> None:
         kind = event["event"]
         if kind == "run":
-            typer.echo(f"== {event['model']} / {event['frame']} frame -> {event['dir']}",
-                       err=True)
+            typer.echo(f"== {event['model']} / {event['frame']} frame -> {event['dir']}", err=True)
         elif kind == "start":
             self.close()
-            self.bar = tqdm(total=event["n_folds"], initial=event["done"], unit="fold",
-                            desc="LOSO", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=event["n_folds"],
+                initial=event["done"],
+                unit="fold",
+                desc="LOSO",
+                dynamic_ncols=True,
+            )
             if event["done"]:
-                self.bar.write(f"resuming: {event['done']} of {event['n_folds']} folds "
-                               "already done")
+                self.bar.write(
+                    f"resuming: {event['done']} of {event['n_folds']} folds already done"
+                )
         elif kind == "epoch" and self.bar is not None:
-            self.bar.set_postfix_str(f"{event['group']} epoch {event['epoch']} "
-                                     f"loss {event['loss']:.3f} acc {event['train_acc']:.2f}")
+            self.bar.set_postfix_str(
+                f"{event['group']} epoch {event['epoch']} "
+                f"loss {event['loss']:.3f} acc {event['train_acc']:.2f}"
+            )
         elif kind == "fold_done" and self.bar is not None:
             self.bar.update(1)
 
@@ -43,9 +50,11 @@ class FoldProgress:
 
 def _headline(summary: dict) -> str:
     tag = "ORACLE (not a valid estimate) " if summary.get("oracle") else ""
-    return (f"{tag}accuracy {summary['accuracy']:.4f}  UF1 {summary['uf1']:.4f}  "
-            f"UAR {summary['uar']:.4f}  ({summary['n_samples']} samples, "
-            f"{summary['n_folds']} folds)")
+    return (
+        f"{tag}accuracy {summary['accuracy']:.4f}  UF1 {summary['uf1']:.4f}  "
+        f"UAR {summary['uar']:.4f}  ({summary['n_samples']} samples, "
+        f"{summary['n_folds']} folds)"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -58,10 +67,14 @@ def register(app: typer.Typer) -> None:
         frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
         workers: int | None = typer.Option(None, "--workers", help="parallel folds"),
-        ray_address: str | None = typer.Option(None, "--ray-address",
-                                               help="join an existing Ray cluster"),
-        oracle: bool = typer.Option(False, "--oracle", help="choose the epoch on the "
-                                    "held-out subject (labelled ORACLE; not a valid estimate)"),
+        ray_address: str | None = typer.Option(
+            None, "--ray-address", help="join an existing Ray cluster"
+        ),
+        oracle: bool = typer.Option(
+            False,
+            "--oracle",
+            help="choose the epoch on the held-out subject (labelled ORACLE; not a valid estimate)",
+        ),
         as_json: bool = typer.Option(False, "--json", help="print summary.json"),
     ) -> None:
         """Leave-one-subject-out training and evaluation, resumable at fold granularity."""
@@ -75,8 +88,15 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, overrides)
         progress = FoldProgress()
         try:
-            summary = run_loso(data, cfg, out, executor=executor, workers=workers,
-                               ray_address=ray_address, progress=progress)
+            summary = run_loso(
+                data,
+                cfg,
+                out,
+                executor=executor,
+                workers=workers,
+                ray_address=ray_address,
+                progress=progress,
+            )
         finally:
             progress.close()
         if as_json:
@@ -100,13 +120,16 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, list(set_))
         progress = FoldProgress()
         try:
-            rows = run_ablation(data, cfg, out, executor=executor, workers=workers,
-                                progress=progress)
+            rows = run_ablation(
+                data, cfg, out, executor=executor, workers=workers, progress=progress
+            )
         finally:
             progress.close()
         for row in rows:
-            typer.echo(f"{row['model']:>20} {row['frame']:>5}  acc {row['accuracy']:.4f}  "
-                       f"UF1 {row['uf1']:.4f}")
+            typer.echo(
+                f"{row['model']:>20} {row['frame']:>5}  acc {row['accuracy']:.4f}  "
+                f"UF1 {row['uf1']:.4f}"
+            )
         typer.echo(f"table: {out / 'ablation.md'}")
 
     @app.command()
@@ -123,9 +146,16 @@ def register(app: typer.Typer) -> None:
 
         progress = FoldProgress()
         try:
-            result = run_demo(out, subjects=subjects, clips_per_subject=clips_per_subject,
-                              seed=seed, workers=workers, overrides=list(set_),
-                              progress=progress, log=lambda m: typer.echo(m, err=True))
+            result = run_demo(
+                out,
+                subjects=subjects,
+                clips_per_subject=clips_per_subject,
+                seed=seed,
+                workers=workers,
+                overrides=list(set_),
+                progress=progress,
+                log=lambda m: typer.echo(m, err=True),
+            )
         finally:
             progress.close()
         typer.echo(_headline(result["summary"]))

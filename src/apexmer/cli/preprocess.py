@@ -17,8 +17,9 @@ DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shi
 def _spot_config(offset_term: bool, landmarks: str, lag: int, denominator: str = "backward"):
     from apexmer.preprocess.spotting import SpotConfig
 
-    return SpotConfig(offset_term=offset_term, landmarks=landmarks, lag=lag,
-                      denominator=denominator)
+    return SpotConfig(
+        offset_term=offset_term, landmarks=landmarks, lag=lag, denominator=denominator
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +28,9 @@ def register(app: typer.Typer) -> None:
         frames: Path = typer.Option(..., "--frames", help="frame folder or video file"),
         onset: int | None = typer.Option(None, "--onset", help="onset frame number"),
         offset: int | None = typer.Option(None, "--offset", help="offset frame number"),
-        offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term",
-                                         help="paper (on) or the authors' code (off)"),
+        offset_term: bool = typer.Option(
+            True, "--offset-term/--no-offset-term", help="paper (on) or the authors' code (off)"
+        ),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
@@ -40,8 +42,13 @@ def register(app: typer.Typer) -> None:
         from apexmer.preprocess.landmarks import get_detector
         from apexmer.preprocess.spotting import spot_clip
 
-        res = spot_clip(open_frames(frames), onset, offset, get_detector(detector),
-                        _spot_config(offset_term, landmarks, lag, denominator))
+        res = spot_clip(
+            open_frames(frames),
+            onset,
+            offset,
+            get_detector(detector),
+            _spot_config(offset_term, landmarks, lag, denominator),
+        )
         record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
         payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
         if as_json:
@@ -60,20 +67,24 @@ def register(app: typer.Typer) -> None:
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
         workers: int = typer.Option(1, "--workers"),
-        out: Path | None = typer.Option(None, "--out", help="folder for errors.csv and "
-                                        "the error-per-clip plot"),
+        out: Path | None = typer.Option(
+            None, "--out", help="folder for errors.csv and the error-per-clip plot"
+        ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Spotting error against the labelled apex over a corpus."""
         from apexmer.data.readers import read_corpus
         from apexmer.fileio import write_text
-        from apexmer.preprocess.spot_eval import (evaluate_spotting, plot_spotting_errors,
-                                                  spotting_scores)
+        from apexmer.preprocess.spot_eval import (
+            evaluate_spotting,
+            plot_spotting_errors,
+            spotting_scores,
+        )
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
-        table = evaluate_spotting(samples,
-                                  _spot_config(offset_term, landmarks, lag, denominator),
-                                  workers=workers)
+        table = evaluate_spotting(
+            samples, _spot_config(offset_term, landmarks, lag, denominator), workers=workers
+        )
         scores = spotting_scores(table["error"].to_list())
         if out is not None:
             write_text(out / "spotting_errors.csv", table.to_csv(index=False))
@@ -81,9 +92,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(scores))
         else:
-            typer.echo(f"n {scores['n']}  MAE {scores['mae']:.2f}  median {scores['median']}"
-                       f"  within 1/5/10: {scores['within_1']:.2f} / {scores['within_5']:.2f}"
-                       f" / {scores['within_10']:.2f}")
+            typer.echo(
+                f"n {scores['n']}  MAE {scores['mae']:.2f}  median {scores['median']}"
+                f"  within 1/5/10: {scores['within_1']:.2f} / {scores['within_5']:.2f}"
+                f" / {scores['within_10']:.2f}"
+            )
             failed = table[table["problem"] != ""]
             for _, row in failed.iterrows():
                 typer.echo(f"  skipped {row['key']}: {row['problem']}", err=True)
@@ -102,8 +115,11 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        align_per: str = typer.Option("clip", "--align-per", help="clip: one transform per "
-                                      "clip from the apex frame | frame: each frame its own"),
+        align_per: str = typer.Option(
+            "clip",
+            "--align-per",
+            help="clip: one transform per clip from the apex frame | frame: each frame its own",
+        ),
         detector: str = typer.Option("dlib", "--detector"),
     ) -> None:
         """Spot, align and crop every sample; write manifest.csv and problems.csv."""
@@ -112,10 +128,13 @@ def register(app: typer.Typer) -> None:
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
-        config = PreprocessConfig(detector=detector, apex=apex,
-                                  spot=_spot_config(offset_term, landmarks, lag, denominator),
-                                  align_per=align_per,
-                                  align=AlignConfig(size=size))
+        config = PreprocessConfig(
+            detector=detector,
+            apex=apex,
+            spot=_spot_config(offset_term, landmarks, lag, denominator),
+            align_per=align_per,
+            align=AlignConfig(size=size),
+        )
         bar = SampleProgress()
         try:
             result = preprocess_corpus(samples, out, config, workers=workers, progress=bar)
@@ -133,8 +152,13 @@ class SampleProgress:
 
     def __call__(self, event: dict) -> None:
         if event["event"] == "start":
-            self.bar = tqdm(total=event["total"], initial=event["done"], unit="clip",
-                            desc="preprocess", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=event["total"],
+                initial=event["done"],
+                unit="clip",
+                desc="preprocess",
+                dynamic_ncols=True,
+            )
         elif event["event"] == "sample" and self.bar is not None:
             self.bar.update(1)
             if event["status"] != "ok":

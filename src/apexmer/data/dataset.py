@@ -49,8 +49,7 @@ def load_crop(path: Path, size: int) -> np.ndarray:
 DIFF_GAIN = 2.0  # difference images: 128 + 2 * (frame - onset), clipped to 0..255
 
 
-def frame_difference(frame: np.ndarray, onset: np.ndarray, gain: float = DIFF_GAIN
-                     ) -> np.ndarray:
+def frame_difference(frame: np.ndarray, onset: np.ndarray, gain: float = DIFF_GAIN) -> np.ndarray:
     """uint8 difference image ``128 + gain * (frame - onset)``; mid-grey means no motion."""
     diff = frame.astype(np.float32) - onset.astype(np.float32)
     return np.clip(np.rint(128.0 + gain * diff), 0, 255).astype(np.uint8)
@@ -62,16 +61,20 @@ def load_input(sample: Sample, frame: str, size: int, input: str = "frame") -> n
     needed = [frame] if input == "frame" else [frame, "onset"]
     for role in needed:
         if paths[role] is None:
-            raise FrameError(f"manifest has no {role} crop for {sample.key}", file=sample.key,
-                             fix="re-run `apexmer preprocess`, or use --frame apex")
+            raise FrameError(
+                f"manifest has no {role} crop for {sample.key}",
+                file=sample.key,
+                fix="re-run `apexmer preprocess`, or use --frame apex",
+            )
     crop = load_crop(paths[frame], size)
     if input == "diff":
         return frame_difference(crop, load_crop(paths["onset"], size))
     return crop
 
 
-def load_images(samples: Sequence[Sample], frame: str, size: int, input: str = "frame"
-                ) -> tuple[torch.Tensor, list[int], list[Problem]]:
+def load_images(
+    samples: Sequence[Sample], frame: str, size: int, input: str = "frame"
+) -> tuple[torch.Tensor, list[int], list[Problem]]:
     """Load the network input (``input``: frame or diff) of every sample.
 
     Returns ``(images (N, 3, size, size) uint8 RGB, kept indices into samples, problems)``:
@@ -84,8 +87,9 @@ def load_images(samples: Sequence[Sample], frame: str, size: int, input: str = "
         try:
             images.append(load_input(sample, frame, size, input))
         except FrameError as exc:
-            problems.append(Problem(file=exc.file or sample.key, sample=sample.key,
-                                    message=str(exc)))
+            problems.append(
+                Problem(file=exc.file or sample.key, sample=sample.key, message=str(exc))
+            )
             continue
         kept.append(i)
     if not images:
@@ -98,18 +102,19 @@ class ManifestData:
     """A manifest's samples with the chosen frame of each loaded: what training needs."""
 
     samples: list[Sample]
-    images: torch.Tensor            # (N, 3, S, S) uint8 RGB
-    labels: torch.Tensor            # (N,) int64, indices into classes
+    images: torch.Tensor  # (N, 3, S, S) uint8 RGB
+    labels: torch.Tensor  # (N,) int64, indices into classes
     classes: tuple[str, ...]
-    groups: list[str]               # "dataset/subject" per sample (the LOSO groups)
+    groups: list[str]  # "dataset/subject" per sample (the LOSO groups)
     coding_version: str
     problems: list[Problem]
     manifest: Path
-    digest: str                     # identifies the exact data (keys, labels, pixels)
+    digest: str  # identifies the exact data (keys, labels, pixels)
 
 
-def load_manifest_data(manifest: str | Path, frame: str, size: int, input: str = "frame"
-                       ) -> ManifestData:
+def load_manifest_data(
+    manifest: str | Path, frame: str, size: int, input: str = "frame"
+) -> ManifestData:
     """Read a manifest and load the chosen frame of every sample; bad samples are left out
     and reported in ``problems``; no usable sample at all is an error."""
     manifest = Path(manifest)
@@ -117,16 +122,24 @@ def load_manifest_data(manifest: str | Path, frame: str, size: int, input: str =
     images, kept, problems = load_images(sample_set.samples, frame, size, input)
     samples = [sample_set.samples[i] for i in kept]
     if not samples:
-        raise DataError("no usable samples", file=manifest,
-                        fix="check the problems listed by `apexmer data summary "
-                            "--corpus manifest`")
+        raise DataError(
+            "no usable samples",
+            file=manifest,
+            fix="check the problems listed by `apexmer data summary --corpus manifest`",
+        )
     labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
     digest = hashlib.sha256()
     for s in samples:
         digest.update(f"{s.key}|{s.label}\n".encode())
     digest.update(images.numpy().tobytes())
-    return ManifestData(samples=samples, images=images, labels=labels,
-                        classes=sample_set.classes, groups=[s.group for s in samples],
-                        coding_version=sample_set.coding_version,
-                        problems=[*sample_set.problems, *problems], manifest=manifest,
-                        digest=digest.hexdigest()[:16])
+    return ManifestData(
+        samples=samples,
+        images=images,
+        labels=labels,
+        classes=sample_set.classes,
+        groups=[s.group for s in samples],
+        coding_version=sample_set.coding_version,
+        problems=[*sample_set.problems, *problems],
+        manifest=manifest,
+        digest=digest.hexdigest()[:16],
+    )

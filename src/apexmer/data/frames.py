@@ -36,8 +36,9 @@ def list_frames(folder: str | Path) -> list[tuple[int, Path]]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FrameError("frame folder not found", file=folder,
-                         fix="check --root and the clip's folder name")
+        raise FrameError(
+            "frame folder not found", file=folder, fix="check --root and the clip's folder name"
+        )
     frames: dict[int, Path] = {}
     for path in folder.iterdir():
         if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
@@ -46,13 +47,18 @@ def list_frames(folder: str | Path) -> list[tuple[int, Path]]:
         if number is None:
             continue
         if number in frames:
-            raise FrameError(f"two frames share number {number}: {frames[number].name}, "
-                             f"{path.name}", file=folder,
-                             fix="keep one image per frame number in the folder")
+            raise FrameError(
+                f"two frames share number {number}: {frames[number].name}, {path.name}",
+                file=folder,
+                fix="keep one image per frame number in the folder",
+            )
         frames[number] = path
     if not frames:
-        raise FrameError("no numbered images in the frame folder", file=folder,
-                         fix="the folder should hold one image per frame, e.g. img46.jpg")
+        raise FrameError(
+            "no numbered images in the frame folder",
+            file=folder,
+            fix="the folder should hold one image per frame, e.g. img46.jpg",
+        )
     return sorted(frames.items())
 
 
@@ -66,8 +72,11 @@ def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
         peak = 1.0 if float(np.nanmax(image)) <= 1.0 else 255.0
         image = np.clip(image * (255.0 / peak), 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise FrameError(f"unsupported pixel type {image.dtype}", file=source,
-                         fix="save frames as 8- or 16-bit images")
+        raise FrameError(
+            f"unsupported pixel type {image.dtype}",
+            file=source,
+            fix="save frames as 8- or 16-bit images",
+        )
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -76,8 +85,9 @@ def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image)
-    raise FrameError(f"unsupported image shape {image.shape}", file=source,
-                     fix="use gray, BGR or BGRA images")
+    raise FrameError(
+        f"unsupported image shape {image.shape}", file=source, fix="use gray, BGR or BGRA images"
+    )
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -88,8 +98,11 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise FrameError("image cannot be decoded (corrupt, truncated or not an image)",
-                         file=path, fix="re-extract or replace this frame")
+        raise FrameError(
+            "image cannot be decoded (corrupt, truncated or not an image)",
+            file=path,
+            fix="re-extract or replace this frame",
+        )
     return to_bgr8(image, path)
 
 
@@ -114,9 +127,11 @@ class FolderFrames:
         try:
             return self._files[number]
         except KeyError:
-            raise FrameError(f"frame {number} not in folder (it holds {self.numbers[0]}.."
-                             f"{self.numbers[-1]})", file=self.path,
-                             fix="check onset/apex/offset against the frame file names") from None
+            raise FrameError(
+                f"frame {number} not in folder (it holds {self.numbers[0]}..{self.numbers[-1]})",
+                file=self.path,
+                fix="check onset/apex/offset against the frame file names",
+            ) from None
 
     def read(self, number: int) -> np.ndarray:
         return read_image(self.file(number))
@@ -136,8 +151,11 @@ class VideoFrames:
 
     def read(self, number: int) -> np.ndarray:
         if not 0 <= number < len(self._frames):
-            raise FrameError(f"frame {number} outside the video's 0..{len(self._frames) - 1}",
-                             file=self.path, fix="use a frame index inside the video")
+            raise FrameError(
+                f"frame {number} outside the video's 0..{len(self._frames) - 1}",
+                file=self.path,
+                fix="use a frame index inside the video",
+            )
         return self._frames[number]
 
 
@@ -145,8 +163,11 @@ def _decode_video(path: Path, max_frames: int | None) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise FrameError("video cannot be opened (unknown codec or not a video)",
-                             file=path, fix="convert it to mp4 (H.264) or a frame folder")
+            raise FrameError(
+                "video cannot be opened (unknown codec or not a video)",
+                file=path,
+                fix="convert it to mp4 (H.264) or a frame folder",
+            )
         frames: list[np.ndarray] = []
         while max_frames is None or len(frames) < max_frames:
             ok, frame = cap.read()
@@ -156,8 +177,11 @@ def _decode_video(path: Path, max_frames: int | None) -> list[np.ndarray]:
     finally:
         cap.release()
     if not frames:
-        raise FrameError("video has no decodable frames", file=path,
-                         fix="check that the file is a complete video")
+        raise FrameError(
+            "video has no decodable frames",
+            file=path,
+            fix="check that the file is a complete video",
+        )
     return frames
 
 
@@ -173,13 +197,17 @@ class ArrayFrames:
 
     def read(self, number: int) -> np.ndarray:
         if not 0 <= number < len(self._frames):
-            raise FrameError(f"frame {number} outside 0..{len(self._frames) - 1}",
-                             file=self.path, fix="use an index inside the list")
+            raise FrameError(
+                f"frame {number} outside 0..{len(self._frames) - 1}",
+                file=self.path,
+                fix="use an index inside the list",
+            )
         return self._frames[number]
 
 
-def open_frames(source: str | Path | Sequence[np.ndarray],
-                max_frames: int | None = None) -> FrameSource:
+def open_frames(
+    source: str | Path | Sequence[np.ndarray], max_frames: int | None = None
+) -> FrameSource:
     """A FrameSource for a frame folder, a video file, or a list of arrays."""
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -187,8 +215,11 @@ def open_frames(source: str | Path | Sequence[np.ndarray],
             return FolderFrames(path)
         if path.suffix.lower() in VIDEO_SUFFIXES or path.is_file():
             return VideoFrames(path, max_frames=max_frames)
-        raise FrameError("no such frame folder or video", file=path,
-                         fix="pass a folder of frames or a video file (mp4/avi)")
+        raise FrameError(
+            "no such frame folder or video",
+            file=path,
+            fix="pass a folder of frames or a video file (mp4/avi)",
+        )
     return ArrayFrames(list(source))
 
 

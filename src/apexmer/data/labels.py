@@ -10,8 +10,16 @@ from apexmer.errors import DataError
 # CASME II "Estimated Emotion" values (lower case in the sheet).
 CASME2_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "others", "sadness", "fear")
 # SAMM "Estimated Emotion" values, lower-cased here (capitalised in the sheet).
-SAMM_EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "other", "sadness",
-                 "surprise")
+SAMM_EMOTIONS = (
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "other",
+    "sadness",
+    "surprise",
+)
 # SMIC-HS folder names: positive / negative / surprise.
 SMIC_EMOTIONS = ("negative", "positive", "surprise")
 
@@ -22,16 +30,28 @@ LABEL_MAPS: dict[str, dict[str, dict[str, str]]] = {
         # The paper's task: sadness (4) and fear (2) dropped -> 249 samples on the 2019 sheet.
         "5class": {e: e for e in ("disgust", "happiness", "others", "repression", "surprise")},
         # MEGC 2019: negative/positive/surprise, "others" dropped.
-        "3class": {"disgust": "negative", "repression": "negative", "sadness": "negative",
-                   "fear": "negative", "happiness": "positive", "surprise": "surprise"},
+        "3class": {
+            "disgust": "negative",
+            "repression": "negative",
+            "sadness": "negative",
+            "fear": "negative",
+            "happiness": "positive",
+            "surprise": "surprise",
+        },
         "all": {e: e for e in sorted(CASME2_EMOTIONS)},
     },
     "samm": {
         # The 5 classes SAMM studies use (anger, contempt, happiness, surprise, other).
         "5class": {e: e for e in ("anger", "contempt", "happiness", "other", "surprise")},
-        "3class": {"anger": "negative", "contempt": "negative", "disgust": "negative",
-                   "fear": "negative", "sadness": "negative", "happiness": "positive",
-                   "surprise": "surprise"},
+        "3class": {
+            "anger": "negative",
+            "contempt": "negative",
+            "disgust": "negative",
+            "fear": "negative",
+            "sadness": "negative",
+            "happiness": "positive",
+            "surprise": "surprise",
+        },
         "all": {e: e for e in sorted(SAMM_EMOTIONS)},
     },
     "smic": {
@@ -51,11 +71,14 @@ def label_map(corpus: str, classes: str) -> dict[str, str]:
     try:
         maps = LABEL_MAPS[corpus]
     except KeyError:
-        raise DataError(f"unknown corpus {corpus!r}",
-                        fix=f"use one of {', '.join(sorted(LABEL_MAPS))}") from None
+        raise DataError(
+            f"unknown corpus {corpus!r}", fix=f"use one of {', '.join(sorted(LABEL_MAPS))}"
+        ) from None
     if classes not in maps:
-        raise DataError(f"corpus {corpus!r} has no {classes!r} label map",
-                        fix=f"use --classes {' or '.join(maps)}")
+        raise DataError(
+            f"corpus {corpus!r} has no {classes!r} label map",
+            fix=f"use --classes {' or '.join(maps)}",
+        )
     return maps[classes]
 
 

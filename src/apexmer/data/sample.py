@@ -16,19 +16,19 @@ class Sample:
     file names (``img46.jpg`` is 46); for a video they are 0-based frame indices.
     """
 
-    dataset: str                     # "casme2", "samm", "smic", "megc", or a manifest's own
-    subject: str                     # folder-style id: "sub01", "006", "s01"
-    clip: str                        # "EP02_01f", "006_1_2", "s01_ne_01"
-    label: str                       # class after the label map, e.g. "happiness", "negative"
-    frames: Path | None = None       # frame folder or video file; None when no root was given
+    dataset: str  # "casme2", "samm", "smic", "megc", or a manifest's own
+    subject: str  # folder-style id: "sub01", "006", "s01"
+    clip: str  # "EP02_01f", "006_1_2", "s01_ne_01"
+    label: str  # class after the label map, e.g. "happiness", "negative"
+    frames: Path | None = None  # frame folder or video file; None when no root was given
     onset: int | None = None
-    apex: int | None = None          # labelled apex; None where unknown (SMIC, CASME II "/")
+    apex: int | None = None  # labelled apex; None where unknown (SMIC, CASME II "/")
     offset: int | None = None
-    emotion: str = ""                # the sheet's own label before mapping
-    action_units: str = ""           # as written in the sheet, e.g. "4+7", "R12"
-    apex_path: Path | None = None    # manifest only: aligned crop of the apex frame
-    onset_path: Path | None = None   # manifest only: aligned crop of the onset frame
-    mid_path: Path | None = None     # manifest only: frame midway between onset and apex
+    emotion: str = ""  # the sheet's own label before mapping
+    action_units: str = ""  # as written in the sheet, e.g. "4+7", "R12"
+    apex_path: Path | None = None  # manifest only: aligned crop of the apex frame
+    onset_path: Path | None = None  # manifest only: aligned crop of the onset frame
+    mid_path: Path | None = None  # manifest only: frame midway between onset and apex
     apex_spotted: int | None = None  # manifest only: apex found by the spotter
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -51,9 +51,9 @@ class Problem:
     """A per-sample or per-row problem, reported instead of raised."""
 
     file: str
-    message: str                     # what is wrong and how to fix it
-    row: int | None = None           # 1-based spreadsheet/CSV row, header counted
-    sample: str | None = None        # Sample.key where known
+    message: str  # what is wrong and how to fix it
+    row: int | None = None  # 1-based spreadsheet/CSV row, header counted
+    sample: str | None = None  # Sample.key where known
 
     def __str__(self) -> str:
         where = self.file + (f", row {self.row}" if self.row is not None else "")
@@ -61,8 +61,7 @@ class Problem:
         return f"{where}{who}: {self.message}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "row": self.row, "sample": self.sample,
-                "message": self.message}
+        return {"file": self.file, "row": self.row, "sample": self.sample, "message": self.message}
 
 
 @dataclass
@@ -70,9 +69,9 @@ class SampleSet:
     """What every reader returns: the samples, their classes, the sheet version, problems."""
 
     samples: list[Sample]
-    classes: tuple[str, ...]         # class names in label-index order
-    coding_version: str              # e.g. "CASME2-coding-20190701"; recorded with every run
-    source: str                      # the coding sheet or manifest this came from
+    classes: tuple[str, ...]  # class names in label-index order
+    coding_version: str  # e.g. "CASME2-coding-20190701"; recorded with every run
+    source: str  # the coding sheet or manifest this came from
     problems: list[Problem] = field(default_factory=list)
 
     def __len__(self) -> int:

@@ -14,11 +14,17 @@ ABLATION_MODELS = ("resnet50", "resnext50_32x4d", "seresnext50_32x4d")
 ABLATION_FRAMES = ("apex", "mid")
 
 
-def run_ablation(manifest: str | Path, config: Config, out: str | Path, *,
-                 models: tuple[str, ...] = ABLATION_MODELS,
-                 frames: tuple[str, ...] = ABLATION_FRAMES,
-                 executor: str = "local", workers: int | None = None,
-                 progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+def run_ablation(
+    manifest: str | Path,
+    config: Config,
+    out: str | Path,
+    *,
+    models: tuple[str, ...] = ABLATION_MODELS,
+    frames: tuple[str, ...] = ABLATION_FRAMES,
+    executor: str = "local",
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
     """One LOSO run per (model, frame) in ``out/<model>_<frame>/``; each resumes on its own."""
     out = Path(out)
     rows = []
@@ -30,14 +36,24 @@ def run_ablation(manifest: str | Path, config: Config, out: str | Path, *,
             run_dir = out / f"{model}_{frame}"
             if progress:
                 progress({"event": "run", "model": model, "frame": frame, "dir": str(run_dir)})
-            summary = run_loso(manifest, cfg, run_dir, executor=executor, workers=workers,
-                               progress=progress)
-            rows.append({"model": model, "frame": frame, "accuracy": summary["accuracy"],
-                         "uf1": summary["uf1"], "uar": summary["uar"],
-                         "n_samples": summary["n_samples"], "run": str(run_dir),
-                         "oracle": summary["oracle"], "config": summary["config"],
-                         "coding_version": summary["coding_version"],
-                         "setting": summary["setting"]})
+            summary = run_loso(
+                manifest, cfg, run_dir, executor=executor, workers=workers, progress=progress
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "frame": frame,
+                    "accuracy": summary["accuracy"],
+                    "uf1": summary["uf1"],
+                    "uar": summary["uar"],
+                    "n_samples": summary["n_samples"],
+                    "run": str(run_dir),
+                    "oracle": summary["oracle"],
+                    "config": summary["config"],
+                    "coding_version": summary["coding_version"],
+                    "setting": summary["setting"],
+                }
+            )
     write_json(out / "ablation.json", rows)
     write_ablation_table(rows, out / "ablation.md")
     return rows

@@ -17,27 +17,44 @@ from apexmer.evaluation.protocol import ProgressFn, run_loso
 from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
 
-def run_demo(out: str | Path, *, subjects: int = 8, clips_per_subject: int = 8, seed: int = 0,
-             workers: int = 2, overrides: list[str] | None = None,
-             progress: ProgressFn | None = None,
-             log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    *,
+    subjects: int = 8,
+    clips_per_subject: int = 8,
+    seed: int = 0,
+    workers: int = 2,
+    overrides: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
     out = Path(out)
     corpus = out / "corpus"
     if not (corpus / GROUND_TRUTH_NAME).exists():
-        log(f"[1/3] writing the synthetic corpus ({subjects} subjects x {clips_per_subject} "
-            f"clips) to {corpus}")
-        write_synthetic_corpus(corpus, subjects=subjects, clips_per_subject=clips_per_subject,
-                               seed=seed, overwrite=True)
+        log(
+            f"[1/3] writing the synthetic corpus ({subjects} subjects x {clips_per_subject} "
+            f"clips) to {corpus}"
+        )
+        write_synthetic_corpus(
+            corpus,
+            subjects=subjects,
+            clips_per_subject=clips_per_subject,
+            seed=seed,
+            overwrite=True,
+        )
     else:
         log(f"[1/3] reusing the synthetic corpus in {corpus}")
     samples = read_casme2(corpus / CODING_NAME, root=corpus / FRAMES_DIR, classes="5class")
-    log(f"[2/3] preprocessing {len(samples)} clips (dlib landmarks, apex spotting, alignment)"
-        f" into {out / 'cache'}")
+    log(
+        f"[2/3] preprocessing {len(samples)} clips (dlib landmarks, apex spotting, alignment)"
+        f" into {out / 'cache'}"
+    )
     prep = preprocess_corpus(samples, out / "cache", PreprocessConfig(), workers=workers)
     log(f"      {prep.n_ok} clips ready, {prep.n_failed} problems")
     config = load_config("demo", overrides or [])
-    log(f"[3/3] LOSO with the demo preset ({config.model.name}, {config.data.input_size} px, "
-        f"{config.train.epochs} epochs) into {out / 'run'}")
+    log(
+        f"[3/3] LOSO with the demo preset ({config.model.name}, {config.data.input_size} px, "
+        f"{config.train.epochs} epochs) into {out / 'run'}"
+    )
     summary = run_loso(prep.manifest, config, out / "run", progress=progress)
-    return {"summary": summary, "report": out / "run" / "report.md",
-            "manifest": prep.manifest}
+    return {"summary": summary, "report": out / "run" / "report.md", "manifest": prep.manifest}

@@ -44,26 +44,37 @@ LosoData = ManifestData
 prepare_data = load_manifest_data
 
 
-def train_fold(data: LosoData, fold: Fold, config: Config,
-               on_epoch: ProgressFn | None = None) -> dict[str, Any]:
+def train_fold(
+    data: LosoData, fold: Fold, config: Config, on_epoch: ProgressFn | None = None
+) -> dict[str, Any]:
     """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
     train_idx = torch.as_tensor(fold.train_idx)
     x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
-    result = fit(config, data.images[train_idx], data.labels[train_idx], len(data.classes),
-                 seed=seed_for(config, fold.index), x_eval=x_eval, on_epoch=on_epoch)
+    result = fit(
+        config,
+        data.images[train_idx],
+        data.labels[train_idx],
+        len(data.classes),
+        seed=seed_for(config, fold.index),
+        x_eval=x_eval,
+        on_epoch=on_epoch,
+    )
     return fold_result(data, fold, config, result)
 
 
-def train_fold_group(data: LosoData, folds: list[Fold], config: Config,
-                     on_epoch: ProgressFn | None = None) -> list[dict[str, Any]]:
+def train_fold_group(
+    data: LosoData, folds: list[Fold], config: Config, on_epoch: ProgressFn | None = None
+) -> list[dict[str, Any]]:
     """Train ``folds`` together as one packed network (``train.pack_folds``); the fold
     dicts are those ``train_fold`` gives, up to float rounding. ``on_epoch`` rows carry
     ``"fold"`` (the fold index)."""
     if len(folds) == 1:
         fold = folds[0]
+
         def one(row: dict) -> None:
             if on_epoch:
                 on_epoch({**row, "fold": fold.index})
+
         return [train_fold(data, fold, config, on_epoch=one)]
     from apexmer.training.packed import FoldData, fit_packed
 
@@ -71,8 +82,14 @@ def train_fold_group(data: LosoData, folds: list[Fold], config: Config,
     for fold in folds:
         train_idx = torch.as_tensor(fold.train_idx)
         x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
-        fold_data.append(FoldData(x=data.images[train_idx], y=data.labels[train_idx],
-                                  seed=seed_for(config, fold.index), x_eval=x_eval))
+        fold_data.append(
+            FoldData(
+                x=data.images[train_idx],
+                y=data.labels[train_idx],
+                seed=seed_for(config, fold.index),
+                x_eval=x_eval,
+            )
+        )
 
     def packed_epoch(row: dict) -> None:
         if on_epoch:
@@ -80,8 +97,7 @@ def train_fold_group(data: LosoData, folds: list[Fold], config: Config,
             on_epoch({**row, "fold": folds[row.pop("pack_index")].index})
 
     results = fit_packed(config, fold_data, len(data.classes), on_epoch=packed_epoch)
-    return [fold_result(data, fold, config, res)
-            for fold, res in zip(folds, results, strict=True)]
+    return [fold_result(data, fold, config, res) for fold, res in zip(folds, results, strict=True)]
 
 
 def fold_groups(folds: list[Fold], todo: list[Fold], pack: int) -> list[list[Fold]]:
@@ -91,12 +107,11 @@ def fold_groups(folds: list[Fold], todo: list[Fold], pack: int) -> list[list[Fol
     if pack <= 1:
         return [[f] for f in todo]
     wanted = {f.index for f in todo}
-    groups = [folds[i:i + pack] for i in range(0, len(folds), pack)]
+    groups = [folds[i : i + pack] for i in range(0, len(folds), pack)]
     return [g for g in groups if any(f.index in wanted for f in g)]
 
 
-def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult
-                ) -> dict[str, Any]:
+def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult) -> dict[str, Any]:
     """A trained fold's JSON-ready record: held-out probabilities, history, diagnostics."""
     num_classes = len(data.classes)
     test_idx = torch.as_tensor(fold.test_idx)
@@ -107,8 +122,10 @@ def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult
         best = int(np.argmax(accs))
         probs, chosen_epoch = result.eval_probs[best], best + 1
     else:
-        probs, chosen_epoch = predict_proba(result.model, data.images[test_idx], config), \
-            config.train.epochs
+        probs, chosen_epoch = (
+            predict_proba(result.model, data.images[test_idx], config),
+            config.train.epochs,
+        )
     return {
         "fold": fold.index,
         "group": fold.name,
@@ -144,15 +161,17 @@ def _check_resume(out: Path, header: dict[str, Any]) -> None:
             raise ApexmerError(
                 f"{out}: this run folder holds a run with a different {key.replace('_', ' ')}; "
                 "its finished folds cannot be reused. Fix: pass a new --out folder, or delete "
-                f"{out} to start over.")
+                f"{out} to start over."
+            )
 
 
 def fold_path(out: Path, fold: Fold) -> Path:
     return out / "folds" / f"fold_{fold.index:03d}.json"
 
 
-def run_folds_local(data: LosoData, groups: Iterable[list[Fold]], config: Config,
-                    progress: ProgressFn | None = None) -> Iterable[dict[str, Any]]:
+def run_folds_local(
+    data: LosoData, groups: Iterable[list[Fold]], config: Config, progress: ProgressFn | None = None
+) -> Iterable[dict[str, Any]]:
     """The ``local`` executor: fold groups one after another in this process."""
     names = {}
     for group in groups:
@@ -161,13 +180,20 @@ def run_folds_local(data: LosoData, groups: Iterable[list[Fold]], config: Config
         def on_epoch(row: dict) -> None:
             if progress:
                 progress({"event": "epoch", "group": names[row["fold"]], **row})
+
         yield from train_fold_group(data, group, config, on_epoch=on_epoch)
 
 
-def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
-             executor: str = "local", workers: int | None = None,
-             ray_address: str | None = None,
-             progress: ProgressFn | None = None) -> dict[str, Any]:
+def run_loso(
+    manifest: str | Path,
+    config: Config,
+    out: str | Path,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
     """Run (or resume) LOSO; write the run folder; return the summary."""
     if executor not in EXECUTORS:
         raise ApexmerError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
@@ -175,19 +201,29 @@ def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
     data = prepare_data(manifest, config.data.frame, config.data.input_size, config.data.input)
     folds = loso_folds(data.groups)
     if len(folds) < 2:
-        raise DataError(f"LOSO needs at least 2 subjects, found {len(folds)}", file=manifest,
-                        fix="add subjects, or check the subject column")
+        raise DataError(
+            f"LOSO needs at least 2 subjects, found {len(folds)}",
+            file=manifest,
+            fix="add subjects, or check the subject column",
+        )
     _check_resume(out, run_header(data, config))
     todo = [f for f in folds if not fold_path(out, f).exists()]
     if progress:
-        progress({"event": "start", "n_folds": len(folds), "done": len(folds) - len(todo),
-                  "n_samples": len(data.samples)})
+        progress(
+            {
+                "event": "start",
+                "n_folds": len(folds),
+                "done": len(folds) - len(todo),
+                "n_samples": len(data.samples),
+            }
+        )
     groups = fold_groups(folds, todo, config.train.pack_folds)
     wanted = {f.index for f in todo}
-    for result in execute(executor, data, groups, config, workers=workers,
-                          ray_address=ray_address, progress=progress):
+    for result in execute(
+        executor, data, groups, config, workers=workers, ray_address=ray_address, progress=progress
+    ):
         if result["fold"] not in wanted:  # a finished fold retrained with its pack: keep
-            continue                      # the file already written (same numbers)
+            continue  # the file already written (same numbers)
         write_json(out / "folds" / f"fold_{result['fold']:03d}.json", result)
         if progress:
             progress({"event": "fold_done", "fold": result["fold"], "group": result["group"]})
@@ -196,17 +232,25 @@ def run_loso(manifest: str | Path, config: Config, out: str | Path, *,
     return summary
 
 
-def execute(executor: str, data: LosoData, groups: list[list[Fold]], config: Config, *,
-            workers: int | None, ray_address: str | None,
-            progress: ProgressFn | None) -> Iterable[dict[str, Any]]:
+def execute(
+    executor: str,
+    data: LosoData,
+    groups: list[list[Fold]],
+    config: Config,
+    *,
+    workers: int | None,
+    ray_address: str | None,
+    progress: ProgressFn | None,
+) -> Iterable[dict[str, Any]]:
     """Dispatch fold groups (one fold each unless ``train.pack_folds`` > 1) to an
     executor; every executor yields finished fold dicts."""
     if executor == "local":
         return run_folds_local(data, groups, config, progress)
     from apexmer.evaluation import executors  # process/ray live apart: heavier imports
 
-    return executors.run(executor, data, groups, config, workers=workers,
-                         ray_address=ray_address, progress=progress)
+    return executors.run(
+        executor, data, groups, config, workers=workers, ray_address=ray_address, progress=progress
+    )
 
 
 def pooled_predictions(data: LosoData, results: list[dict[str, Any]]) -> pd.DataFrame:
@@ -216,39 +260,62 @@ def pooled_predictions(data: LosoData, results: list[dict[str, Any]]) -> pd.Data
         for i, p in zip(res["test_idx"], res["probs"], strict=True):
             s = data.samples[i]
             y_pred = int(np.argmax(p))
-            rows.append({
-                "key": s.key, "dataset": s.dataset, "subject": s.subject, "clip": s.clip,
-                "fold": res["fold"], "y_true": int(data.labels[i]), "y_pred": y_pred,
-                "label": s.label, "pred_label": data.classes[y_pred],
-                **{f"prob_{c}": float(v) for c, v in zip(data.classes, p, strict=True)},
-            })
+            rows.append(
+                {
+                    "key": s.key,
+                    "dataset": s.dataset,
+                    "subject": s.subject,
+                    "clip": s.clip,
+                    "fold": res["fold"],
+                    "y_true": int(data.labels[i]),
+                    "y_pred": y_pred,
+                    "label": s.label,
+                    "pred_label": data.classes[y_pred],
+                    **{f"prob_{c}": float(v) for c, v in zip(data.classes, p, strict=True)},
+                }
+            )
     return pd.DataFrame(rows).sort_values("key", kind="stable").reset_index(drop=True)
 
 
 def protocol_text(config: Config, n_folds: int) -> str:
-    base = (f"LOSO, {n_folds} folds (one per subject), fixed {config.train.epochs} epochs, "
-            "predictions pooled over folds then scored once (UF1 = macro-F1 on the pooled "
-            "predictions)")
+    base = (
+        f"LOSO, {n_folds} folds (one per subject), fixed {config.train.epochs} epochs, "
+        "predictions pooled over folds then scored once (UF1 = macro-F1 on the pooled "
+        "predictions)"
+    )
     if config.eval.oracle:
-        return ("ORACLE: epoch chosen by accuracy on the held-out subject (not a valid "
-                "estimate); " + base)
+        return (
+            "ORACLE: epoch chosen by accuracy on the held-out subject (not a valid "
+            "estimate); " + base
+        )
     return base + ", last epoch's model scores its held-out subject"
 
 
 def run_setting(data: LosoData, config: Config, n_folds: int) -> dict[str, Any]:
     """What decides whether the paper's numbers are comparable with this run."""
     datasets = sorted({s.dataset for s in data.samples})
-    return {"dataset": "+".join(datasets), "classes": list(data.classes),
-            "model": config.model.name, "frame": config.data.frame,
-            "n_samples": len(data.samples), "n_subjects": n_folds, "protocol": "loso",
-            "oracle": config.eval.oracle, "input_size": config.data.input_size,
-            "epochs": config.train.epochs, "batch_size": config.train.batch_size,
-            "optimizer": config.optim.name, "lr": config.optim.lr, "loss": config.loss.name,
-            "coding_version": data.coding_version}
+    return {
+        "dataset": "+".join(datasets),
+        "classes": list(data.classes),
+        "model": config.model.name,
+        "frame": config.data.frame,
+        "n_samples": len(data.samples),
+        "n_subjects": n_folds,
+        "protocol": "loso",
+        "oracle": config.eval.oracle,
+        "input_size": config.data.input_size,
+        "epochs": config.train.epochs,
+        "batch_size": config.train.batch_size,
+        "optimizer": config.optim.name,
+        "lr": config.optim.lr,
+        "loss": config.loss.name,
+        "coding_version": data.coding_version,
+    }
 
 
-def write_results(out: Path, data: LosoData, folds: list[Fold], results: list[dict[str, Any]],
-                  config: Config) -> dict[str, Any]:
+def write_results(
+    out: Path, data: LosoData, folds: list[Fold], results: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
     """Pool the folds, score once, write summary, predictions, history and the report."""
     preds = pooled_predictions(data, results)
     y_true, y_pred = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
@@ -257,11 +324,16 @@ def write_results(out: Path, data: LosoData, folds: list[Fold], results: list[di
     fold_rows = []
     for res in results:
         mask = fold_of == res["fold"]
-        fold_rows.append({
-            "fold": res["fold"], "subject": res["group"], "n": int(mask.sum()),
-            "accuracy": float((y_true[mask] == y_pred[mask]).mean()) if mask.any() else None,
-            "epoch_used": res["epoch_used"], "warnings": res["diagnostics"].get("warnings", []),
-        })
+        fold_rows.append(
+            {
+                "fold": res["fold"],
+                "subject": res["group"],
+                "n": int(mask.sum()),
+                "accuracy": float((y_true[mask] == y_pred[mask]).mean()) if mask.any() else None,
+                "epoch_used": res["epoch_used"],
+                "warnings": res["diagnostics"].get("warnings", []),
+            }
+        )
     history = pd.DataFrame([{"fold": r["fold"], **h} for r in results for h in r["history"]])
     summary = {
         "accuracy": headline["accuracy"],
@@ -276,9 +348,11 @@ def write_results(out: Path, data: LosoData, folds: list[Fold], results: list[di
         "per_class": headline["per_class"],
         "confusion": headline["confusion"],
         "folds": fold_rows,
-        "per_corpus": (M.per_group_metrics(y_true, y_pred, preds["dataset"].to_numpy(),
-                                           list(data.classes))
-                       if preds["dataset"].nunique() > 1 else {}),
+        "per_corpus": (
+            M.per_group_metrics(y_true, y_pred, preds["dataset"].to_numpy(), list(data.classes))
+            if preds["dataset"].nunique() > 1
+            else {}
+        ),
         "coding_version": data.coding_version,
         "version": __version__,
         "manifest": str(data.manifest),

@@ -55,6 +55,7 @@ class ClipPrediction:
     apex_index: int | None = None  # index of the apex within onset..offset
     offset: int | None = None
     frame: str = "apex"  # the frame the network saw: apex | mid | onset
+    network_input: str = "apex frame"  # in words, e.g. "apex − onset difference"
     face_box: tuple[int, int, int, int] | None = None  # x, y, w, h on the apex frame
     probs: np.ndarray | None = None  # (K,) softmax, class index order
     label: str | None = None
@@ -90,6 +91,14 @@ class ClipPrediction:
             "frame": self.frame,
             "error": self.error,
         }
+
+
+def describe_input(metadata: dict[str, Any]) -> str:
+    """What the network of a checkpoint sees, in words: "apex frame" or
+    "apex − onset difference"."""
+    kind = (metadata.get("config") or {}).get("data", {}).get("input", "frame")
+    frame = metadata.get("frame", "apex")
+    return f"{frame} − onset difference" if kind == "diff" else f"{frame} frame"
 
 
 def crop_to_input(crop_bgr: np.ndarray, size: int) -> np.ndarray:
@@ -235,8 +244,7 @@ class Predictor:
         self.input_size = int(metadata["input_size"])
         self.frame: str = metadata["frame"]
         # "diff" models see frame minus onset (data.input), "frame" models the crop itself.
-        self.input_kind: str = (metadata.get("config") or {}).get("data", {}).get("input",
-                                                                                "frame")
+        self.input_kind: str = (metadata.get("config") or {}).get("data", {}).get("input", "frame")
         self.max_frames = max_frames
         # A new clip has no labelled apex: always the spotted one.
         self.preprocess = dataclasses.replace(
@@ -336,17 +344,22 @@ class Predictor:
                 r.timings["total"] = sum(r.timings.values())
         return results
 
-    def predict_crops(self, crops_bgr: Sequence[np.ndarray],
-                      onset_crops_bgr: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    def predict_crops(
+        self, crops_bgr: Sequence[np.ndarray], onset_crops_bgr: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         """Softmax ``(N, K)`` for aligned BGR crops, as training saw them (resize, RGB,
         difference to the onset crop for ``diff`` models, normalise)."""
         inputs = [crop_to_input(c, self.input_size) for c in crops_bgr]
         if self.input_kind == "diff":
             if onset_crops_bgr is None:
-                raise DataError("this model classifies frame-minus-onset differences",
-                                fix="pass the aligned onset crops as well")
-            inputs = [frame_difference(x, crop_to_input(o, self.input_size))
-                      for x, o in zip(inputs, onset_crops_bgr, strict=True)]
+                raise DataError(
+                    "this model classifies frame-minus-onset differences",
+                    fix="pass the aligned onset crops as well",
+                )
+            inputs = [
+                frame_difference(x, crop_to_input(o, self.input_size))
+                for x, o in zip(inputs, onset_crops_bgr, strict=True)
+            ]
         return predict_proba(self.model, torch.from_numpy(np.stack(inputs)), self.config)
 
     # ------------------------------------------------------------ internals
@@ -363,7 +376,9 @@ class Predictor:
     def _preprocess(
         self, source: Source, name: str, onset: int | None, offset: int | None, on_error: str
     ) -> ClipPrediction:
-        out = ClipPrediction(input=name, frame=self.frame)
+        out = ClipPrediction(
+            input=name, frame=self.frame, network_input=describe_input(self.metadata)
+        )
         try:
             start = time.perf_counter()
             frames = source if hasattr(source, "read") else open_frames(source, self.max_frames)

@@ -101,8 +101,10 @@ class SpotConfig:
                 "of the eye distance (default 0.5)"
             )
         if self.denominator not in ("backward", "symmetric"):
-            raise ConfigError(f"SpotConfig.denominator={self.denominator!r}; use 'backward' "
-                              "(the paper) or 'symmetric'")
+            raise ConfigError(
+                f"SpotConfig.denominator={self.denominator!r}; use 'backward' "
+                "(the paper) or 'symmetric'"
+            )
         if not self.blur >= 0:
             raise ConfigError(f"SpotConfig.blur={self.blur}; use a sigma >= 0 (0 = off)")
 

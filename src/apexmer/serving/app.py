@@ -35,7 +35,12 @@ from fastapi.staticfiles import StaticFiles
 from apexmer import __version__
 from apexmer.data.frames import FolderFrames, FrameSource, VideoFrames
 from apexmer.errors import ApexmerError
-from apexmer.inference.predictor import INPUT_ERRORS, ClipPrediction, Predictor
+from apexmer.inference.predictor import (
+    INPUT_ERRORS,
+    ClipPrediction,
+    Predictor,
+    describe_input,
+)
 
 STATIC = Path(__file__).parent / "static"
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
@@ -288,6 +293,7 @@ def result_payload(
         "label": r.label,
         "confidence": r.confidence,
         "frame": r.frame,
+        "network_input": r.network_input,
         "probabilities": [
             {"class": c, "p": float(p)} for c, p in zip(classes, r.probs, strict=True)
         ],
@@ -306,6 +312,7 @@ def model_payload(meta: dict[str, Any]) -> dict[str, Any]:
     out["epochs_trained"] = len(history)
     out["final_epoch"] = history[-1] if history else None
     out["server_version"] = __version__
+    out["network_input"] = describe_input(meta)
     return out
 
 

@@ -51,8 +51,9 @@ def train_deployable(
     # Imported here: evaluation sits above training in the layers; only this entry point
     # borrows its data loader.
     settings = read_preprocess_settings(manifest)
-    data = load_manifest_data(manifest, config.data.frame, config.data.input_size,
-                              config.data.input)
+    data = load_manifest_data(
+        manifest, config.data.frame, config.data.input_size, config.data.input
+    )
     if len(data.classes) < 2:
         raise DataError(
             f"only one class ({', '.join(data.classes)}) in the manifest",

@@ -28,7 +28,7 @@ EpochCallback = Callable[[dict], None]
 @dataclass
 class FitResult:
     model: nn.Module
-    history: list[dict] = field(default_factory=list)        # one row per epoch
+    history: list[dict] = field(default_factory=list)  # one row per epoch
     eval_probs: list[np.ndarray] = field(default_factory=list)  # per epoch, oracle mode only
 
 
@@ -64,8 +64,9 @@ def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     if o.name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                           weight_decay=o.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+    )
 
 
 def to_input(x: torch.Tensor, config: Config) -> torch.Tensor:
@@ -94,7 +95,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
     train on a single sample at small inputs, and the paper's even batches never meet it."""
     order = torch.randperm(n, generator=generator)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         if len(idx) < 2 and n > 1:
             break
         yield idx
@@ -107,9 +108,16 @@ def augment_config(config: Config) -> BatchAugmentConfig:
     return BatchAugmentConfig(**config.augment.model_dump(), fill=fill)
 
 
-def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
-                    optimizer: torch.optim.Optimizer, config: Config,
-                    order_gen: torch.Generator, aug_gen: torch.Generator) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: Config,
+    order_gen: torch.Generator,
+    aug_gen: torch.Generator,
+) -> dict:
     model.train()
     aug = augment_config(config)
     total_loss, correct, seen = 0.0, 0, 0
@@ -135,7 +143,7 @@ def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarr
     model.eval()
     out = []
     for start in range(0, len(x), config.train.eval_batch_size):
-        xb = normalize(to_input(x[start:start + config.train.eval_batch_size], config), config)
+        xb = normalize(to_input(x[start : start + config.train.eval_batch_size], config), config)
         with autocast(config):
             logits = model(xb)
         out.append(torch.softmax(logits.float(), dim=1).cpu())
@@ -144,9 +152,16 @@ def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarr
     return torch.cat(out).numpy()
 
 
-def fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int,
-        seed: int, *, x_eval: torch.Tensor | None = None,
-        on_epoch: EpochCallback | None = None) -> FitResult:
+def fit(
+    config: Config,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    num_classes: int,
+    seed: int,
+    *,
+    x_eval: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
     """Train a fresh model for ``config.train.epochs`` epochs; the last epoch's model is kept.
 
     With ``x_eval`` (oracle mode only) the probabilities on it are recorded every epoch.
@@ -164,8 +179,12 @@ def fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classe
     # The compiled module shares the parameters; the plain one is returned and predicts.
     step_model = torch.compile(model) if config.train.compile else model
     for epoch in range(1, config.train.epochs + 1):
-        row = {"epoch": epoch, **train_one_epoch(step_model, x_train, y_train, loss_fn, optimizer,
-                                                 config, order_gen, aug_gen)}
+        row = {
+            "epoch": epoch,
+            **train_one_epoch(
+                step_model, x_train, y_train, loss_fn, optimizer, config, order_gen, aug_gen
+            ),
+        }
         if x_eval is not None:
             result.eval_probs.append(predict_proba(model, x_eval, config))
         result.history.append(row)

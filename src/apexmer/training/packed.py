@@ -42,8 +42,8 @@ from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
 from apexmer.training.augment import augment_batch
 from apexmer.training.engine import (
     EpochCallback,
-    augment_config,
     FitResult,
+    augment_config,
     autocast,
     batches,
     build_loss,

@@ -31,7 +31,7 @@ async function loadModel() {
   try {
     const m = await (await fetch("/api/model")).json();
     $("model").textContent = `${m.architecture} · ${m.classes.length} classes · ` +
-      `${m.input_size}px ${m.frame} frame · apexmer ${m.package_version}`;
+      `${m.input_size}px ${m.network_input} · apexmer ${m.package_version}`;
   } catch (err) {
     $("model").textContent = "model info unavailable";
   }
@@ -76,7 +76,7 @@ function render(d) {
     bars.appendChild(row);
   }
   const facts = [["onset", d.onset], ["apex", `${d.apex} (index ${d.apex_index})`],
-    ["offset", d.offset], ["frames", d.numbers.length], ["network saw", `${d.frame} frame`],
+    ["offset", d.offset], ["frames", d.numbers.length], ["network saw", d.network_input],
     ["face box", `${d.face_box.x}, ${d.face_box.y}, ${d.face_box.width}×${d.face_box.height}`]];
   $("facts").replaceChildren(...facts.flatMap(([k, v]) => {
     const dt = document.createElement("dt"); dt.textContent = k;
@@ -86,7 +86,7 @@ function render(d) {
   $("apex-img").src = d.images.apex_frame;
   $("apex-caption").textContent = `spotted apex: frame ${d.apex} of ${d.onset}–${d.offset}`;
   $("crop-img").src = d.images.crop;
-  $("crop-caption").textContent = `aligned ${d.frame} crop (network input)`;
+  $("crop-caption").textContent = `aligned ${d.frame} crop`;
   drawCurve($("curve"), d);
 }
 
