@@ -59,14 +59,15 @@ def run(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="4 folds, 1 epoch")
-    ap.add_argument("--model", default="seresnext50_32x4d")
+    ap.add_argument("--model", default=None, help="default: the demo preset's network")
     ap.add_argument("--epochs", type=int, default=None)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     n_folds = 4 if args.quick else 8
     epochs = args.epochs or (1 if args.quick else 2)
     data = synthetic_data(64, 8, 64)
-    base = [f"train.epochs={epochs}", f"model.name={args.model}"]
+    base = [f"train.epochs={epochs}"] + ([f"model.name={args.model}"] if args.model else [])
+    model = args.model or load_config("demo").model.name
     settings = [
         ("local sequential", "local", None, [f"train.threads={cores}"]),
         (f"process x{cores} (1 thread each)", "process", cores, ["train.threads=1"]),
@@ -80,7 +81,7 @@ def main() -> None:
         ),
     ]
     print(
-        f"# cpu_demo_scaling: {args.model}, 64 px, batch 8, {n_folds} folds, "
+        f"# cpu_demo_scaling: {model}, demo preset (64 px, batch 8), {n_folds} folds, "
         f"{epochs} epoch(s), {cores} cores"
     )
     print("setting,train_img_s,vs_sequential")
