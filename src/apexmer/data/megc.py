@@ -11,10 +11,11 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-from apexmer.data.casme2 import RowError, casme2_subject, frames_root
+from apexmer.data.casme2 import casme2_subject
 from apexmer.data.labels import class_names, label_map
 from apexmer.data.samm import samm_subject
 from apexmer.data.sample import Problem, Sample, SampleSet
+from apexmer.data.sheets import RowError, frames_root
 from apexmer.data.smic import smic_subject
 from apexmer.errors import DataError
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apexmer.data.casme2 import (
+from apexmer.data.labels import SAMM_EMOTIONS, class_names, label_map
+from apexmer.data.sample import SampleSet
+from apexmer.data.sheets import (
     RowError,
+    SheetSpec,
     cell_text,
-    frame_column,
-    frame_triplet,
     frames_root,
     open_sheet,
     require_columns,
+    samples_from_sheet,
 )
-from apexmer.data.labels import SAMM_EMOTIONS, class_names, label_map
-from apexmer.data.sample import Problem, Sample, SampleSet
 
 SAMM_SHEET = "MICRO_ONLY"
 SAMM_COLUMNS = (
@@ -55,54 +55,21 @@ def read_samm(
     root = frames_root(root, "pass the folder that holds 006, 007, ...")
     table = open_sheet(coding, sheet=SAMM_SHEET, header_row=None, fix=SAMM_FIX)
     require_columns(table, SAMM_COLUMNS, coding, SAMM_FIX)
-    names = ("Onset Frame", "Apex Frame", "Offset Frame")
-    frames = {n: frame_column(table, n, allow_slash=n == "Apex Frame") for n in names}
-    samples: list[Sample] = []
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    for row, cells in table.iterrows():
-        try:
-            subject = samm_subject(cells["Subject"])
-            clip = cell_text(cells["Filename"])
-            if not clip:
-                raise RowError("Filename is empty. Fix: write the clip folder name, e.g. 006_1_2")
-            onset, apex, offset = frame_triplet(frames, row, names)
-            emotion = cell_text(cells["Estimated Emotion"]).lower()
-            if emotion not in SAMM_EMOTIONS:
-                raise RowError(
-                    f"unknown emotion {emotion!r}. Fix: use one of "
-                    f"{', '.join(e.capitalize() for e in SAMM_EMOTIONS)}"
-                )
-            if f"{subject}/{clip}" in seen:
-                raise RowError(f"{subject} {clip} appears twice. Fix: delete the duplicate row")
-        except RowError as exc:
-            problems.append(Problem(str(coding), str(exc), row=int(row)))
-            continue
-        seen.add(f"{subject}/{clip}")
-        if emotion not in mapping:
-            continue
-        extra = {"row": int(row)}
-        for column in ("Inducement Code", "Objective Classes", "Micro", "Notes"):
-            if column in table.columns and cell_text(cells[column]):
-                extra[column.lower().replace(" ", "_")] = cell_text(cells[column])
-        samples.append(
-            Sample(
-                dataset="samm",
-                subject=subject,
-                clip=clip,
-                label=mapping[emotion],
-                frames=root / subject / clip if root is not None else None,
-                onset=onset,
-                apex=apex,
-                offset=offset,
-                emotion=emotion,
-                action_units=cell_text(cells.get("Action Units")),
-                extra=extra,
-            )
-        )
+    samples, problems = samples_from_sheet(table, coding, SAMM_SPEC, mapping, root)
     result = SampleSet(samples, class_names(mapping), "samm-v2", str(coding), problems)
     if root is not None:
         from apexmer.data.readers import check_frames  # readers imports this module
 
         result = check_frames(result)
     return result
+
+
+SAMM_SPEC = SheetSpec(
+    dataset="samm",
+    subject=samm_subject,
+    frame_columns=("Onset Frame", "Apex Frame", "Offset Frame"),
+    emotions=SAMM_EMOTIONS,
+    emotion_hint=", ".join(e.capitalize() for e in SAMM_EMOTIONS),
+    clip_example="006_1_2",
+    extra_columns=("Inducement Code", "Objective Classes", "Micro", "Notes"),
+)

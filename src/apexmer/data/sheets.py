@@ -1,0 +1,232 @@
+"""Coding-sheet reading shared by the CASME II and SAMM readers: both sheets hold one row
+per clip with an integer subject, the clip folder's name, onset/apex/offset frame numbers
+as in the file names, action units and an estimated emotion.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from openpyxl.utils.exceptions import InvalidFileException
+
+from apexmer.data.sample import Problem, Sample
+from apexmer.errors import DataError
+
+
+class RowError(ValueError):
+    """One sheet row is unusable; the reader turns it into a Problem and skips the row."""
+
+
+def open_sheet(
+    path: str | Path,
+    sheet: str | int = 0,
+    header_row: int | None = 1,
+    header_keys: Iterable[str] = ("Subject", "Filename"),
+    scan_rows: int = 30,
+    fix: str = "use the original coding sheet (first sheet, header in row 1)",
+) -> pd.DataFrame:
+    """One sheet as a DataFrame of raw cell values, indexed by 1-based sheet row.
+
+    ``header_row`` is the header's 1-based row; None searches the first ``scan_rows`` rows
+    for one holding all ``header_keys``. Empty header cells become ``Unnamed: <i>`` (as in
+    pandas). A missing file, a file that is not an xlsx, or a missing sheet raises DataError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("coding sheet not found", file=path, fix=fix)
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            if isinstance(sheet, str) and sheet not in book.sheet_names:
+                raise DataError(
+                    f"no sheet {sheet!r}; found sheets: {', '.join(book.sheet_names)}",
+                    file=path,
+                    fix=fix,
+                )
+            raw = pd.read_excel(book, sheet_name=sheet, header=None, dtype=object)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"not a readable .xlsx spreadsheet ({type(exc).__name__}: {exc})", file=path, fix=fix
+        ) from None
+    raw.index = raw.index + 1  # 1-based sheet rows
+    keys = [k.lower() for k in header_keys]
+    if header_row is None:
+        header_row = next(
+            (r for r in raw.index[:scan_rows] if all(k in _header_cells(raw.loc[r]) for k in keys)),
+            None,
+        )
+        if header_row is None:
+            raise DataError(
+                f"no header row with columns {', '.join(header_keys)} in the first "
+                f"{scan_rows} rows of sheet {sheet!r}",
+                file=path,
+                fix=fix,
+            )
+    if header_row not in raw.index:
+        raise DataError("the sheet is empty", file=path, fix=fix)
+    names = [cell_text(v) or f"Unnamed: {i}" for i, v in enumerate(raw.loc[header_row])]
+    table = raw.loc[header_row + 1 :].copy()
+    table.columns = names
+    return table.dropna(how="all")
+
+
+def require_columns(
+    table: pd.DataFrame, columns: Iterable[str], path: str | Path, fix: str
+) -> None:
+    """Raise DataError naming the first missing column and the columns found."""
+    found = [c for c in table.columns if not c.startswith("Unnamed: ")]
+    for column in columns:
+        if column not in table.columns:
+            raise DataError(
+                f"missing column {column!r}; found: {', '.join(found)}", file=path, fix=fix
+            )
+
+
+def frame_column(
+    table: pd.DataFrame, column: str, allow_slash: bool = False
+) -> dict[int, int | RowError | None]:
+    """Frame numbers of one column per sheet row: int, None (a ``/`` where allowed), or the
+    RowError that row raises (empty, non-numeric, fractional or negative)."""
+    numbers = pd.to_numeric(table[column], errors="coerce")
+    out: dict[int, int | RowError | None] = {}
+    fix = "write the frame number of the image file (img46.jpg -> 46)"
+    for row, raw, num in zip(table.index, table[column], numbers, strict=True):
+        text = cell_text(raw)
+        if pd.isna(num):
+            if allow_slash and text == "/":
+                out[row] = None
+            elif not text:
+                out[row] = RowError(f"{column} is empty. Fix: {fix}")
+            else:
+                out[row] = RowError(f"{column} {text!r} is not a frame number. Fix: {fix}")
+        elif float(num) != math.floor(float(num)) or float(num) < 0:
+            out[row] = RowError(
+                f"{column} {text!r} is not a whole, non-negative frame number. Fix: {fix}"
+            )
+        else:
+            out[row] = int(num)
+    return out
+
+
+def frame_triplet(
+    frames: dict[str, dict[int, int | RowError | None]], row: int, names: tuple[str, str, str]
+) -> tuple[int, int | None, int]:
+    """(onset, apex, offset) of one row, checked: onset <= offset, apex inside them."""
+    values = []
+    for name in names:
+        value = frames[name][row]
+        if isinstance(value, RowError):
+            raise value
+        values.append(value)
+    onset, apex, offset = values
+    if onset is None or offset is None:
+        raise RowError(f"{names[0]} and {names[2]} must be frame numbers. Fix: fill them in")
+    if onset > offset:
+        raise RowError(
+            f"{names[0]} {onset} is after {names[2]} {offset}. "
+            "Fix: swap or correct the frame numbers"
+        )
+    if apex is not None and not onset <= apex <= offset:
+        raise RowError(
+            f"{names[1]} {apex} is outside [{onset}, {offset}]. "
+            f"Fix: correct {names[1]} to a frame between onset and offset"
+        )
+    return onset, apex, offset
+
+
+def frames_root(root: str | Path | None, fix: str) -> Path | None:
+    """``root`` as a Path after checking it is a folder (None stays None)."""
+    if root is None:
+        return None
+    if not Path(root).is_dir():
+        raise DataError("frames folder (--root) not found", file=root, fix=fix)
+    return Path(root)
+
+
+def cell_text(value: Any) -> str:
+    """A cell as text: integers without ``.0``, empty cells as ``""``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _header_cells(row: pd.Series) -> set[str]:
+    return {cell_text(v).lower() for v in row}
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """How one corpus's sheet spells its rows."""
+
+    dataset: str  # Sample.dataset, e.g. "casme2"
+    subject: Callable[[Any], str]  # sheet subject -> frame folder name
+    frame_columns: tuple[str, str, str]  # onset, apex ("/" allowed), offset
+    emotions: tuple[str, ...]  # known emotions, lower case
+    emotion_hint: str  # how the sheet spells them, for the fix
+    clip_example: str  # e.g. "EP02_01f"
+    extra_columns: tuple[str, ...] = ()  # kept in Sample.extra when non-empty
+
+
+def samples_from_sheet(
+    table: pd.DataFrame,
+    coding: Path,
+    spec: SheetSpec,
+    mapping: dict[str, str],
+    root: Path | None,
+) -> tuple[list[Sample], list[Problem]]:
+    """Samples of every usable row; a bad row becomes a Problem (with its 1-based row) and
+    the rest are still read. Emotions outside ``mapping`` (the task) are dropped."""
+    apex_col = spec.frame_columns[1]
+    frames = {n: frame_column(table, n, allow_slash=n == apex_col) for n in spec.frame_columns}
+    samples: list[Sample] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for row, cells in table.iterrows():
+        try:
+            subject = spec.subject(cells["Subject"])
+            clip = cell_text(cells["Filename"])
+            if not clip:
+                raise RowError(
+                    f"Filename is empty. Fix: write the clip folder name, e.g. {spec.clip_example}"
+                )
+            onset, apex, offset = frame_triplet(frames, row, spec.frame_columns)
+            emotion = cell_text(cells["Estimated Emotion"]).lower()
+            if emotion not in spec.emotions:
+                raise RowError(f"unknown emotion {emotion!r}. Fix: use one of {spec.emotion_hint}")
+            if f"{subject}/{clip}" in seen:
+                raise RowError(f"{subject} {clip} appears twice. Fix: delete the duplicate row")
+        except RowError as exc:
+            problems.append(Problem(str(coding), str(exc), row=int(row)))
+            continue
+        seen.add(f"{subject}/{clip}")
+        if emotion not in mapping:
+            continue
+        extra: dict[str, Any] = {"row": int(row)}
+        for column in spec.extra_columns:
+            if column in table.columns and cell_text(cells[column]):
+                extra[column.lower().replace(" ", "_")] = cell_text(cells[column])
+        samples.append(
+            Sample(
+                dataset=spec.dataset,
+                subject=subject,
+                clip=clip,
+                label=mapping[emotion],
+                frames=root / subject / clip if root is not None else None,
+                onset=onset,
+                apex=apex,
+                offset=offset,
+                emotion=emotion,
+                action_units=cell_text(cells.get("Action Units")),
+                extra=extra,
+            )
+        )
+    return samples, problems
