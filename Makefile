@@ -34,7 +34,8 @@ test: $(STAMP) browser-deps
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: $(STAMP) browser-deps
-	$(PY) -m pytest -q
+	$(PY) -m pip install -q -e ".[dev,serve,distributed]"
+	RAY_AUTH_MODE=disabled $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -64,7 +64,6 @@ def local_run(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_process_equals_local(manifest: Path, local_run: Path, tmp_path: Path) -> None:
     run_loso(manifest, _config(), tmp_path, executor="process", workers=2)
     assert _numbers(tmp_path) == _numbers(local_run)

@@ -108,7 +108,6 @@ def test_other_settings_cannot_reuse_a_cache(corpus, done: Path) -> None:
         preprocess_corpus(samples, done, other)
 
 
-@pytest.mark.slow
 def test_parallel_workers_give_the_same_files(corpus, done: Path, tmp_path: Path) -> None:
     samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
     preprocess_corpus(samples, tmp_path, CONFIG, workers=2)

@@ -113,15 +113,30 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
         workers: int | None = typer.Option(None, "--workers"),
+        models: str = typer.Option(
+            "resnet50,resnext50_32x4d,seresnext50_32x4d",
+            "--models",
+            help="comma-separated registered networks (the paper's three by default)",
+        ),
     ) -> None:
         """The paper's Table 4: ResNet-50 / ResNeXt-50 / SE-ResNeXt-50 x apex / non-apex."""
         from apexmer.evaluation.ablation import run_ablation
+        from apexmer.models.registry import model_info
 
+        names = tuple(m.strip() for m in models.split(",") if m.strip())
+        for name in names:
+            model_info(name)  # an unknown name fails here, before any run starts
         cfg = load_config(config, list(set_))
         progress = FoldProgress()
         try:
             rows = run_ablation(
-                data, cfg, out, executor=executor, workers=workers, progress=progress
+                data,
+                cfg,
+                out,
+                models=names,
+                executor=executor,
+                workers=workers,
+                progress=progress,
             )
         finally:
             progress.close()

@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Modules under apexmer.cli that define ``register(app)``; each owns its commands.
-COMMAND_MODULES = ("data", "preprocess", "models", "experiment", "inference", "bench", "synth")
+COMMAND_MODULES = ("synth", "data", "preprocess", "models", "experiment", "inference")
 
 
 def _version(value: bool) -> None:
@@ -38,13 +38,7 @@ def _root(
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"apexmer.cli.{_name}")
-    except ModuleNotFoundError as exc:  # an area not written yet
-        if exc.name != f"apexmer.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"apexmer.cli.{_name}").register(app)
 
 
 def main() -> None:
