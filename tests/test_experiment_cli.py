@@ -147,3 +147,27 @@ def test_default_demo_is_clearly_above_chance(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     # 5 classes: uniform guessing gives UF1 ~0.2, always "others" ~0.11
     assert summary["uf1"] > 0.5 and summary["accuracy"] > 0.6
+
+
+@pytest.mark.slow
+def test_paper_preset_runs_one_epoch(manifest: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "loso",
+            "--data",
+            str(manifest),
+            "--config",
+            "paper",
+            "--out",
+            str(tmp_path),
+            "--set",
+            "train.epochs=1",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{") :])
+    assert summary["config"]["model"]["name"] == "seresnext50_32x4d"
+    assert summary["config"]["data"]["input_size"] == 224
+    assert summary["setting"]["input"] == "frame" and summary["n_samples"] == 12

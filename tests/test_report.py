@@ -151,6 +151,8 @@ def test_matching_paper_row() -> None:
     assert matching_paper_row({**base, "model": "tiny"}) is None
     assert matching_paper_row({**base, "frame": "onset"}) is None
     assert matching_paper_row({**base, "n_samples": 246}) is None
+    assert matching_paper_row({**base, "input": "diff"}) is None
+    assert matching_paper_row({**base, "input": "frame"}) is not None
     assert paper_mismatch({"model": "resnet50", "frame": "apex"}, require=False) == []
     assert TABLE3["SDF"][1] is None and len(TABLE4) == 6
 

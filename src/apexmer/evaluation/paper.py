@@ -95,7 +95,7 @@ def paper_mismatch(setting: dict[str, Any], require: bool = True) -> list[str]:
 
     Required keys (a missing one is a reason unless ``require=False``): ``dataset``,
     ``model``, ``frame`` and ``num_classes`` or ``classes``. Checked when present:
-    ``classes`` (names), ``protocol``, ``n_samples``, ``n_subjects``, ``oracle``.
+    ``classes`` (names), ``input``, ``protocol``, ``n_samples``, ``n_subjects``, ``oracle``.
     """
     p = PAPER_SETTING
     reasons = []
@@ -115,6 +115,11 @@ def paper_mismatch(setting: dict[str, Any], require: bool = True) -> list[str]:
     if frame is None:
         reasons.append(
             f"input frame {setting.get('frame')!r} is not the paper's apex or non-apex (mid) frame"
+        )
+    if setting.get("input", "frame") != "frame":
+        reasons.append(
+            f"input {setting.get('input')!r} (the paper classifies the frame itself, not a "
+            "difference to the onset)"
         )
     if setting.get("oracle"):
         reasons.append("oracle run (epochs chosen on the held-out subject)")

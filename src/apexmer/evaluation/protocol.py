@@ -299,6 +299,7 @@ def run_setting(data: LosoData, config: Config, n_folds: int) -> dict[str, Any]:
         "classes": list(data.classes),
         "model": config.model.name,
         "frame": config.data.frame,
+        "input": config.data.input,
         "n_samples": len(data.samples),
         "n_subjects": n_folds,
         "protocol": "loso",
