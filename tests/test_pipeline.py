@@ -215,3 +215,51 @@ def test_cli_spot_spot_eval_and_preprocess(corpus, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert len(read_manifest(tmp_path / "c" / "manifest.csv")) == 6
+
+
+def test_face_lost_on_the_mid_frame_fails_the_sample(corpus, tmp_path: Path) -> None:
+    root = tmp_path / "frames"
+    shutil.copytree(corpus.frames_root, root)
+    samples = read_casme2(corpus.coding, root=root, classes="all").samples
+    sample = samples[0]
+    mid = mid_frame(sorted(int(p.stem[3:]) for p in sample.frames.iterdir()), sample.onset,
+                    sample.apex)
+    cv2.imwrite(str(sample.frames / f"img{mid}.jpg"), np.zeros((240, 320, 3), np.uint8))
+    from apexmer.data.sample import SampleSet
+
+    one = SampleSet(samples=[sample], classes=("x",), coding_version="v", source="t")
+    result = preprocess_corpus(one, tmp_path / "cache", CONFIG, workers=1)
+    assert result.n_ok == 0
+    assert "no face" in pd.read_csv(result.problems_csv)["message"][0].lower()
+
+
+def test_resume_redoes_changed_and_failed_samples(corpus, tmp_path: Path) -> None:
+    samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
+    first = samples.samples[0]
+    samples.samples = [first]
+    cache = tmp_path / "cache"
+    preprocess_corpus(samples, cache, CONFIG)
+    record = json.loads(pipeline.record_path(cache, first).read_text())
+    # another offset in the sheet: the record no longer matches and is redone
+    samples.samples = [first.with_(offset=first.offset - 1)]
+    preprocess_corpus(samples, cache, CONFIG)
+    redone = json.loads(pipeline.record_path(cache, first).read_text())
+    assert redone["offset"] == first.offset - 1 != record["offset"]
+    # a failed sample is retried once its frames are fixed
+    broken = first.with_(frames=tmp_path / "nowhere")
+    samples.samples = [broken]
+    assert preprocess_corpus(samples, cache, CONFIG).n_ok == 0
+    samples.samples = [first]
+    assert preprocess_corpus(samples, cache, CONFIG).n_ok == 1
+
+
+def test_bad_settings_are_refused_before_a_cache_exists(tmp_path: Path) -> None:
+    from apexmer.errors import ConfigError
+
+    for bad in ({"apex": "labeled"}, {"align_per": "clips"}, {"detector": "nope"}):
+        with pytest.raises(ConfigError):
+            PreprocessConfig(**bad)
+    res = CliRunner().invoke(app, ["preprocess", "--corpus", "casme2", "--root", str(tmp_path),
+                                   "--out", str(tmp_path / "c"), "--apex", "labeled"])
+    assert res.exit_code != 0 and not (tmp_path / "c").exists()
+    assert "labeled" in str(res.exception)

@@ -138,6 +138,27 @@ def test_zip_slip_is_refused(client: TestClient, clip) -> None:
     assert not (Path(tempfile.gettempdir()) / "evil.jpg").exists()
 
 
+@pytest.mark.parametrize("name", ["", "."])
+def test_zip_entry_without_a_file_name_is_400(client: TestClient, clip, name: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("img1.jpg", cv2.imencode(".jpg", clip[0])[1].tobytes())
+        zf.writestr(zipfile.ZipInfo(name), b"x")
+    resp = post(client, buf.getvalue(), "f.zip", "application/zip")
+    assert resp.status_code == 400 and "no file name" in resp.json()["detail"]
+
+
+def test_zip_of_a_folder_is_accepted(client: TestClient, clip) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("clip/"), b"")
+        zf.writestr(zipfile.ZipInfo("./"), b"")
+        for i, frame in enumerate(clip, start=1):
+            zf.writestr(f"clip/img{i}.jpg", cv2.imencode(".jpg", frame)[1].tobytes())
+    resp = post(client, buf.getvalue(), "clip.zip", "application/zip")
+    assert resp.status_code == 200, resp.text
+
+
 def test_zip_with_non_image_is_refused(client: TestClient, clip) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

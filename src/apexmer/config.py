@@ -64,7 +64,10 @@ class TrainConfig(_Strict):
     batch_size: int = Field(2, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     seed: int = 0
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = default
+    # torch intra-op threads per fold. oneDNN's sums depend on the thread count, so it is
+    # fixed (1) by default: a fold then gives the same numbers under every executor.
+    # None = torch's default (faster on one long fold, not bit-identical across executors).
+    threads: int | None = Field(1, ge=1)
     channels_last: bool = False
     amp: Literal["none", "bf16"] = "none"
     device: str = "cpu"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -32,7 +33,8 @@ class FoldProgress:
             )
             if event["done"]:
                 self.bar.write(
-                    f"resuming: {event['done']} of {event['n_folds']} folds already done"
+                    f"resuming: {event['done']} of {event['n_folds']} folds already done",
+                    file=sys.stderr,
                 )
         elif kind == "epoch" and self.bar is not None:
             self.bar.set_postfix_str(

@@ -127,7 +127,6 @@ def register(app: typer.Typer) -> None:
         from apexmer.preprocess.align import AlignConfig
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
-        samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
@@ -135,6 +134,7 @@ def register(app: typer.Typer) -> None:
             align_per=align_per,
             align=AlignConfig(size=size),
         )
+        samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         bar = SampleProgress()
         try:
             result = preprocess_corpus(samples, out, config, workers=workers, progress=bar)

@@ -56,5 +56,7 @@ def run_demo(
         f"[3/3] LOSO with the demo preset ({config.model.name}, {config.data.input_size} px, "
         f"{config.train.epochs} epochs) into {out / 'run'}"
     )
-    summary = run_loso(prep.manifest, config, out / "run", progress=progress)
+    executor = "process" if workers > 1 else "local"  # same numbers either way
+    summary = run_loso(prep.manifest, config, out / "run", executor=executor, workers=workers,
+                       progress=progress)
     return {"summary": summary, "report": out / "run" / "report.md", "manifest": prep.manifest}

@@ -6,10 +6,10 @@ folder, so resume works the same whatever ran the folds. A fold's result depends
 its data, its seed, its pack and the thread count, never on where or in which order it ran.
 
 Thread count: oneDNN's results depend on it (measured: SE-ResNeXt gradients differ by
-3.5e-5 between 1 and 2 intra-op threads), so it is fixed per run by ``fold_threads``:
-``train.threads`` when set, else cores // workers. The ``local`` executor uses
-``train.threads`` too, so with ``train.threads`` set, local, process and ray give identical
-numbers; with it unset, local uses torch's default and can differ in the last bits.
+3.5e-5 between 1 and 2 intra-op threads; probabilities of a tiny-model run by up to 0.012),
+so every executor runs a fold with ``train.threads`` (default 1): local, process and ray
+give identical numbers. With ``train.threads: null`` local uses torch's default and process
+workers an equal share of the cores, and the numbers can differ in the last bits.
 """
 
 from __future__ import annotations

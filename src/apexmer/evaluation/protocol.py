@@ -134,7 +134,9 @@ def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult) -
         "epoch_used": chosen_epoch,
         "oracle": config.eval.oracle,
         "history": result.history,
-        "diagnostics": fold_diagnostics(fold, data.labels.numpy(), num_classes),
+        "diagnostics": fold_diagnostics(
+            fold, data.labels.numpy(), num_classes, class_names=data.classes
+        ),
     }
 
 

@@ -34,10 +34,15 @@ from apexmer import __version__
 from apexmer.data.frames import FrameSource, open_frames
 from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Problem, Sample, SampleSet
-from apexmer.errors import ApexmerError, NoFaceError
+from apexmer.errors import ApexmerError, ConfigError, NoFaceError
 from apexmer.fileio import atomic_path, write_json, write_text
 from apexmer.preprocess.align import AlignConfig, align_face
-from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+from apexmer.preprocess.landmarks import (
+    DETECTORS,
+    FaceLandmarks,
+    LandmarkDetector,
+    get_detector,
+)
 from apexmer.preprocess.spotting import SpotConfig, SpotResult, spot_clip
 
 FRAME_ROLES = ("apex", "mid", "onset")
@@ -58,6 +63,15 @@ class PreprocessConfig:
     # textured faces, would otherwise exceed the expression itself). "frame": each frame
     # aligned by its own landmarks.
     align_per: Literal["clip", "frame"] = "clip"
+
+    def __post_init__(self) -> None:
+        if self.apex not in ("labelled", "spotted"):
+            raise ConfigError(f"apex={self.apex!r}; use 'labelled' or 'spotted'")
+        if self.align_per not in ("clip", "frame"):
+            raise ConfigError(f"align_per={self.align_per!r}; use 'clip' or 'frame'")
+        if self.detector not in DETECTORS:
+            raise ConfigError(f"unknown landmark detector {self.detector!r}; choose from "
+                              f"{', '.join(sorted(DETECTORS))}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,11 +161,13 @@ def process_clip(
             return spot.face
         return face_on(frames[role], detector, f"{source.path} frame {roles[role]} ({role})")
 
-    apex_face = face_of("apex")
+    # Every cropped frame must show a face (a face lost mid-clip fails the sample, never a
+    # black crop); with align_per="clip" the apex frame's transform then aligns all three.
+    faces = {role: face_of(role) for role in roles}
     for role in roles:
-        lm = apex_face if config.align_per == "clip" or role == "apex" else face_of(role)
+        lm = faces["apex"] if config.align_per == "clip" else faces[role]
         crops[role], matrices[role] = align_face(frames[role], lm.points, config.align)
-        landmarks[role] = lm
+        landmarks[role] = faces[role]
     return ClipResult(
         onset=spot.onset,
         offset=spot.offset,
@@ -185,6 +201,24 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
+def sample_inputs(sample: Sample) -> dict[str, Any]:
+    """What a record was computed from; a record is reused only while these are unchanged."""
+    return {"frames": str(sample.frames), "onset": sample.onset, "apex": sample.apex,
+            "offset": sample.offset, "label": sample.label}
+
+
+def is_done(cache: Path, sample: Sample) -> bool:
+    """A finished record for this sample's current inputs (failed samples are retried)."""
+    path = record_path(cache, sample)
+    if not path.exists():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # damaged outside apexmer: redo
+    return record.get("status") == "ok" and record.get("inputs") == sample_inputs(sample)
+
+
 def process_sample(
     sample: Sample, cache: Path, detector: LandmarkDetector, config: PreprocessConfig
 ) -> dict[str, Any]:
@@ -197,6 +231,7 @@ def process_sample(
         "clip": sample.clip,
         "label": sample.label,
         "frames": str(sample.frames),
+        "inputs": sample_inputs(sample),
     }
     try:
         if sample.frames is None:
@@ -323,9 +358,14 @@ def preprocess_corpus(
 ) -> PreprocessResult:
     """Preprocess every sample (resuming a killed run); write manifest.csv and problems.csv."""
     cache = Path(cache)
+    if cache.exists() and not cache.is_dir():
+        raise ApexmerError(f"{cache} is a file. Fix: pass a folder for --out")
+    get_detector(config.detector)  # a missing backend fails here, before the cache is made
     cache.mkdir(parents=True, exist_ok=True)
     _check_settings(cache, config, sample_set.coding_version)
-    todo = [s for s in sample_set.samples if not record_path(cache, s).exists()]
+    for stale in cache.rglob(".*.tmp"):  # left by a killed run's unfinished atomic writes
+        stale.unlink()
+    todo = [s for s in sample_set.samples if not is_done(cache, s)]
     if progress:
         progress(
             {

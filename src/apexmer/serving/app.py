@@ -135,6 +135,9 @@ def _safe_member(name: str) -> str:
             f"zip entry {name!r} points outside the archive (absolute path "
             "or '..'); refused. Fix: zip the frames with relative names",
         )
+    if not parts or parts[-1] in ("", "."):
+        raise UploadError(400, f"zip entry {name!r} has no file name; refused. Fix: zip the "
+                               "frame files themselves (e.g. img46.jpg)")
     return parts[-1]
 
 
@@ -147,8 +150,10 @@ def extract_frames(archive: Path, dest: Path, limits: ServeLimits) -> Path:
     with zf:
         members = []
         for info in zf.infolist():
-            name = _safe_member(info.filename)  # every entry, frames or not
-            if info.is_dir() or name.startswith(".") or "__MACOSX" in info.filename:
+            if info.filename.endswith("/"):  # folders are never written; files checked below
+                continue
+            name = _safe_member(info.filename)  # every file entry, frames or not
+            if name.startswith(".") or "__MACOSX" in info.filename:
                 continue
             members.append((info, name))
         if not members:

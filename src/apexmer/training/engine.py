@@ -152,6 +152,19 @@ def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarr
     return torch.cat(out).numpy()
 
 
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` torch intra-op threads (None: leave as is), then
+    restore the caller's setting."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit(
     config: Config,
     x_train: torch.Tensor,
@@ -166,8 +179,12 @@ def fit(
 
     With ``x_eval`` (oracle mode only) the probabilities on it are recorded every epoch.
     """
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    with intra_op_threads(config.train.threads):
+        return _fit(config, x_train, y_train, num_classes, seed, x_eval, on_epoch)
+
+
+def _fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int,
+         seed: int, x_eval: torch.Tensor | None, on_epoch: EpochCallback | None) -> FitResult:
     model = build_model(config, num_classes, seed).to(config.train.device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -48,6 +48,7 @@ from apexmer.training.engine import (
     batches,
     build_loss,
     build_model,
+    intra_op_threads,
     normalize,
     predict_proba,
     to_input,
@@ -324,8 +325,16 @@ def fit_packed(
 ) -> list[FitResult]:
     """``engine.fit`` for k folds at once; returns one ``FitResult`` per fold (ordinary
     models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key."""
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    with intra_op_threads(config.train.threads):
+        return _fit_packed(config, folds, num_classes, on_epoch)
+
+
+def _fit_packed(
+    config: Config,
+    folds: Sequence[FoldData],
+    num_classes: int,
+    on_epoch: EpochCallback | None,
+) -> list[FitResult]:
     k, device = len(folds), config.train.device
     models = [build_model(config, num_classes, fd.seed).to(device) for fd in folds]
     packed = pack_models(models)
