@@ -222,8 +222,9 @@ def test_face_lost_on_the_mid_frame_fails_the_sample(corpus, tmp_path: Path) -> 
     shutil.copytree(corpus.frames_root, root)
     samples = read_casme2(corpus.coding, root=root, classes="all").samples
     sample = samples[0]
-    mid = mid_frame(sorted(int(p.stem[3:]) for p in sample.frames.iterdir()), sample.onset,
-                    sample.apex)
+    mid = mid_frame(
+        sorted(int(p.stem[3:]) for p in sample.frames.iterdir()), sample.onset, sample.apex
+    )
     cv2.imwrite(str(sample.frames / f"img{mid}.jpg"), np.zeros((240, 320, 3), np.uint8))
     from apexmer.data.sample import SampleSet
 
@@ -259,7 +260,19 @@ def test_bad_settings_are_refused_before_a_cache_exists(tmp_path: Path) -> None:
     for bad in ({"apex": "labeled"}, {"align_per": "clips"}, {"detector": "nope"}):
         with pytest.raises(ConfigError):
             PreprocessConfig(**bad)
-    res = CliRunner().invoke(app, ["preprocess", "--corpus", "casme2", "--root", str(tmp_path),
-                                   "--out", str(tmp_path / "c"), "--apex", "labeled"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "preprocess",
+            "--corpus",
+            "casme2",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "c"),
+            "--apex",
+            "labeled",
+        ],
+    )
     assert res.exit_code != 0 and not (tmp_path / "c").exists()
     assert "labeled" in str(res.exception)

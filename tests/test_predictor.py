@@ -237,6 +237,22 @@ def test_cli_predict_several_inputs_after_one_flag(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "nope.mp4" in result.output
+    # An empty folder is one failed input too; the other clip is still predicted.
+    (workdir / "empty").mkdir(exist_ok=True)
+    args = [
+        "predict",
+        "--checkpoint",
+        str(checkpoint),
+        "--input_path",
+        str(workdir / "empty"),
+        str(folder),
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert rows[0]["error"] and "empty" in rows[0]["input"]
+    assert rows[1]["pred_label"] in CLASSES and not rows[1]["error"]
 
 
 @pytest.mark.gpu

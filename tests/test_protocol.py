@@ -133,6 +133,7 @@ def test_missing_crop_is_reported_and_the_rest_runs(manifest: Path, tmp_path: Pa
     )
     assert summary["n_samples"] == 23
     assert any("nowhere" in p for p in summary["data_problems"])
+    assert "nowhere" in (tmp_path / "report.md").read_text()
 
 
 def test_degenerate_folds_are_reported(tmp_path: Path) -> None:
@@ -150,3 +151,21 @@ def test_wrong_architecture_weights_fail_clearly(manifest: Path, tmp_path: Path)
     with pytest.raises(WeightsError, match="resnet50"):
         run_loso(manifest, cfg, tmp_path / "run")
     assert not list((tmp_path / "run").glob("folds/*.json"))
+
+
+def test_damaged_fold_file_is_moved_aside_and_retrained(
+    manifest: Path, finished: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished, out)
+    damaged = out / "folds" / "fold_002.json"
+    damaged.write_text(damaged.read_text()[:100])  # a partial copy
+    resumed = run_loso(manifest, load_config("demo", FAST), out)
+    assert (out / "folds" / "fold_002.json.bad").exists()
+    full = json.loads((finished / "summary.json").read_text())
+    assert all(resumed[k] == full[k] for k in ("accuracy", "uf1", "uar"))
+    (out / "run.json").write_text("{")
+    with pytest.raises(ApexmerError, match="damaged"):
+        run_loso(manifest, load_config("demo", FAST), out)

@@ -74,6 +74,7 @@ def test_health_model_and_page(client: TestClient) -> None:
     model = client.get("/api/model").json()
     assert model["classes"] == CLASSES and model["input_size"] == 32
     assert model["preprocess"]["detector"] == "dlib" and "package_version" in model
+    assert "subjects" not in str(model) and "manifest" not in str(model)  # no server paths
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]

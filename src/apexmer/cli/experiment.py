@@ -101,6 +101,12 @@ def register(app: typer.Typer) -> None:
             )
         finally:
             progress.close()
+        if summary["data_problems"]:
+            typer.echo(
+                f"warning: {len(summary['data_problems'])} data problem(s), samples left "
+                f"out; listed in {out / 'report.md'}",
+                err=True,
+            )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:

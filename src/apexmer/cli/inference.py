@@ -87,13 +87,18 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
     ) -> None:
         """Recognise the micro-expression of each clip (exit 1 if any input failed)."""
+        from apexmer.errors import DataError
         from apexmer.fileio import write_text
         from apexmer.inference import Predictor, find_clips
 
         clips: list[Path] = []
         for path in [*input_path, *(more or [])]:
-            # A missing path becomes an error row for that input, not an abort of all.
-            clips.extend(find_clips(path) if path.exists() else [path])
+            # A missing or empty path becomes an error row for that input, not an abort of
+            # all: opening it again per clip records the reason.
+            try:
+                clips.extend(find_clips(path) if path.exists() else [path])
+            except DataError:
+                clips.append(path)
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
         results = predictor.predict_clips([str(c) for c in clips], onset, offset, on_error="record")
         table = predictor.to_frame(results)

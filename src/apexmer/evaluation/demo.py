@@ -57,6 +57,7 @@ def run_demo(
         f"{config.train.epochs} epochs) into {out / 'run'}"
     )
     executor = "process" if workers > 1 else "local"  # same numbers either way
-    summary = run_loso(prep.manifest, config, out / "run", executor=executor, workers=workers,
-                       progress=progress)
+    summary = run_loso(
+        prep.manifest, config, out / "run", executor=executor, workers=workers, progress=progress
+    )
     return {"summary": summary, "report": out / "run" / "report.md", "manifest": prep.manifest}

@@ -157,8 +157,14 @@ def _check_resume(out: Path, header: dict[str, Any]) -> None:
     if not path.exists():
         write_json(path, header)
         return
-    old = json.loads(path.read_text())
-    for key in ("config", "data_digest", "classes"):
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ApexmerError(
+            f"{path} is damaged (not readable JSON), so the folds beside it cannot be checked "
+            f"against this run. Fix: delete {out} to start over, or pass a new --out folder"
+        ) from None
+    for key in ("config", "data_digest", "classes", "version"):
         if old.get(key) != header.get(key):
             raise ApexmerError(
                 f"{out}: this run folder holds a run with a different {key.replace('_', ' ')}; "
@@ -169,6 +175,26 @@ def _check_resume(out: Path, header: dict[str, Any]) -> None:
 
 def fold_path(out: Path, fold: Fold) -> Path:
     return out / "folds" / f"fold_{fold.index:03d}.json"
+
+
+def fold_done(out: Path, fold: Fold) -> bool:
+    """A finished, intact result for this fold. Writes are atomic, but a file damaged
+    outside apexmer (a partial copy, a full disk) is moved aside and the fold retrained."""
+    path = fold_path(out, fold)
+    if not path.exists():
+        return False
+    try:
+        result = json.loads(path.read_text())
+        intact = (
+            result["fold"] == fold.index
+            and result["test_idx"] == [int(i) for i in fold.test_idx]
+            and len(result["probs"]) == len(fold.test_idx)
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        intact = False
+    if not intact:
+        path.replace(path.with_suffix(".json.bad"))
+    return intact
 
 
 def run_folds_local(
@@ -209,7 +235,7 @@ def run_loso(
             fix="add subjects, or check the subject column",
         )
     _check_resume(out, run_header(data, config))
-    todo = [f for f in folds if not fold_path(out, f).exists()]
+    todo = [f for f in folds if not fold_done(out, f)]
     if progress:
         progress(
             {

@@ -299,6 +299,9 @@ def render_report(
     ] + list(summary.get("warnings", []))
     lines += ["## Degenerate folds and warnings", ""]
     lines += [f"- {w}" for w in warnings] or ["None."]
+    left_out = list(summary.get("data_problems", []))
+    lines += ["", f"## Data problems ({len(left_out)} left out or reported)", ""]
+    lines += [f"- {p}" for p in left_out] or ["None: every sample of the manifest was used."]
     lines += ["", *_paper_section(summary, predictions)]
     config = json.loads(json.dumps(summary.get("config") or {}, default=str))
     lines += [

@@ -70,8 +70,10 @@ class PreprocessConfig:
         if self.align_per not in ("clip", "frame"):
             raise ConfigError(f"align_per={self.align_per!r}; use 'clip' or 'frame'")
         if self.detector not in DETECTORS:
-            raise ConfigError(f"unknown landmark detector {self.detector!r}; choose from "
-                              f"{', '.join(sorted(DETECTORS))}")
+            raise ConfigError(
+                f"unknown landmark detector {self.detector!r}; choose from "
+                f"{', '.join(sorted(DETECTORS))}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,8 +205,13 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def sample_inputs(sample: Sample) -> dict[str, Any]:
     """What a record was computed from; a record is reused only while these are unchanged."""
-    return {"frames": str(sample.frames), "onset": sample.onset, "apex": sample.apex,
-            "offset": sample.offset, "label": sample.label}
+    return {
+        "frames": str(sample.frames),
+        "onset": sample.onset,
+        "apex": sample.apex,
+        "offset": sample.offset,
+        "label": sample.label,
+    }
 
 
 def is_done(cache: Path, sample: Sample) -> bool:

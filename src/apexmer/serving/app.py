@@ -136,8 +136,11 @@ def _safe_member(name: str) -> str:
             "or '..'); refused. Fix: zip the frames with relative names",
         )
     if not parts or parts[-1] in ("", "."):
-        raise UploadError(400, f"zip entry {name!r} has no file name; refused. Fix: zip the "
-                               "frame files themselves (e.g. img46.jpg)")
+        raise UploadError(
+            400,
+            f"zip entry {name!r} has no file name; refused. Fix: zip the "
+            "frame files themselves (e.g. img46.jpg)",
+        )
     return parts[-1]
 
 
@@ -310,10 +313,30 @@ def result_payload(
     }
 
 
+PUBLIC_MODEL_KEYS = (
+    "format_version",
+    "architecture",
+    "classes",
+    "num_classes",
+    "input_size",
+    "mean",
+    "std",
+    "frame",
+    "preprocess",
+    "coding_version",
+    "package_version",
+    "created",
+)
+
+
 def model_payload(meta: dict[str, Any]) -> dict[str, Any]:
     """``GET /api/model``: the checkpoint's metadata, training history summarised."""
     history = meta.get("history") or []
-    out = {k: v for k, v in meta.items() if k != "history"}
+    # An allow-list: the checkpoint also holds the training manifest's path, the subject
+    # ids and file-level problems, which a server must not hand out.
+    out = {k: meta[k] for k in PUBLIC_MODEL_KEYS if k in meta}
+    training = meta.get("training_data") or {}
+    out["training_data"] = {k: training[k] for k in ("n_samples", "class_counts") if k in training}
     out["epochs_trained"] = len(history)
     out["final_epoch"] = history[-1] if history else None
     out["server_version"] = __version__

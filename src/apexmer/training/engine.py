@@ -183,8 +183,15 @@ def fit(
         return _fit(config, x_train, y_train, num_classes, seed, x_eval, on_epoch)
 
 
-def _fit(config: Config, x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int,
-         seed: int, x_eval: torch.Tensor | None, on_epoch: EpochCallback | None) -> FitResult:
+def _fit(
+    config: Config,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    num_classes: int,
+    seed: int,
+    x_eval: torch.Tensor | None,
+    on_epoch: EpochCallback | None,
+) -> FitResult:
     model = build_model(config, num_classes, seed).to(config.train.device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
