@@ -130,7 +130,7 @@ def test_manifest_through_registry_and_cli(tmp_path):
     path = write_manifest(
         _samples(tmp_path), tmp_path / "out" / "manifest.csv", coding_version="casme2-2014"
     )
-    assert len(read_corpus("manifest", path, classes="5class")) == 2
+    assert len(read_corpus("manifest", path)) == 2
     result = CliRunner().invoke(
         app, ["data", "summary", "--corpus", "manifest", "--coding", str(path), "--json"]
     )
@@ -145,3 +145,32 @@ def test_pipeline_style_apex_fields(tmp_path):
     back = ss.samples[0]
     assert (back.apex, back.apex_spotted, back.extra["apex_used"]) == (59, 61, 61)
     assert back.extra["mid"] == "52" and ss.coding_version == "manifest"
+
+
+def test_frame_numbers_out_of_order_are_row_problems(tmp_path) -> None:
+    import cv2
+    import numpy as np
+
+    from apexmer.data.manifest import read_manifest
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "m.csv").write_text(
+        "subject,label,apex_path,onset,apex,offset\n"
+        "s1,happy,a.png,3,2,1\n"
+        "s2,happy,a.png,1,9,5\n"
+        "s3,happy,a.png,1,3,5\n"
+    )
+    ss = read_manifest(tmp_path / "m.csv")
+    assert [s.subject for s in ss] == ["s3"]
+    messages = " ".join(p.message for p in ss.problems)
+    assert "onset 3 is after offset 1" in messages and "apex 9 is outside" in messages
+
+
+def test_manifest_refuses_root_and_classes(tmp_path) -> None:
+    import pytest
+
+    from apexmer.data.readers import read_corpus
+    from apexmer.errors import DataError
+
+    with pytest.raises(DataError, match="do not apply"):
+        read_corpus("manifest", coding=tmp_path / "m.csv", root=tmp_path)

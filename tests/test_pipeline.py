@@ -276,3 +276,10 @@ def test_bad_settings_are_refused_before_a_cache_exists(tmp_path: Path) -> None:
     )
     assert res.exit_code != 0 and not (tmp_path / "c").exists()
     assert "labeled" in str(res.exception)
+
+
+def test_spotting_scores_without_clips_are_json_null() -> None:
+    from apexmer.preprocess.spot_eval import spotting_scores
+
+    scores = spotting_scores([None, float("nan")])
+    assert scores["n"] == 0 and json.loads(json.dumps(scores))["mae"] is None

@@ -230,7 +230,7 @@ def test_samm_bad_rows_and_frames(tmp_path):
     ]
     sheet = write_samm_sheet(tmp_path / "samm.xlsx", rows)
     root = tmp_path / "SAMM"
-    write_frames(root / "006" / "006_1_2", [5562, 5588, 5632], "006_{:05d}.jpg")
+    write_frames(root / "006" / "006_1_2", range(5562, 5633), "006_{:05d}.jpg")
     ss = read_samm(sheet, root=root, classes="all")
     assert [s.clip for s in ss] == ["006_1_2"]
     rowed = {p.row: p.message for p in ss.problems if p.row is not None}
@@ -407,3 +407,17 @@ def test_missing_root_folder_is_one_clear_error(tmp_path, sheets):
         read_casme2(sheets["2019"], root=tmp_path / "nowhere")
     with pytest.raises(DataError, match="casme2/, samm/ and smic/"):
         read_megc(write_megc_csv(tmp_path / "m.csv"), root=tmp_path / "nowhere")
+
+
+def test_frames_missing_inside_the_clip_are_a_problem(tmp_path):
+    from apexmer.data.readers import check_frames
+    from apexmer.data.sample import Sample, SampleSet
+
+    folder = tmp_path / "sub01" / "EP01_01"
+    write_frames(folder, [n for n in range(10, 31) if n not in (17, 18)], "img{}.jpg")
+    sample = Sample(dataset="casme2", subject="sub01", clip="EP01_01", label="others",
+                    frames=folder, onset=10, apex=20, offset=30)
+    checked = check_frames(SampleSet([sample], ("others",), "casme2-2019", "t"))
+    assert not checked.samples
+    assert "2 frame(s) missing" in str(checked.problems[0]) and "17, 18" in str(
+        checked.problems[0])

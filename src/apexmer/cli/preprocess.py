@@ -68,12 +68,13 @@ def register(app: typer.Typer) -> None:
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
         workers: int = typer.Option(1, "--workers"),
         out: Path | None = typer.Option(
-            None, "--out", help="folder for errors.csv and the error-per-clip plot"
+            None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
         ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Spotting error against the labelled apex over a corpus."""
         from apexmer.data.readers import read_corpus
+        from apexmer.errors import DataError
         from apexmer.fileio import write_text
         from apexmer.preprocess.spot_eval import (
             evaluate_spotting,
@@ -86,9 +87,18 @@ def register(app: typer.Typer) -> None:
             samples, _spot_config(offset_term, landmarks, lag, denominator), workers=workers
         )
         scores = spotting_scores(table["error"].to_list())
+        for _, row in table[table["problem"] != ""].iterrows():
+            typer.echo(f"skipped {row['key']}: {row['problem']}", err=True)
         if out is not None:
             write_text(out / "spotting_errors.csv", table.to_csv(index=False))
             plot_spotting_errors(table, out / "spotting_errors.png")
+        if scores["n"] == 0:
+            raise DataError(
+                "no clip could be scored: none has both a labelled apex and a spotted one",
+                file=coding or root,
+                fix="spot-eval needs apex labels (CASME II, SAMM); SMIC and the MEGC list "
+                "have none",
+            )
         if as_json:
             typer.echo(json.dumps(scores))
         else:
@@ -97,9 +107,6 @@ def register(app: typer.Typer) -> None:
                 f"  within 1/5/10: {scores['within_1']:.2f} / {scores['within_5']:.2f}"
                 f" / {scores['within_10']:.2f}"
             )
-            failed = table[table["problem"] != ""]
-            for _, row in failed.iterrows():
-                typer.echo(f"  skipped {row['key']}: {row['problem']}", err=True)
 
     @app.command()
     def preprocess(

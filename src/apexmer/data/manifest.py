@@ -116,6 +116,18 @@ def _row_sample(record: dict[str, str], folder: Path, row: int, seen: set[str]) 
             "preprocessing or correct apex_path (relative to the manifest)"
         )
     ints = {c: _int(cells, c) for c in _INTS}
+    onset, offset = ints["onset"], ints["offset"]
+    if onset is not None and offset is not None and onset > offset:
+        raise ValueError(f"onset {onset} is after offset {offset}. Fix: swap or correct them")
+    for column in ("apex", "apex_labelled", "apex_spotted"):
+        value = ints[column]
+        if value is not None and onset is not None and offset is not None and not (
+            onset <= value <= offset
+        ):
+            raise ValueError(
+                f"{column} {value} is outside onset..offset ({onset}..{offset}). Fix: correct "
+                "the frame numbers"
+            )
     dataset = cells.get("dataset") or "manifest"
     clip = cells.get("clip") or paths["apex_path"].stem
     if not cells.get("clip") and f"{dataset}/{cells['subject']}/{clip}" in seen:

@@ -42,13 +42,20 @@ def read_corpus(
     """Read a corpus by name (``casme2|samm|smic|megc|manifest``).
 
     ``classes`` defaults to 5class for casme2/samm and 3class for smic/megc; a manifest
-    carries its own labels and ignores it. For smic the folder is ``root``, or ``coding``
+    carries its own labels and paths (``root``/``classes`` given with it are an error). For smic the folder is ``root``, or ``coding``
     when no root is given.
     """
     name = corpus.lower()
     if name not in CORPORA:
         raise DataError(f"unknown corpus {corpus!r}", fix=f"use one of {', '.join(CORPORA)}")
     if name == "manifest":
+        if root is not None or classes is not None:
+            raise DataError(
+                "a manifest carries its own crop paths and labels; --root and --classes do "
+                "not apply to it",
+                file=coding,
+                fix="drop --root/--classes, or read the corpus the crops came from instead",
+            )
         return read_manifest(_needed(coding, name))
     classes = classes or DEFAULT_CLASSES[name]
     if name == "smic":
@@ -106,6 +113,17 @@ def frame_issue(sample: Sample) -> FrameError | None:
             source.read(number)
     except FrameError as exc:
         return exc
+    if sample.onset is not None and sample.offset is not None:
+        present = set(source.numbers)
+        missing = [n for n in range(sample.onset, sample.offset + 1) if n not in present]
+        if missing:
+            shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
+            return FrameError(
+                f"{len(missing)} frame(s) missing between onset {sample.onset} and offset "
+                f"{sample.offset}: {shown}",
+                file=path,
+                fix="restore the missing frames (spotting compares frames 3 apart)",
+            )
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -28,7 +29,7 @@ def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig) -
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")
         res = spot_clip(open_frames(sample.frames), sample.onset, sample.offset, detector, config)
-    except (ApexmerError, ValueError, OSError) as exc:
+    except (ApexmerError, ValueError, OSError, cv2.error) as exc:
         return {**row, "spotted": None, "error": None, "problem": str(exc)}
     return {**row, "spotted": res.apex, "error": res.apex - sample.apex, "problem": ""}
 
@@ -50,17 +51,11 @@ def evaluate_spotting(
 
 def spotting_scores(errors: np.ndarray | list[float]) -> dict[str, float | int]:
     """``{"n", "mae", "median", "within_1", "within_5", "within_10"}`` of signed errors
-    (frames); the median is of absolute errors; shares are fractions."""
+    (frames); the median is of absolute errors; shares are fractions (None when n is 0)."""
     err = np.abs(np.asarray([e for e in errors if e is not None and not pd.isna(e)], dtype=float))
-    if err.size == 0:
-        return {
-            "n": 0,
-            "mae": float("nan"),
-            "median": float("nan"),
-            "within_1": 0.0,
-            "within_5": 0.0,
-            "within_10": 0.0,
-        }
+    if err.size == 0:  # None, not NaN: the scores are printed as JSON
+        return {"n": 0, "mae": None, "median": None, "within_1": None, "within_5": None,
+                "within_10": None}
     return {
         "n": int(err.size),
         "mae": float(err.mean()),
