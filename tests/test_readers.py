@@ -415,9 +415,33 @@ def test_frames_missing_inside_the_clip_are_a_problem(tmp_path):
 
     folder = tmp_path / "sub01" / "EP01_01"
     write_frames(folder, [n for n in range(10, 31) if n not in (17, 18)], "img{}.jpg")
-    sample = Sample(dataset="casme2", subject="sub01", clip="EP01_01", label="others",
-                    frames=folder, onset=10, apex=20, offset=30)
+    sample = Sample(
+        dataset="casme2",
+        subject="sub01",
+        clip="EP01_01",
+        label="others",
+        frames=folder,
+        onset=10,
+        apex=20,
+        offset=30,
+    )
     checked = check_frames(SampleSet([sample], ("others",), "casme2-2019", "t"))
     assert not checked.samples
-    assert "2 frame(s) missing" in str(checked.problems[0]) and "17, 18" in str(
-        checked.problems[0])
+    assert "2 frame(s) missing" in str(checked.problems[0]) and "17, 18" in str(checked.problems[0])
+
+
+def test_clips_as_video_files_beside_the_subject_folders(tmp_path):
+    import cv2
+    import numpy as np
+
+    rows = casme2_rows()[:1]
+    sheet = write_casme2_sheet(tmp_path / "c.xlsx", "2019", rows)
+    subject, clip = f"sub{int(rows[0]['subject']):02d}", rows[0]["filename"]
+    (tmp_path / "root" / subject).mkdir(parents=True)
+    video = tmp_path / "root" / subject / f"{clip}.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 32))
+    for _ in range(int(rows[0]["offset"]) + 2):
+        writer.write(np.full((32, 32, 3), 100, np.uint8))
+    writer.release()
+    ss = read_casme2(sheet, root=tmp_path / "root", classes="all")
+    assert ss.samples and ss.samples[0].frames == video, ss.problems

@@ -101,6 +101,19 @@ def test_mp4_is_predicted(client: TestClient, clip, tmp_path: Path) -> None:
     assert resp.json()["kind"] == "video" and near_apex(resp.json()["apex_index"], APEX)
 
 
+def test_video_over_the_decoded_memory_budget_is_422(
+    client: TestClient, clip, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    h, w = clip[0].shape[:2]
+    small = dataclasses.replace(LIMITS, max_decoded_bytes=10 * h * w * 3)  # 10 frames' worth
+    app = create_app(client.app.state.predictor, small)
+    with TestClient(app) as tight:
+        resp = post(tight, mp4_bytes(clip, tmp_path))
+    assert resp.status_code == 422 and "would decode to more than" in resp.json()["detail"]
+
+
 def test_oversized_upload_is_413(client: TestClient) -> None:
     resp = post(client, b"\0" * (LIMITS.max_upload_bytes + 1))
     assert resp.status_code == 413 and "larger than" in resp.json()["detail"]

@@ -48,3 +48,11 @@ def main() -> None:
     except ApexmerError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
+    except OSError as exc:  # the file system said no: a path under a file, a full disk...
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.secho(
+            f"error: {where}{exc.strerror or exc}. Fix: check the path and that it is writable",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        sys.exit(2)

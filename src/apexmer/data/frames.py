@@ -62,6 +62,20 @@ def list_frames(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(frames.items())
 
 
+def clip_location(folder: str | Path) -> Path:
+    """Where a clip named by a coding sheet lives: the frame folder ``folder`` if it
+    exists, else a video ``folder.<ext>`` beside it (``EP02_01f.mp4``), else ``folder``
+    (whose absence is then reported by the frame checks)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    for suffix in sorted(VIDEO_SUFFIXES):
+        video = folder.with_name(folder.name + suffix)
+        if video.is_file():
+            return video
+    return folder
+
+
 def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     """Convert gray, BGRA and 16-bit images to 8-bit BGR ``(H, W, 3)``."""
     if image is None or image.size == 0:

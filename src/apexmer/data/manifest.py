@@ -121,8 +121,11 @@ def _row_sample(record: dict[str, str], folder: Path, row: int, seen: set[str]) 
         raise ValueError(f"onset {onset} is after offset {offset}. Fix: swap or correct them")
     for column in ("apex", "apex_labelled", "apex_spotted"):
         value = ints[column]
-        if value is not None and onset is not None and offset is not None and not (
-            onset <= value <= offset
+        if (
+            value is not None
+            and onset is not None
+            and offset is not None
+            and not (onset <= value <= offset)
         ):
             raise ValueError(
                 f"{column} {value} is outside onset..offset ({onset}..{offset}). Fix: correct "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from apexmer.data.casme2 import casme2_subject
+from apexmer.data.frames import clip_location
 from apexmer.data.labels import class_names, label_map
 from apexmer.data.samm import samm_subject
 from apexmer.data.sample import Problem, Sample, SampleSet
@@ -41,7 +42,8 @@ def read_megc(
 ) -> SampleSet:
     """Read the composite list; ``Sample.dataset`` is each row's corpus.
 
-    With ``root`` the frames are expected at ``root/<dataset>/<subject>/<clip>``, e.g.
+    With ``root`` the frames are expected at ``root/<dataset>/<subject>/<clip>`` (a frame
+    folder, or a video ``<clip>.mp4`` etc.), e.g.
     ``root/casme2/sub01/EP02_01f``, ``root/samm/006/006_1_2``, ``root/smic/s01/s01_ne_01``
     (subject ids as normalised here), and are checked. Onset, apex and offset are not in
     this file: they stay None (the spotter works on the whole folder).
@@ -104,6 +106,6 @@ def _row_sample(cells: list[str], mapping: dict[str, str], root: Path | None) ->
         subject=subject,
         clip=clip,
         label=mapping[label],
-        frames=Path(root) / dataset / subject / clip if root is not None else None,
+        frames=clip_location(Path(root) / dataset / subject / clip) if root is not None else None,
         emotion=label,
     )

@@ -42,8 +42,8 @@ def read_corpus(
     """Read a corpus by name (``casme2|samm|smic|megc|manifest``).
 
     ``classes`` defaults to 5class for casme2/samm and 3class for smic/megc; a manifest
-    carries its own labels and paths (``root``/``classes`` given with it are an error). For smic the folder is ``root``, or ``coding``
-    when no root is given.
+    carries its own labels and paths (``root``/``classes`` given with it are an error). For
+    smic the folder is ``root``, or ``coding`` when no root is given.
     """
     name = corpus.lower()
     if name not in CORPORA:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from openpyxl.utils.exceptions import InvalidFileException
 
+from apexmer.data.frames import clip_location
 from apexmer.data.sample import Problem, Sample
 from apexmer.errors import DataError
 
@@ -220,7 +221,7 @@ def samples_from_sheet(
                 subject=subject,
                 clip=clip,
                 label=mapping[emotion],
-                frames=root / subject / clip if root is not None else None,
+                frames=clip_location(root / subject / clip) if root is not None else None,
                 onset=onset,
                 apex=apex,
                 offset=offset,

