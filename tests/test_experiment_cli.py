@@ -77,7 +77,7 @@ def test_ablation_writes_table4_from_our_runs(manifest: Path, tmp_path: Path) ->
     ]
     assert {r["setting"]["frame"] for r in rows} == {"apex", "mid"}
     table = (tmp_path / "ablation.md").read_text()
-    assert "0.5926" in table  # the paper's SE-ResNeXt-50 apex cell stands beside ours
+    assert "n/c" in table and "0.5926" not in table  # synthetic runs: no paper cells
     for r in rows:
         assert (Path(r["run"]) / "summary.json").exists()
 
@@ -171,3 +171,21 @@ def test_paper_preset_runs_one_epoch(manifest: Path, tmp_path: Path) -> None:
     assert summary["config"]["model"]["name"] == "seresnext50_32x4d"
     assert summary["config"]["data"]["input_size"] == 224
     assert summary["setting"]["input"] == "frame" and summary["n_samples"] == 12
+
+
+def test_ablation_refuses_one_weights_file_for_three_networks(
+    manifest: Path, tmp_path: Path
+) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "ablation",
+            "--data",
+            str(manifest),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "model.weights=/tmp/w.pth",
+        ],
+    )
+    assert res.exit_code != 0 and "cannot fit 3 different networks" in str(res.exception)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from apexmer.config import Config
+from apexmer.errors import ConfigError
 from apexmer.evaluation.protocol import ProgressFn, run_loso
 from apexmer.evaluation.report import write_ablation_table
 from apexmer.fileio import write_json
@@ -27,6 +28,12 @@ def run_ablation(
 ) -> list[dict[str, Any]]:
     """One LOSO run per (model, frame) in ``out/<model>_<frame>/``; each resumes on its own."""
     out = Path(out)
+    if config.model.weights and len(set(models)) > 1:
+        raise ConfigError(
+            f"model.weights={config.model.weights} cannot fit {len(set(models))} different "
+            "networks. Fix: run `apexmer loso --frame apex|mid` per network with its own "
+            "--set model.weights=..., or pass --models with one network"
+        )
     rows = []
     for frame in frames:
         for model in models:

@@ -35,6 +35,7 @@ from apexmer.evaluation.paper import (
     MODEL_TITLES,
     PAPER,
     PAPER_SETTING,
+    TABLE3,
     TABLE4,
     matching_paper_row,
     normalize_frame,
@@ -224,6 +225,13 @@ def _paper_section(summary: dict[str, Any], predictions: pd.DataFrame) -> list[s
             [row.title, _f(row.accuracy), _f(row.uf1), "–"],
         ],
     )
+    # Table 3 of the paper (other methods, same setting), with this run as its own row.
+    lines += ["", f"{PAPER}, Table 3 (CASME II, 5 classes, LOSO), with this run:", ""]
+    lines += _table(
+        ["method", "accuracy", "UF1"],
+        [[name, _f(acc), _f(f1) if f1 is not None else "–"] for name, (acc, f1) in TABLE3.items()]
+        + [["this run", _f(summary["accuracy"]), _f(summary["uf1"])]],
+    )
     caveats = recipe_differences(setting)
     lines += [
         "",
@@ -358,6 +366,16 @@ def write_report(
     return out
 
 
+def _ablation_setting(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": r["model"],
+        "frame": r["frame"],
+        "n_samples": r.get("n_samples"),
+        "oracle": r.get("oracle"),
+        **(r.get("setting") or {}),
+    }
+
+
 def write_ablation_table(rows: list[dict[str, Any]], out: Path) -> Path:
     """Markdown in the shape of the paper's Table 4, our cells beside theirs.
 
@@ -379,7 +397,9 @@ def write_ablation_table(rows: list[dict[str, Any]], out: Path) -> Path:
             cell = f"{_f(r['accuracy'])} / {_f(r['uf1'])}" if r else "–"
             cells.append(cell + (" (ORACLE)" if r and r.get("oracle") else ""))
             acc, f1 = TABLE4[(model, frame)]
-            cells.append(f"{_f(acc)} / {_f(f1)}")
+            # The paper's cell stands beside ours only when our run matches its setting.
+            comparable = r is not None and not paper_mismatch(_ablation_setting(r), require=False)
+            cells.append(f"{_f(acc)} / {_f(f1)}" if comparable else "n/c")
         body.append(cells)
     lines = [
         "# Ablation: network x input frame (accuracy / UF1, pooled LOSO)",
@@ -392,17 +412,15 @@ def write_ablation_table(rows: list[dict[str, Any]], out: Path) -> Path:
     ]
     notes = []
     for r in rows:
-        setting = {
-            "model": r["model"],
-            "frame": r["frame"],
-            "n_samples": r.get("n_samples"),
-            "oracle": r.get("oracle"),
-            **(r.get("setting") or {}),
-        }
-        reasons = paper_mismatch(setting, require=False)
+        reasons = paper_mismatch(_ablation_setting(r), require=False)
         if reasons:
             notes.append(f"- {r['model']}, {r['frame']}: " + "; ".join(reasons))
     if notes:
-        lines += ["", "Not comparable with the paper:", *notes]
+        lines += [
+            "",
+            "n/c = not comparable: the paper's number is not shown beside a run whose "
+            "setting differs from theirs:",
+            *notes,
+        ]
     write_text(out, "\n".join(lines) + "\n")
     return Path(out)
