@@ -52,7 +52,10 @@ def make_checkpoint(out: Path, classes: list[str] = CLASSES, detector: str = "dl
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
         "config": {"train": {"threads": 1, "eval_batch_size": 8}},
-        "preprocess": PreprocessConfig(detector=detector, align=AlignConfig(size=64)).to_dict(),
+        "preprocess": {
+            **PreprocessConfig(align=AlignConfig(size=64)).to_dict(),
+            "detector": detector,
+        },
         "package_version": "test",
     }
     return save_checkpoint(model, meta, out)

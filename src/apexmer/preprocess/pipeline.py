@@ -71,8 +71,9 @@ class PreprocessConfig:
             raise ConfigError(f"align_per={self.align_per!r}; use 'clip' or 'frame'")
         if self.detector not in DETECTORS:
             raise ConfigError(
-                f"unknown landmark detector {self.detector!r}; choose from "
-                f"{', '.join(sorted(DETECTORS))}"
+                f"unknown landmark detector {self.detector!r} (installed: "
+                f"{', '.join(sorted(DETECTORS))}). Fix: install the package that provides "
+                "it, or preprocess (and train) again with --detector dlib"
             )
 
     def to_dict(self) -> dict[str, Any]:
