@@ -100,8 +100,9 @@ def test_pack_unpack_round_trip_is_exact() -> None:
     assert torch.equal(repacked[2]["fc.weight"], models[0].state_dict()["fc.weight"])
 
 
-def test_fit_packed_matches_sequential_fit() -> None:
-    config = _config()
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fit_packed_matches_sequential_fit(channels_last: bool) -> None:
+    config = _config(channels_last=channels_last)
     folds = _folds(config)
     packed = fit_packed(config, folds, NUM_CLASSES)
     x_test = torch.randint(

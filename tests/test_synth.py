@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,9 +43,11 @@ def test_determinism(corpus, corpus_again, tmp_path):
     pd.testing.assert_frame_equal(a.ground_truth, b.ground_truth)
     for name in (synth.CODING_NAME, synth.GROUND_TRUTH_NAME):
         assert (a.root / name).read_bytes() == (b.root / name).read_bytes()
-    row = a.ground_truth.iloc[-1]
-    frame = Path(row["folder"]) / row["clip"] / f"img{row['apex']}.jpg"
-    assert (a.frames_root / frame).read_bytes() == (b.frames_root / frame).read_bytes()
+    files_a = sorted(p.relative_to(a.root) for p in a.root.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b.root) for p in b.root.rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) > 100
+    for rel in files_a:  # every frame, the sheet and the ground truth, byte for byte
+        assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
     other = synth.plan_corpus(2, 3, seed=1, size=SIZE)
     assert not other.equals(a.ground_truth)
     face0 = synth.subject_identity(0, 1, SIZE).image

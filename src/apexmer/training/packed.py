@@ -224,8 +224,9 @@ def set_active(packed: nn.Module, active: torch.Tensor | None) -> None:
 
 
 def _fold_rows(t: torch.Tensor, k: int) -> torch.Tensor:
-    """A packed parameter as (k, n): dim 0 of every packed tensor is fold-major."""
-    return t.view(k, -1)
+    """A packed parameter as (k, C, ...): dim 0 of every packed tensor is fold-major.
+    Splitting dim 0 only is a view in any memory format (channels_last included)."""
+    return t.unflatten(0, (k, t.shape[0] // k))
 
 
 class PackedOptimizer:
@@ -272,7 +273,8 @@ class PackedOptimizer:
                 views.append(_fold_rows(st["v"], self.k))
             # Full: work in place on the views. Partial: on copies of the active rows.
             work = views if full else [v.index_select(0, index) for v in views]
-            self._update(work, step_size, bc2_sqrt)
+            shape = (-1,) + (1,) * (views[0].ndim - 1)  # per-fold scalars broadcast on dim 0
+            self._update(work, step_size.view(shape), bc2_sqrt.view(shape))
             if not full:
                 for target, src in zip(views[:1] + views[2:], work[:1] + work[2:], strict=True):
                     target.index_copy_(0, index, src)
