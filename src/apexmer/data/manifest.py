@@ -23,21 +23,6 @@ from apexmer.errors import DataError
 from apexmer.fileio import atomic_open
 
 REQUIRED = ("subject", "label", "apex_path")
-OPTIONAL = (
-    "dataset",
-    "clip",
-    "onset_path",
-    "mid_path",
-    "onset",
-    "apex",
-    "offset",
-    "apex_labelled",
-    "apex_spotted",
-    "coding_version",
-    "emotion",
-    "action_units",
-    "frames",
-)
 COLUMNS = (
     "dataset",
     "subject",
@@ -56,6 +41,7 @@ COLUMNS = (
     "action_units",
     "frames",
 )
+OPTIONAL = tuple(c for c in COLUMNS if c not in REQUIRED)
 _INTS = ("onset", "apex", "offset", "apex_labelled", "apex_spotted")
 _PATHS = ("apex_path", "onset_path", "mid_path", "frames")
 MANIFEST_FIX = "a manifest needs the columns subject,label,apex_path (see `apexmer preprocess`)"

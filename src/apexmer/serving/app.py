@@ -41,6 +41,7 @@ from apexmer.inference.predictor import (
     Predictor,
     describe_input,
 )
+from apexmer.training.checkpoint import REQUIRED_KEYS
 
 STATIC = Path(__file__).parent / "static"
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
@@ -325,20 +326,8 @@ def result_payload(
     }
 
 
-PUBLIC_MODEL_KEYS = (
-    "format_version",
-    "architecture",
-    "classes",
-    "num_classes",
-    "input_size",
-    "mean",
-    "std",
-    "frame",
-    "preprocess",
-    "coding_version",
-    "package_version",
-    "created",
-)
+# What GET /api/model shows: what inference needs, plus versions and date (an allow-list).
+PUBLIC_MODEL_KEYS = (*REQUIRED_KEYS, "coding_version", "package_version", "created")
 
 
 def model_payload(meta: dict[str, Any]) -> dict[str, Any]:
