@@ -445,3 +445,12 @@ def test_clips_as_video_files_beside_the_subject_folders(tmp_path):
     writer.release()
     ss = read_casme2(sheet, root=tmp_path / "root", classes="all")
     assert ss.samples and ss.samples[0].frames == video, ss.problems
+
+
+def test_file_name_date_contradicting_the_columns_is_reported(tmp_path):
+    sheet = write_casme2_sheet(
+        tmp_path / "CASME2-coding-20190701.xlsx", "2014", casme2_rows("2014")[:3]
+    )
+    ss = read_casme2(sheet, classes="all")
+    assert ss.coding_version == "casme2-2014"
+    assert any("file name says casme2-2019" in p.message for p in ss.problems)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from apexmer.data.labels import CASME2_EMOTIONS, class_names, label_map
-from apexmer.data.sample import SampleSet
+from apexmer.data.sample import Problem, SampleSet
 from apexmer.data.sheets import (
     RowError,
     SheetSpec,
@@ -58,6 +58,19 @@ def read_casme2(
     require_columns(table, CASME2_COLUMNS, coding, CASME2_FIX)
     version = "casme2-2019" if "Objective Classes" in table.columns else "casme2-2014"
     samples, problems = samples_from_sheet(table, coding, CASME2_SHEET, mapping, root)
+    named = {"20140508": "casme2-2014", "20190701": "casme2-2019"}
+    by_name = next((v for date, v in named.items() if date in coding.name), None)
+    if by_name is not None and by_name != version:
+        problems.append(
+            Problem(
+                str(coding),
+                (
+                    f"the file name says {by_name} but the columns say {version} (the 2019 sheet has "
+                    f"'Objective Classes'); {version} is recorded. Fix: check which sheet this is; "
+                    "the two differ in three subject-24 labels"
+                ),
+            )
+        )
     result = SampleSet(samples, class_names(mapping), version, str(coding), problems)
     if root is not None:
         from apexmer.data.readers import check_frames  # readers imports this module
