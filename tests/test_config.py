@@ -75,3 +75,11 @@ def test_yaml_file_round_trip(tmp_path) -> None:
     path.write_text(yaml.safe_dump(config_to_dict(cfg)))
     assert load_config(path) == cfg
     assert Config.model_validate(config_to_dict(cfg)) == cfg
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # what `apexmer demo --out demo` leaves behind
+    assert load_config("demo").name == "demo"
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    assert load_config("mine.yaml").name == "mine"

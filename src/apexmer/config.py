@@ -107,7 +107,9 @@ def list_presets() -> list[str]:
 
 def _read_yaml(preset_or_path: str | Path) -> dict[str, Any]:
     path = Path(preset_or_path)
-    if not path.suffix and not path.exists():
+    # A YAML file wins; otherwise a bare name is a preset, even when a folder of that name
+    # exists (``apexmer demo --out demo`` makes one beside the demo preset's name).
+    if not path.is_file() and not path.suffix and len(path.parts) == 1:
         path = PRESET_DIR / f"{preset_or_path}.yaml"
         if not path.exists():
             raise ConfigError(

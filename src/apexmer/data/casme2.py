@@ -65,9 +65,9 @@ def read_casme2(
             Problem(
                 str(coding),
                 (
-                    f"the file name says {by_name} but the columns say {version} (the 2019 sheet has "
-                    f"'Objective Classes'); {version} is recorded. Fix: check which sheet this is; "
-                    "the two differ in three subject-24 labels"
+                    f"the file name says {by_name} but the columns say {version} (the 2019 "
+                    f"sheet has 'Objective Classes'); {version} is recorded. Fix: check which "
+                    "sheet this is; the two differ in three subject-24 labels"
                 ),
             )
         )
