@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from apexmer.data.checks import check_frames
 from apexmer.data.labels import CASME2_EMOTIONS, class_names, label_map
 from apexmer.data.sample import Problem, SampleSet
 from apexmer.data.sheets import (
@@ -47,7 +48,7 @@ def read_casme2(
     The 2019 sheet (with ``Objective Classes``) gives coding_version ``casme2-2019``, the
     2014 sheet ``casme2-2014``. Emotions outside the task (sadness, fear for 5class) are
     dropped; bad rows go to ``problems`` with their 1-based row. With ``root`` each sample's
-    frames are ``root/sub01/EP02_01f`` and are checked (``readers.check_frames``).
+    frames are ``root/sub01/EP02_01f`` and are checked (``checks.check_frames``).
     """
     coding = Path(coding)
     mapping = label_map("casme2", classes)
@@ -73,8 +74,6 @@ def read_casme2(
         )
     result = SampleSet(samples, class_names(mapping), version, str(coding), problems)
     if root is not None:
-        from apexmer.data.readers import check_frames  # readers imports this module
-
         result = check_frames(result)
     return result
 

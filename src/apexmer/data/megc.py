@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from apexmer.data.casme2 import casme2_subject
+from apexmer.data.checks import check_frames
 from apexmer.data.frames import clip_location
 from apexmer.data.labels import class_names, label_map
 from apexmer.data.samm import samm_subject
@@ -77,8 +78,6 @@ def read_megc(
         samples.append(sample.with_(extra={"row": number}))
     result = SampleSet(samples, class_names(mapping), "megc2019-composite", str(coding), problems)
     if root is not None:
-        from apexmer.data.readers import check_frames  # readers imports this module
-
         result = check_frames(result)
     return result
 

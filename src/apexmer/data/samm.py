@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from apexmer.data.checks import check_frames
 from apexmer.data.labels import SAMM_EMOTIONS, class_names, label_map
 from apexmer.data.sample import SampleSet
 from apexmer.data.sheets import (
@@ -58,8 +59,6 @@ def read_samm(
     samples, problems = samples_from_sheet(table, coding, SAMM_SPEC, mapping, root)
     result = SampleSet(samples, class_names(mapping), "samm-v2", str(coding), problems)
     if root is not None:
-        from apexmer.data.readers import check_frames  # readers imports this module
-
         result = check_frames(result)
     return result
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from apexmer.data.checks import check_frames
 from apexmer.data.frames import list_frames
 from apexmer.data.labels import SMIC_EMOTIONS, class_names, label_map
 from apexmer.data.sample import Problem, Sample, SampleSet
@@ -89,7 +90,6 @@ def read_smic(root: str | Path, classes: str = "3class") -> SampleSet:
                         emotion=emotion,
                     )
                 )
-    from apexmer.data.readers import check_frames  # readers imports this module
 
     return check_frames(SampleSet(samples, class_names(mapping), "smic-hs", str(root), problems))
 
