@@ -29,6 +29,18 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _timed(step, iters: int, warmup: int, device: str) -> float:
+    """Seconds for ``iters`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def _ctx(bf16: bool, device: str) -> contextlib.AbstractContextManager:
     if bf16:
         return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
@@ -65,18 +77,10 @@ def measure(
         with torch.no_grad(), _ctx(bf16, device):
             fwd(x)
 
-    rates = []
-    for train, step in ((True, train_step), (False, infer_step)):
-        model.train(train)
-        for _ in range(warmup):
-            step()
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            step()
-        _sync(device)
-        rates.append(batch * iters / (time.perf_counter() - t0))
-    return rates[0], rates[1]
+    model.train(True)
+    train_rate = batch * iters / _timed(train_step, iters, warmup, device)
+    model.train(False)
+    return train_rate, batch * iters / _timed(infer_step, iters, warmup, device)
 
 
 def packed_vs_sequential(
@@ -113,16 +117,9 @@ def packed_vs_sequential(
         loss.backward()
         popt.step(range(k))
 
-    rates = []
-    for step in (seq_step, packed_step):
-        step()
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            step()
-        _sync(device)
-        rates.append(k * batch * iters / (time.perf_counter() - t0))
-    return rates[0], rates[1]
+    seq = _timed(seq_step, iters, 1, device)
+    packed = _timed(packed_step, iters, 1, device)
+    return k * batch * iters / seq, k * batch * iters / packed
 
 
 def main() -> None:
