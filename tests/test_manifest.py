@@ -96,9 +96,28 @@ def test_missing_required_column(tmp_path):
     with pytest.raises(
         DataError,
         match=r"m\.csv: missing column\(s\) label; required: "
-        "subject, label, apex_path",
+        "subject, label and apex_path or flow_path",
     ):
         read_manifest(tmp_path / "m.csv")
+    (tmp_path / "n.csv").write_text("subject,label\ns1,x\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) apex_path or flow_path"):
+        read_manifest(tmp_path / "n.csv")
+
+
+def test_flow_only_rows(tmp_path):
+    """A row may name a flow (a PNG with a space before .png, as STSTNet ships them) and
+    no apex crop; a row with neither is a problem; flow paths round-trip."""
+    write_frames(tmp_path, [1], "sub01_EP02_01f {}.png")
+    name = "sub01_EP02_01f 1.png"
+    (tmp_path / "m.csv").write_text(
+        f"subject,label,flow_path\nsub01,negative,{name}\nsub02,positive,\n"
+    )
+    got = read_manifest(tmp_path / "m.csv")
+    assert [s.flow_path.name for s in got.samples] == [name]
+    assert got.samples[0].apex_path is None
+    assert len(got.problems) == 1 and "both empty" in got.problems[0].message
+    write_manifest(got, tmp_path / "again.csv")
+    assert read_manifest(tmp_path / "again.csv").samples[0].flow_path == tmp_path / name
 
 
 def test_bad_rows_are_problems(tmp_path):

@@ -1,7 +1,9 @@
 """Manifest CSV: one row per preprocessed clip, pointing at its aligned crops.
 
-Required columns: ``subject,label,apex_path``. Optional: ``dataset,clip,onset_path,mid_path,
-onset,apex,offset,apex_labelled,apex_spotted,coding_version`` and, as written here,
+Required columns: ``subject,label`` and ``apex_path`` or ``flow_path`` (an onset->apex flow:
+a float16 ``.npy`` from preprocessing, or an 8-bit (u, v, strain) image as STSTNet and HTNet
+distribute them). Optional: ``dataset,clip,onset_path,mid_path,flow_mid_path,onset,apex,
+offset,apex_labelled,apex_spotted,coding_version`` and, as written here,
 ``emotion,action_units,frames``. Paths are relative to the manifest's folder (absolute
 paths are accepted). ``apex`` is the frame shown in ``apex_path``; ``apex_labelled`` is the
 coding sheet's apex (``Sample.apex``); ``apex_spotted`` the spotter's. Other columns are
@@ -22,7 +24,9 @@ from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import DataError
 from apexmer.fileio import atomic_open
 
-REQUIRED = ("subject", "label", "apex_path")
+REQUIRED = ("subject", "label")
+# ...and at least one network input per row: an aligned apex crop or an onset->apex flow.
+INPUT_COLUMNS = ("apex_path", "flow_path")
 COLUMNS = (
     "dataset",
     "subject",
@@ -31,6 +35,8 @@ COLUMNS = (
     "apex_path",
     "onset_path",
     "mid_path",
+    "flow_path",
+    "flow_mid_path",
     "onset",
     "apex",
     "offset",
@@ -43,8 +49,11 @@ COLUMNS = (
 )
 OPTIONAL = tuple(c for c in COLUMNS if c not in REQUIRED)
 _INTS = ("onset", "apex", "offset", "apex_labelled", "apex_spotted")
-_PATHS = ("apex_path", "onset_path", "mid_path", "frames")
-MANIFEST_FIX = "a manifest needs the columns subject,label,apex_path (see `apexmer preprocess`)"
+_PATHS = ("apex_path", "onset_path", "mid_path", "flow_path", "flow_mid_path", "frames")
+MANIFEST_FIX = (
+    "a manifest needs the columns subject,label and apex_path or flow_path "
+    "(see `apexmer preprocess`)"
+)
 
 
 def read_manifest(path: str | Path) -> SampleSet:
@@ -61,10 +70,13 @@ def read_manifest(path: str | Path) -> SampleSet:
         ) from None
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in REQUIRED if c not in table.columns]
+    if not any(c in table.columns for c in INPUT_COLUMNS):
+        missing.append(" or ".join(INPUT_COLUMNS))
     if missing:
         raise DataError(
             f"missing column(s) {', '.join(missing)}; required: "
-            f"{', '.join(REQUIRED)}; found: {', '.join(table.columns)}",
+            f"{', '.join(REQUIRED)} and {' or '.join(INPUT_COLUMNS)}; found: "
+            f"{', '.join(table.columns)}",
             file=path,
             fix=MANIFEST_FIX,
         )
@@ -92,15 +104,18 @@ def read_manifest(path: str | Path) -> SampleSet:
 
 def _row_sample(record: dict[str, str], folder: Path, row: int, seen: set[str]) -> Sample:
     cells = {k: str(v).strip() for k, v in record.items()}
-    for column in ("subject", "label", "apex_path"):
+    for column in REQUIRED:
         if not cells[column]:
             raise ValueError(f"{column} is empty. Fix: fill it in or delete the row")
+    if not any(cells.get(c) for c in INPUT_COLUMNS):
+        raise ValueError("apex_path and flow_path are both empty. Fix: fill one in")
     paths = {c: _resolve(cells[c], folder) if cells.get(c) else None for c in _PATHS}
-    if not paths["apex_path"].is_file():
-        raise ValueError(
-            f"apex image not found: {paths['apex_path']}. Fix: re-run "
-            "preprocessing or correct apex_path (relative to the manifest)"
-        )
+    for column, what in zip(INPUT_COLUMNS, ("apex image", "flow file"), strict=True):
+        if paths[column] is not None and not paths[column].is_file():
+            raise ValueError(
+                f"{what} not found: {paths[column]}. Fix: re-run "
+                f"preprocessing or correct {column} (relative to the manifest)"
+            )
     ints = {c: _int(cells, c) for c in _INTS}
     onset, offset = ints["onset"], ints["offset"]
     if onset is not None and offset is not None and onset > offset:
@@ -118,7 +133,7 @@ def _row_sample(record: dict[str, str], folder: Path, row: int, seen: set[str]) 
                 "the frame numbers"
             )
     dataset = cells.get("dataset") or "manifest"
-    clip = cells.get("clip") or paths["apex_path"].stem
+    clip = cells.get("clip") or (paths["apex_path"] or paths["flow_path"]).stem.strip()
     if not cells.get("clip") and f"{dataset}/{cells['subject']}/{clip}" in seen:
         clip = f"row{row}"  # two crops with one file name: the row number keeps keys unique
     key = f"{dataset}/{cells['subject']}/{clip}"
@@ -143,6 +158,8 @@ def _row_sample(record: dict[str, str], folder: Path, row: int, seen: set[str]) 
         apex_path=paths["apex_path"],
         onset_path=paths["onset_path"],
         mid_path=paths["mid_path"],
+        flow_path=paths["flow_path"],
+        flow_mid_path=paths["flow_mid_path"],
         apex_spotted=ints["apex_spotted"],
         extra=extra,
     )
@@ -186,9 +203,9 @@ def write_manifest(
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for s in samples:
-            if s.apex_path is None:
+            if s.apex_path is None and s.flow_path is None:
                 raise DataError(
-                    f"sample {s.key} has no apex_path",
+                    f"sample {s.key} has neither apex_path nor flow_path",
                     file=path,
                     fix="preprocess the sample before writing a manifest",
                 )
@@ -202,6 +219,8 @@ def write_manifest(
                     "apex_path": _relative(s.apex_path, folder),
                     "onset_path": _relative(s.onset_path, folder),
                     "mid_path": _relative(s.mid_path, folder),
+                    "flow_path": _relative(s.flow_path, folder),
+                    "flow_mid_path": _relative(s.flow_mid_path, folder),
                     "onset": _text(s.onset),
                     "apex": _text(used),
                     "offset": _text(s.offset),

@@ -30,6 +30,10 @@ class Sample:
     onset_path: Path | None = None  # manifest only: aligned crop of the onset frame
     mid_path: Path | None = None  # manifest only: frame midway between onset and apex
     apex_spotted: int | None = None  # manifest only: apex found by the spotter
+    # manifest only: onset->apex (and onset->mid) optical flow: a float16 .npy (H, W, C)
+    # written by preprocessing, or an 8-bit (u, v, strain) image as STSTNet/HTNet ship them
+    flow_path: Path | None = None
+    flow_mid_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
