@@ -8,7 +8,7 @@ import typer
 
 
 def models(
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {name, params}."),
+    as_json: bool = typer.Option(False, "--json", help="JSON list of {name, params, input}."),
     num_classes: int = typer.Option(
         5, "--num-classes", min=1, help="Classes of the head the counts include."
     ),
@@ -21,9 +21,10 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     width = max(len(r["name"]) for r in rows)
-    typer.echo(f"{'name':<{width}}  {'params':>12}  description")
+    typer.echo(f"{'name':<{width}}  {'params':>12}  {'input':>10}  description")
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  {r['params']:>12,}  {model_info(r['name']).description}")
+        description = model_info(r["name"]).description
+        typer.echo(f"{r['name']:<{width}}  {r['params']:>12,}  {r['input']:>10}  {description}")
 
 
 def register(app: typer.Typer) -> None:

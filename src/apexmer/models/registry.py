@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from apexmer.errors import ApexmerError
+from apexmer.models.flow_nets import OffApexNet, SSSNet, STSTNet
 from apexmer.models.layers import SEModule
 from apexmer.models.resnet import Bottleneck, ResNet
 from apexmer.models.weights import load_pretrained
@@ -25,7 +26,7 @@ class ModelInfo:
 
     name: str
     description: str
-    input_size: tuple[int, int, int] = (3, 224, 224)  # (C, H, W)
+    input_size: tuple[int, int, int] = (3, 224, 224)  # (C, H, W) the factory's default
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -34,14 +35,23 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 _INFO: dict[str, ModelInfo] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a factory under its function name; its docstring's first line describes it."""
-    name = fn.__name__
-    if name in _FACTORIES:
-        raise ValueError(f"model {name!r} is registered twice")
-    _FACTORIES[name] = fn
-    _INFO[name] = ModelInfo(name=name, description=(fn.__doc__ or "").strip().split("\n")[0])
-    return fn
+def register_model(
+    fn: Callable[..., nn.Module] | None = None, *, input_size: tuple[int, int, int] = (3, 224, 224)
+) -> Any:
+    """Register a factory under its function name; its docstring's first line describes it.
+    Use bare (``@register_model``) or with the default input (``@register_model(input_size=
+    (3, 28, 28))``)."""
+
+    def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _FACTORIES:
+            raise ValueError(f"model {name!r} is registered twice")
+        _FACTORIES[name] = fn
+        description = (fn.__doc__ or "").strip().split("\n")[0]
+        _INFO[name] = ModelInfo(name=name, description=description, input_size=input_size)
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
 def list_models() -> list[str]:
@@ -84,12 +94,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def describe_models(num_classes: int = 5) -> list[dict[str, Any]]:
-    """``[{"name", "params"}]`` for every registered model, counted on the meta device."""
+    """``[{"name", "params", "input"}]`` for every registered model at its default input
+    (``input`` = "C x H x W"), counted on the meta device."""
     rows = []
     for name in list_models():
         with torch.device("meta"):  # shapes only: no memory, no init cost
             model = _FACTORIES[name](num_classes=num_classes)
-        rows.append({"name": name, "params": count_parameters(model)})
+        c, h, w = _INFO[name].input_size
+        rows.append({"name": name, "params": count_parameters(model), "input": f"{c}x{h}x{w}"})
     return rows
 
 
@@ -153,3 +165,21 @@ def seresnext_tiny(num_classes: int = 5, **kwargs: Any) -> ResNet:
         attn_layer=SEModule,
     )
     return _create_resnet(num_classes, **dict(args, **kwargs))
+
+
+@register_model(input_size=(3, 28, 28))
+def ststnet(num_classes: int = 3, **kwargs: Any) -> STSTNet:
+    """STSTNet: 3/5/8 parallel 3x3 filters on (u, v, strain) flow at 28 px (See et al. 2019)."""
+    return STSTNet(num_classes=num_classes, **kwargs)
+
+
+@register_model(input_size=(2, 28, 28))
+def off_apexnet(num_classes: int = 3, **kwargs: Any) -> OffApexNet:
+    """OFF-ApexNet: u and v streams, two FC layers of 1024, at 28 px (Gan et al. 2019)."""
+    return OffApexNet(num_classes=num_classes, **kwargs)
+
+
+@register_model(input_size=(3, 64, 64))
+def sssnet(num_classes: int = 3, **kwargs: Any) -> SSSNet:
+    """SSSNet: two convolutions (32, 64) and FC 256 on flow, 64 px (Khor et al.; MEB re-run)."""
+    return SSSNet(num_classes=num_classes, **kwargs)
