@@ -230,6 +230,15 @@ def clip_numbers(
 ) -> list[int]:
     """Frame numbers of ``source`` from onset to offset (None = first/last), validated."""
     available = list(source.numbers)
+    need = min_frames or lag + 1
+    if onset is None and offset is None and len(available) < need:
+        # The whole clip was asked for (an upload, `apexmer predict`): no sheet to blame.
+        count = f"{len(available)} frame" + ("" if len(available) == 1 else "s")
+        raise DataError(
+            f"the clip has {count}; spotting with lag {lag} needs at least {need} frames",
+            file=source.path,
+            fix=f"pass a longer clip (at least {need} frames)",
+        )
     onset = available[0] if onset is None else int(onset)
     offset = available[-1] if offset is None else int(offset)
     span = f"the source holds frames {available[0]}..{available[-1]}"
@@ -245,10 +254,10 @@ def clip_numbers(
         raise DataError(
             f"onset {onset} is not before offset {offset}",
             file=source.path,
-            fix="check the onset/offset columns of the coding sheet",
+            fix="give an onset frame number before the offset (in a coding sheet: check the "
+            "onset/offset columns of this clip's row)",
         )
     numbers = [n for n in available if onset <= n <= offset]
-    need = min_frames or lag + 1
     if len(numbers) < need:
         raise DataError(
             f"clip {onset}..{offset} has {len(numbers)} frames; spotting with "
