@@ -128,6 +128,44 @@ SAMM_ROWS: tuple[tuple[Any, ...], ...] = (
 )
 
 
+# SAMM v2 "Estimated Emotion" counts over its 159 micro-movements as SAMM studies commonly
+# list them (the 5-class task anger/contempt/happiness/other/surprise then has 136).
+SAMM_COUNTS = {
+    "Anger": 57,
+    "Contempt": 12,
+    "Disgust": 9,
+    "Fear": 8,
+    "Happiness": 26,
+    "Other": 26,
+    "Sadness": 6,
+    "Surprise": 15,
+}
+SAMM_SUBJECTS = 29
+# Rows of the published sheet whose coded apex lies outside onset..offset (a known coding
+# error; which rows they are in the real file does not matter to the readers): here the
+# 10th and the 100th row, one apex after the offset and one before the onset.
+SAMM_APEX_OUTSIDE = {9: "after", 99: "before"}
+
+
+def samm_published_rows() -> list[tuple[Any, ...]]:
+    """159 rows over 29 subjects (folders 006..034) with ``SAMM_COUNTS`` and the two rows of
+    ``SAMM_APEX_OUTSIDE``: the published sheet's shape, for ``write_samm_sheet``."""
+    emotions = [e for e, n in SAMM_COUNTS.items() for _ in range(n)]
+    rows = []
+    for i, emotion in enumerate(emotions):
+        subject = 6 + i % SAMM_SUBJECTS
+        k = i // SAMM_SUBJECTS
+        onset = 1000 + 400 * k
+        apex, offset = onset + 25, onset + 60
+        if SAMM_APEX_OUTSIDE.get(i) == "after":
+            apex = offset + 12
+        elif SAMM_APEX_OUTSIDE.get(i) == "before":
+            apex = onset - 7
+        name = f"{subject:03d}_{k % 7 + 1}_{k + 1}"
+        rows.append((subject, name, onset, apex, offset, _AUS[i % len(_AUS)], emotion))
+    return rows
+
+
 def write_samm_sheet(
     path: Path, rows: Iterable[Sequence[Any]] = SAMM_ROWS, notes: int = 13
 ) -> Path:

@@ -34,7 +34,8 @@ def summary(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Count samples, subjects and classes; list every problem found."""
+    """Count samples, subjects and classes; list every problem (a row or sample left out)
+    and every warning (kept, but flagged)."""
     info = read_corpus(corpus, coding=coding, root=root, classes=classes).summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -44,9 +45,13 @@ def summary(
     typer.echo(f"subjects        {info['subjects']}")
     for label, count in info["classes"].items():
         typer.echo(f"  {label:<14}{count}")
+    # problems: rows/samples left out; warnings: kept but flagged (see docs/USAGE.md)
     typer.echo(f"problems        {len(info['problems'])}")
     for problem in info["problems"]:
         typer.echo(f"  {problem}")
+    typer.echo(f"warnings        {len(info['warnings'])}")
+    for warning in info["warnings"]:
+        typer.echo(f"  {warning}")
 
 
 def register(app: typer.Typer) -> None:

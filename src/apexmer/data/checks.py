@@ -42,7 +42,10 @@ def frame_issue(sample: Sample) -> FrameError | None:
     if sample.frames is None:
         return None
     path = Path(sample.frames)
-    wanted = [n for n in (sample.onset, sample.apex, sample.offset) if n is not None]
+    # A coded apex outside onset..offset (kept, flagged) need not exist: the apex policy of
+    # preprocessing decides whether it is used.
+    apex = None if sample.extra.get("apex_outside") else sample.apex
+    wanted = [n for n in (sample.onset, apex, sample.offset) if n is not None]
     if not path.exists():
         return FrameError(
             "frame folder or video not found",

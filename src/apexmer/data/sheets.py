@@ -119,7 +119,8 @@ def frame_column(
 def frame_triplet(
     frames: dict[str, dict[int, int | RowError | None]], row: int, names: tuple[str, str, str]
 ) -> tuple[int, int | None, int]:
-    """(onset, apex, offset) of one row, checked: onset <= offset, apex inside them."""
+    """(onset, apex, offset) of one row, checked: onset <= offset. An apex outside them is
+    returned as coded (see ``apex_outside``): published sheets hold such rows."""
     values = []
     for name in names:
         value = frames[name][row]
@@ -134,12 +135,16 @@ def frame_triplet(
             f"{names[0]} {onset} is after {names[2]} {offset}. "
             "Fix: swap or correct the frame numbers"
         )
-    if apex is not None and not onset <= apex <= offset:
-        raise RowError(
-            f"{names[1]} {apex} is outside [{onset}, {offset}]. "
-            f"Fix: correct {names[1]} to a frame between onset and offset"
-        )
     return onset, apex, offset
+
+
+def apex_outside(onset: int | None, apex: int | None, offset: int | None) -> bool:
+    """True when a coded apex lies outside onset..offset (a coding error the published
+    SAMM sheet has in two rows): such a sample is kept, flagged ``extra["apex_outside"]``,
+    and preprocessing's ``apex_outside`` policy chooses its apex."""
+    if apex is None or onset is None or offset is None:
+        return False
+    return not onset <= apex <= offset
 
 
 def frames_root(root: str | Path | None, fix: str) -> Path | None:
@@ -215,6 +220,11 @@ def samples_from_sheet(
         for column in spec.extra_columns:
             if column in table.columns and cell_text(cells[column]):
                 extra[column.lower().replace(" ", "_")] = cell_text(cells[column])
+        if apex_outside(onset, apex, offset):
+            extra["apex_outside"] = True
+            problems.append(
+                apex_outside_warning(coding, int(row), spec, subject, clip, (onset, apex, offset))
+            )
         samples.append(
             Sample(
                 dataset=spec.dataset,
@@ -231,3 +241,20 @@ def samples_from_sheet(
             )
         )
     return samples, problems
+
+
+def apex_outside_warning(
+    coding: Path, row: int, spec: SheetSpec, subject: str, clip: str, frames: tuple
+) -> Problem:
+    """The warning of a kept row whose coded apex lies outside onset..offset."""
+    onset, apex, offset = frames
+    return Problem(
+        str(coding),
+        f"{spec.frame_columns[1]} {apex} is outside [{onset}, {offset}]; the row is kept and "
+        "flagged apex_outside. `apexmer preprocess --apex-outside` chooses its apex "
+        "(default: spotted inside onset..offset). Fix: correct the apex in the sheet if the "
+        "true apex is known",
+        row=row,
+        sample=f"{spec.dataset}/{subject}/{clip}",
+        level="warning",
+    )
