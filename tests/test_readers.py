@@ -171,7 +171,7 @@ def test_casme2_frames_checked_with_root(tmp_path):
     assert ss.samples[0].frames == root / "sub24" / "EP07_01"
     messages = {p.sample: str(p) for p in ss.problems}
     assert "img52.jpg" in messages["casme2/sub24/EP10_03"]
-    assert "cannot be decoded" in messages["casme2/sub24/EP10_03"]
+    assert "JPEG is cut short" in messages["casme2/sub24/EP10_03"]
     assert "no numbered images" in messages["casme2/sub04/EP12_01f"]
     assert "frame 84 not in folder" in messages["casme2/sub01/EP13_01"]
     assert "not found" in messages["casme2/sub02/EP13_01"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -106,12 +106,56 @@ def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     )
 
 
+_JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND"
+_TAIL = 64  # bytes: where a complete file's end marker lies (after any zero padding)
+
+
+def cut_short(head: bytes, tail: bytes, whole: Callable[[], bytes]) -> str | None:
+    """Why an image file looks cut short (an interrupted copy), or None.
+
+    A JPEG must hold its end-of-image marker FFD9 after its last start-of-scan FFDA (some
+    libjpeg builds decode a cut JPEG, grey-filled, without an error); a PNG its IEND chunk.
+    ``head``/``tail`` are the file's first and last bytes; ``whole`` gives all of them and
+    is called only when the tail alone does not show a proper end (trailing data).
+    """
+    if head.startswith(_JPEG_START):
+        if tail.rstrip(b"\x00\r\n\t ").endswith(_JPEG_END):
+            return None
+        data = whole()
+        if data.rfind(_JPEG_END) > data.rfind(_JPEG_SCAN) >= 0:
+            return None
+        return "JPEG is cut short (no end-of-image marker FFD9 after its last scan)"
+    if head.startswith(_PNG_START) and _PNG_END not in tail and _PNG_END not in whole():
+        return "PNG is cut short (no IEND chunk)"
+    return None
+
+
+def image_end_issue(path: str | Path) -> FrameError | None:
+    """FrameError when the image file at ``path`` is cut short; reads only its ends when
+    it is complete (cheap enough to run on every frame of a corpus)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - _TAIL))
+        tail = fh.read()
+    why = cut_short(head, tail, path.read_bytes)
+    if why is None:
+        return None
+    return FrameError(why, file=path, fix="copy or extract this frame again")
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as 8-bit BGR; a missing or corrupt file raises FrameError."""
+    """Read one image file as 8-bit BGR; a missing, cut short or corrupt file raises
+    FrameError."""
     path = Path(path)
     if not path.is_file():
         raise FrameError("image file not found", file=path, fix="check the path")
     data = np.fromfile(str(path), dtype=np.uint8)
+    why = cut_short(data[:8].tobytes(), data[-_TAIL:].tobytes(), data.tobytes)
+    if why is not None:
+        raise FrameError(why, file=path, fix="copy or extract this frame again")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise FrameError(
