@@ -135,7 +135,10 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
         raise bad("preprocess", "a JSON object of preprocessing settings")
     try:
         PreprocessConfig.from_dict(meta["preprocess"])
-    except (TypeError, ValueError, ConfigError) as exc:
+    except ConfigError as exc:  # e.g. a landmark backend not installed: its own fix
+        fix = "" if "Fix:" in str(exc) else f" Fix: {FIX_RETRAIN}"
+        raise WeightsError(f"{source}: checkpoint metadata preprocess: {exc}{fix}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise bad("preprocess", f"valid preprocessing settings ({first})") from None
 
