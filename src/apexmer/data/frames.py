@@ -125,9 +125,9 @@ def cut_short(head: bytes, tail: bytes, whole: Callable[[], bytes]) -> str | Non
         data = whole()
         if data.rfind(_JPEG_END) > data.rfind(_JPEG_SCAN) >= 0:
             return None
-        return "JPEG is cut short (no end-of-image marker FFD9 after its last scan)"
+        return "JPEG is cut short or corrupt (no end-of-image marker FFD9 after its last scan)"
     if head.startswith(_PNG_START) and _PNG_END not in tail and _PNG_END not in whole():
-        return "PNG is cut short (no IEND chunk)"
+        return "PNG is cut short or corrupt (no IEND chunk)"
     return None
 
 
