@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from apexmer.cli.main import app
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.frames import open_frames
 from apexmer.errors import ApexmerError, ConfigError
@@ -87,48 +87,45 @@ def test_labelled_policy_names_the_fix_when_the_frame_is_missing(clip) -> None:
         )
 
 
-def test_preprocess_cli_keeps_the_flagged_sample(corpus, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def flagged(corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The corpus's sheet with row 2's apex 40 frames after its offset (no such frame):
+    the sheet and that offset."""
     book = openpyxl.load_workbook(corpus.coding)
     sheet = book.active
     header = [c.value for c in sheet[1]]
     apex_col = header.index("ApexFrame") + 1
     offset = sheet.cell(row=2, column=header.index("OffsetFrame") + 1).value
-    sheet.cell(row=2, column=apex_col).value = offset + 40  # no such frame either
-    coding = tmp_path / corpus.coding.name
+    sheet.cell(row=2, column=apex_col).value = offset + 40
+    coding = tmp_path_factory.mktemp("flagged") / corpus.coding.name
     book.save(coding)
+    return coding, offset
+
+
+def test_spot_eval_does_not_score_a_flagged_apex(corpus, flagged) -> None:
+    from apexmer.preprocess.spot_eval import evaluate_spotting
+
+    samples = read_casme2(flagged[0], root=corpus.frames_root, classes="all")
+    table = evaluate_spotting(samples).set_index("key")
+    key = next(s.key for s in samples if s.extra.get("apex_outside"))
+    assert "not scored" in table.loc[key, "problem"] and pd.isna(table.loc[key, "error"])
+    other = table.drop(index=key)
+    assert len(other) == 1 and (other["problem"] == "").all() and other["error"].notna().all()
+
+
+def test_preprocess_cli_keeps_the_flagged_sample(corpus, flagged, tmp_path: Path) -> None:
+    coding, offset = flagged
     samples = read_casme2(coding, root=corpus.frames_root, classes="all")
     assert len(samples) == 2 and len(samples.warnings) == 1
     flagged = next(s for s in samples if s.extra.get("apex_outside"))
 
     out = tmp_path / "cache"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from apexmer.cli.main import main; main()",
-            "preprocess",
-            "--corpus",
-            "casme2",
-            "--coding",
-            str(coding),
-            "--root",
-            str(corpus.frames_root),
-            "--out",
-            str(out),
-            "--classes",
-            "all",
-            "--size",
-            "48",
-            "--apex-outside",
-            "clamped",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "2 samples preprocessed, 0 problems" in proc.stdout
-    assert "1 warnings (samples kept, flagged)" in proc.stdout
+    args = ["preprocess", "--corpus", "casme2", "--coding", str(coding), "--out", str(out)]
+    args += ["--root", str(corpus.frames_root), "--classes", "all", "--size", "48"]
+    result = CliRunner().invoke(app, [*args, "--apex-outside", "clamped"])
+    assert result.exit_code == 0, result.output
+    assert "2 samples preprocessed, 0 problems" in result.output
+    assert "1 warnings (samples kept, flagged)" in result.output
     settings = json.loads((out / "preprocess.json").read_text())
     assert settings["preprocess"]["apex_outside"] == "clamped"
     record = json.loads(
