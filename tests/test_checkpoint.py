@@ -230,6 +230,10 @@ MALFORMED = {
     "frame-unknown": (_meta_with(frame="peak"), "frame"),
     "architecture-list": (_meta_with(architecture=["seresnext_tiny"]), "architecture"),
     "missing-std": (_meta_with(std=_DROP), "std"),
+    "config-list": (_meta_with(config=[1]), "config"),
+    "config-data-string": (_meta_with(config={"data": "diff"}), "config"),
+    "history-object": (_meta_with(history={"epoch": 1}), "history"),
+    "training-data-list": (_meta_with(training_data=[1, 2]), "training_data"),
 }
 
 

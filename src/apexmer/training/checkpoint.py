@@ -133,6 +133,17 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
         raise bad("architecture", "a model name (a string)")
     if not isinstance(meta["preprocess"], dict):
         raise bad("preprocess", "a JSON object of preprocessing settings")
+    # Optional keys that inference and the service still read: right JSON types if present.
+    for key, kind, want in (
+        ("config", dict, "a JSON object (the training config)"),
+        ("history", list, "a list of epoch records"),
+        ("training_data", dict, "a JSON object"),
+    ):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise bad(key, want)
+    for part in ("data", "train"):
+        if not isinstance((meta.get("config") or {}).get(part, {}), dict):
+            raise bad("config", f"a training config whose {part!r} is a JSON object")
     try:
         PreprocessConfig.from_dict(meta["preprocess"])
     except ConfigError as exc:  # e.g. a landmark backend not installed: its own fix
