@@ -6,10 +6,12 @@ prediction itself cost. Videos are 640x480 mp4 (mp4v) made of a synthetic clip (
 ``apexmer.data.synth.render_clip``, repeated back and forth to the length); the model is an
 untrained ``seresnext_tiny`` checkpoint (the network's cost does not depend on the length).
 The upload case posts the mp4 to the web app (in-process TestClient) with the frame and
-duration caps lifted, and also reports VmRSS after the request (memory released?).
+duration caps lifted (the per-request memory budget, 1 GiB, stays), and also reports VmRSS
+after the request (memory released?). A last row uploads a 1920x1080 video of
+``--hd-frames`` frames (the issue's 2.8 MB, 170-frame upload took 2.36 GB).
 
     .venv/bin/python bench/memory_vs_length.py [--lengths 100 500 2000] [--no-serve]
-        [--src PATH]   # another checkout's src/ (e.g. before a change), same videos
+        [--hd-frames 170] [--src PATH]   # another checkout's src/, e.g. before a change
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--no-serve", action="store_true")
+    parser.add_argument("--hd-frames", type=int, default=170, help="0: no 1080p upload")
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[1] / "src")
     parser.add_argument("--child", nargs=3, metavar=("CASE", "VIDEO", "CHECKPOINT"))
     args = parser.parse_args()
@@ -158,6 +161,15 @@ def main() -> None:
                     f"{r['growth_mb']:7.0f}{extra}",
                     flush=True,
                 )
+        if args.hd_frames and not args.no_serve:
+            n = args.hd_frames
+            video = write_video(Path(tmp) / "hd.mp4", n, (1920, 1080))
+            r = run_case("serve", video, checkpoint, args.src)
+            print(
+                f"{'serve':8s} {n:7d} {video.stat().st_size / 2**20:6.1f} {r['baseline_mb']:7.0f} "
+                f"{r['peak_mb']:7.0f} {r['growth_mb']:7.0f}  after request {r['after_mb']:.0f}"
+                "  (1920x1080)"
+            )
         for case in cases:
             first, last = growth[case][0], growth[case][-1]
             print(

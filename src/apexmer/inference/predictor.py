@@ -169,6 +169,7 @@ class _TimedSource:
         self._source = source
         self.path = source.path
         self.numbers = source.numbers
+        self.fps = getattr(source, "fps", None)
         self.seconds = 0.0
 
     def read(self, number: int) -> np.ndarray:
