@@ -12,8 +12,8 @@ exactly as in training. The crops of all clips go through the network as one bat
 Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole.
 Per clip, prediction holds a few decoded frames, plus what spotting keeps of every frame
 of onset..offset: its 10 ROI crops as uint8, 10 x s^2 bytes a frame with s half the
-distance between the eyes (30 kB a frame for a face with 110 px between the eyes, i.e.
-60 MB for 2,000 frames), plus the curve's fixed ~40 MB working set. A result keeps the
+distance between the eyes (26 kB a frame measured on a 640x480 face, 50 MB for 2,000
+frames), plus the curve's fixed ~40 MB working set. A result keeps the
 apex frame, three aligned crops and the curve, not the frames
 (``bench/memory_vs_length.py``).
 """
