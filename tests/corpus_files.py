@@ -128,6 +128,44 @@ SAMM_ROWS: tuple[tuple[Any, ...], ...] = (
 )
 
 
+# SAMM v2 "Estimated Emotion" counts over its 159 micro-movements as SAMM studies commonly
+# list them (the 5-class task anger/contempt/happiness/other/surprise then has 136).
+SAMM_COUNTS = {
+    "Anger": 57,
+    "Contempt": 12,
+    "Disgust": 9,
+    "Fear": 8,
+    "Happiness": 26,
+    "Other": 26,
+    "Sadness": 6,
+    "Surprise": 15,
+}
+SAMM_SUBJECTS = 29
+# Rows of the published sheet whose coded apex lies outside onset..offset (a known coding
+# error; which rows they are in the real file does not matter to the readers): here the
+# 10th and the 100th row, one apex after the offset and one before the onset.
+SAMM_APEX_OUTSIDE = {9: "after", 99: "before"}
+
+
+def samm_published_rows() -> list[tuple[Any, ...]]:
+    """159 rows over 29 subjects (folders 006..034) with ``SAMM_COUNTS`` and the two rows of
+    ``SAMM_APEX_OUTSIDE``: the published sheet's shape, for ``write_samm_sheet``."""
+    emotions = [e for e, n in SAMM_COUNTS.items() for _ in range(n)]
+    rows = []
+    for i, emotion in enumerate(emotions):
+        subject = 6 + i % SAMM_SUBJECTS
+        k = i // SAMM_SUBJECTS
+        onset = 1000 + 400 * k
+        apex, offset = onset + 25, onset + 60
+        if SAMM_APEX_OUTSIDE.get(i) == "after":
+            apex = offset + 12
+        elif SAMM_APEX_OUTSIDE.get(i) == "before":
+            apex = onset - 7
+        name = f"{subject:03d}_{k % 7 + 1}_{k + 1}"
+        rows.append((subject, name, onset, apex, offset, _AUS[i % len(_AUS)], emotion))
+    return rows
+
+
 def write_samm_sheet(
     path: Path, rows: Iterable[Sequence[Any]] = SAMM_ROWS, notes: int = 13
 ) -> Path:
@@ -206,4 +244,61 @@ def write_megc_csv(path: Path, rows: Iterable[Sequence[str]] = MEGC_ROWS) -> Pat
     """combined_3class_gt.csv: no header, dataset,subject,clip,label."""
     with open(path, "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
+    return path
+
+
+# CAS(ME)^3 Part A label sheet (METHOD.md section 13): 860 rows, 94 subjects.
+CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class"]
+CASME3_HEADER += ["emotion"]
+CASME3_COUNTS = {
+    "disgust": 250,
+    "surprise": 187,
+    "others": 158,
+    "Others": 3,  # spelled with a capital in 3 rows of the published sheet
+    "fear": 86,
+    "anger": 64,
+    "sad": 57,
+    "happy": 55,
+}
+CASME3_SUBJECTS = 94
+_ROMAN = ("I", "II", "III", "IV", "V", "VI", "VII")
+# A small sheet: several MEs in one video (spNO.1 video a), the "Others" spelling, AUs as
+# text; subject, video, onset, apex, offset, AU, objective class, emotion.
+CASME3_ROWS: tuple[tuple[Any, ...], ...] = (
+    ("spNO.1", "a", 157, 163, 175, "R12", "I", "happy"),
+    ("spNO.1", "a", 402, 410, 421, "4+7", "III", "disgust"),
+    ("spNO.1", "a", 600, 606, 618, "1+2", "II", "surprise"),
+    ("spNO.1", "b", 30, 38, 50, "4", "V", "sad"),
+    ("spNO.2", "e", 88, 95, 104, "L10", "III", "anger"),
+    ("spNO.2", "e", 250, 257, 266, "14", "VII", "Others"),
+    ("spNO.2", "f", 12, 19, 30, "20", "VI", "fear"),
+    ("spNO.10", "a", 5, 11, 22, "R14", "VII", "others"),
+    ("spNO.10", "c", 70, 76, 90, "1+2+5", "II", "surprise"),
+)
+
+
+def casme3_published_rows() -> list[tuple[Any, ...]]:
+    """860 rows over 94 subjects with the published emotion counts (``CASME3_COUNTS``):
+    the published sheet's shape, for ``write_casme3_sheet``."""
+    emotions = [e for e, n in CASME3_COUNTS.items() for _ in range(n)]
+    rows = []
+    for i, emotion in enumerate(emotions):
+        k = i // CASME3_SUBJECTS
+        video = "abcdefghij"[k % 10]
+        onset = 100 + 300 * k
+        subject = f"spNO.{i % CASME3_SUBJECTS + 1}"
+        aus = _AUS[i % len(_AUS)]
+        objective = _ROMAN[i % len(_ROMAN)]
+        rows.append((subject, video, onset, onset + 8, onset + 20, aus, objective, emotion))
+    return rows
+
+
+def write_casme3_sheet(path: Path, rows: Iterable[Sequence[Any]] = CASME3_ROWS) -> Path:
+    """cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx: sheet ``label``, header in row 1."""
+    book = openpyxl.Workbook()
+    book.active.title = "label"
+    book.active.append(CASME3_HEADER)
+    for row in rows:
+        book.active.append(list(row))
+    book.save(path)
     return path

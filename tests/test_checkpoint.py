@@ -187,3 +187,117 @@ def test_train_needs_preprocess_settings(manifest: Path, tmp_path: Path) -> None
     lone.write_text(manifest.read_text().replace("images/", str(manifest.parent) + "/images/"))
     with pytest.raises(DataError, match=r"preprocess\.json"):
         train_deployable(lone, load_config("demo", TINY), tmp_path / "out")
+
+
+def _write_with_metadata(path: Path, document: str) -> Path:
+    """A checkpoint whose weights are fine and whose metadata is ``document`` verbatim."""
+    model = create_model("seresnext_tiny", num_classes=2)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={METADATA_KEY: document},
+    )
+    return path
+
+
+def _meta_with(**changes: object) -> dict:
+    meta = {**tiny_metadata(["a", "b"]), "format_version": FORMAT_VERSION}
+    for key, value in changes.items():
+        if value is _DROP:
+            del meta[key]
+        else:
+            meta[key] = value
+    return meta
+
+
+_DROP = object()
+MALFORMED = {
+    "classes-string": (_meta_with(classes="ab"), "classes"),
+    "classes-numbers": (_meta_with(classes=[1, 2]), "classes"),
+    "num-classes-mismatch": (_meta_with(num_classes=3), "num_classes"),
+    "num-classes-string": (_meta_with(num_classes="2"), "num_classes"),
+    "input-size-string": (_meta_with(input_size="32"), "input_size"),
+    "input-size-zero": (_meta_with(input_size=0), "input_size"),
+    "mean-short": (_meta_with(mean=[0.5, 0.5]), "mean"),
+    "mean-text": (_meta_with(mean=["a", "b", "c"]), "mean"),
+    "std-zero": (_meta_with(std=[0, 0, 0]), "std"),
+    "std-one-zero": (_meta_with(std=[0.2, 0.0, 0.2]), "std"),
+    "std-null": (_meta_with(std=None), "std"),
+    "preprocess-string": (_meta_with(preprocess="dlib"), "preprocess"),
+    "preprocess-bad-spot": (_meta_with(preprocess={"spot": [1, 2]}), "preprocess"),
+    "preprocess-lag-zero": (_meta_with(preprocess={"spot": {"lag": 0}}), "preprocess"),
+    "preprocess-no-backend": (_meta_with(preprocess={"detector": "nope"}), "--detector dlib"),
+    "frame-unknown": (_meta_with(frame="peak"), "frame"),
+    "architecture-list": (_meta_with(architecture=["seresnext_tiny"]), "architecture"),
+    "missing-std": (_meta_with(std=_DROP), "std"),
+    "config-list": (_meta_with(config=[1]), "config"),
+    "config-data-string": (_meta_with(config={"data": "diff"}), "config"),
+    "history-object": (_meta_with(history={"epoch": 1}), "history"),
+    "training-data-list": (_meta_with(training_data=[1, 2]), "training_data"),
+}
+
+
+@pytest.mark.parametrize("case", [*list(MALFORMED), "a-list", "a-number"])
+def test_malformed_metadata_is_one_clear_error(tmp_path: Path, case: str) -> None:
+    if case == "a-list":
+        document, word = json.dumps([1, 2, 3]), "JSON object"
+    elif case == "a-number":
+        document, word = "3", "JSON object"
+    else:
+        meta, word = MALFORMED[case]
+        document = json.dumps(meta)
+    path = _write_with_metadata(tmp_path / "model.safetensors", document)
+    with pytest.raises(WeightsError) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert "\n" not in text
+    assert str(path) in text and word in text and "Fix:" in text
+
+
+def test_valid_metadata_still_loads(tmp_path: Path) -> None:
+    path = _write_with_metadata(tmp_path / "model.safetensors", json.dumps(_meta_with()))
+    _, meta = load_checkpoint(path)
+    assert meta["std"] == [0.229, 0.224, 0.225]
+
+
+def test_cli_predict_with_zero_std_exits_2_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    _write_with_metadata(folder / "model.safetensors", json.dumps(_meta_with(std=[0, 0, 0])))
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from apexmer.cli.main import main; main()",
+            "predict",
+            "--checkpoint",
+            str(folder),
+            "--input-path",
+            str(clip),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "model.safetensors" in lines[0] and "std" in lines[0] and "Fix:" in lines[0]
+
+
+def test_checkpoint_files_get_the_umask_mode(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        model = create_model("seresnext_tiny", num_classes=2)
+        path = save_checkpoint(model, tiny_metadata(["a", "b"]), tmp_path / "ck")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert (path.with_name("model.json").stat().st_mode & 0o777) == 0o644

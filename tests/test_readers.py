@@ -101,7 +101,6 @@ def _casme2_with(tmp_path, changes: dict[int, dict]) -> Path:
         ({"offset": None}, "OffsetFrame is empty"),
         ({"apex": 12.5}, "not a whole"),
         ({"onset": 90, "apex": 95, "offset": 60}, "after OffsetFrame"),
-        ({"apex": 500}, "ApexFrame 500 is outside"),
         ({"onset": "/"}, "OnsetFrame '/' is not a frame number"),
         ({"subject": "abc"}, "Subject 'abc'"),
         ({"subject": 1, "filename": "EP13_01"}, "appears twice"),
@@ -172,7 +171,7 @@ def test_casme2_frames_checked_with_root(tmp_path):
     assert ss.samples[0].frames == root / "sub24" / "EP07_01"
     messages = {p.sample: str(p) for p in ss.problems}
     assert "img52.jpg" in messages["casme2/sub24/EP10_03"]
-    assert "cannot be decoded" in messages["casme2/sub24/EP10_03"]
+    assert "JPEG is cut short" in messages["casme2/sub24/EP10_03"]
     assert "no numbered images" in messages["casme2/sub04/EP12_01f"]
     assert "frame 84 not in folder" in messages["casme2/sub01/EP13_01"]
     assert "not found" in messages["casme2/sub02/EP13_01"]
@@ -234,9 +233,11 @@ def test_samm_bad_rows_and_frames(tmp_path):
     ss = read_samm(sheet, root=root, classes="all")
     assert [s.clip for s in ss] == ["006_1_2"]
     rowed = {p.row: p.message for p in ss.problems if p.row is not None}
-    assert "Apex Frame 5 is outside [10, 20]" in rowed[24]
+    assert "Apex Frame 5 is outside [10, 20]; the row is kept" in rowed[24]
     assert "unknown emotion 'boredom'" in rowed[25] and "Anger, Contempt" in rowed[25]
-    assert len(ss.problems) == 2 + len(SAMM_ROWS) - 1  # the other frame folders are missing
+    assert [p.row for p in ss.warnings] == [24]  # kept from the sheet, then its frames:
+    # the other frame folders (and 006_5_9's) are missing
+    assert len(ss.errors) == 1 + len(SAMM_ROWS) - 1 + 1
 
 
 def test_samm_without_micro_only_sheet(tmp_path):
@@ -341,9 +342,9 @@ def test_megc_file_errors(tmp_path):
 
 
 def test_registry_and_dispatch_errors(sheets):
-    assert set(CORPORA) == {"casme2", "samm", "smic", "megc", "manifest"}
-    with pytest.raises(DataError, match="unknown corpus 'casme3'"):
-        read_corpus("casme3", sheets["2019"])
+    assert set(CORPORA) == {"casme2", "samm", "casme3", "smic", "megc", "manifest"}
+    with pytest.raises(DataError, match="unknown corpus 'casme4'"):
+        read_corpus("casme4", sheets["2019"])
     with pytest.raises(DataError, match="Fix: pass --coding CASME2-coding"):
         read_corpus("casme2")
 
@@ -354,7 +355,14 @@ def test_cli_summary_json(sheets):
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert list(payload) == ["samples", "subjects", "classes", "coding_version", "problems"]
+    assert list(payload) == [
+        "samples",
+        "subjects",
+        "classes",
+        "coding_version",
+        "problems",
+        "warnings",
+    ]
     assert payload["samples"] == 246 and payload["subjects"] == 26
     assert payload["classes"]["surprise"] == 25 and payload["coding_version"] == "casme2-2014"
     table = CliRunner().invoke(
@@ -454,3 +462,67 @@ def test_file_name_date_contradicting_the_columns_is_reported(tmp_path):
     ss = read_casme2(sheet, classes="all")
     assert ss.coding_version == "casme2-2014"
     assert any("file name says casme2-2019" in p.message for p in ss.problems)
+
+
+def test_samm_published_layout_keeps_rows_with_apex_outside(tmp_path):
+    from corpus_files import SAMM_APEX_OUTSIDE, SAMM_SUBJECTS, samm_published_rows
+
+    rows = samm_published_rows()
+    assert len(rows) == 159
+    sheet = write_samm_sheet(tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx", rows)
+    result = read_samm(sheet, classes="all")
+    assert len(result) == 159 and len(result.subjects) == SAMM_SUBJECTS
+    assert result.errors == [] and len(result.warnings) == 2
+    flagged = [s for s in result if s.extra.get("apex_outside")]
+    assert sorted(s.clip for s in flagged) == sorted(rows[i][1] for i in SAMM_APEX_OUTSIDE)
+    for s in flagged:  # the coded numbers are kept as the sheet has them
+        assert s.apex == rows[[r[1] for r in rows].index(s.clip)][3]
+        assert not s.onset <= s.apex <= s.offset
+    for warning in result.warnings:
+        assert "outside" in warning.message and "kept" in warning.message
+        assert "--apex-outside" in warning.message and warning.row is not None
+    assert sum(not s.extra.get("apex_outside") for s in result) == 157
+    # The 5-class task keeps its 136 (the two flagged rows are in it: anger and happiness).
+    assert len(read_samm(sheet)) == 136
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "summary",
+            "--corpus",
+            "samm",
+            "--coding",
+            str(sheet),
+            "--classes",
+            "all",
+            "--json",
+        ],
+    )
+    info = json.loads(out.output)
+    assert info["samples"] == 159 and info["subjects"] == SAMM_SUBJECTS
+    assert info["problems"] == [] and len(info["warnings"]) == 2
+    text = CliRunner().invoke(
+        app, ["data", "summary", "--corpus", "samm", "--coding", str(sheet), "--classes", "all"]
+    )
+    assert "warnings        2" in text.output and "problems        0" in text.output
+
+
+def test_casme2_row_with_apex_outside_is_kept_and_its_frames_checked(tmp_path):
+    rows = casme2_rows("2019")
+    rows[5]["apex"] = rows[5]["offset"] + 3  # beyond the offset and beyond the frames
+    sheet = write_casme2_sheet(tmp_path / "CASME2-coding-20190701.xlsx", "2019", rows)
+    result = read_casme2(sheet, classes="all")
+    assert len(result) == 255 and result.errors == [] and len(result.warnings) == 1
+    (flagged,) = [s for s in result if s.extra.get("apex_outside")]
+    assert flagged.apex == rows[5]["offset"] + 3
+    # With frames: only onset..offset exist; the flagged sample is still kept.
+    sub = f"sub{rows[5]['subject']:02d}"
+    write_frames(
+        tmp_path / "raw" / sub / rows[5]["filename"], range(rows[5]["onset"], rows[5]["offset"] + 1)
+    )
+    one = read_casme2(sheet, root=tmp_path / "raw", classes="all")
+    kept = [s for s in one if s.extra.get("apex_outside")]
+    assert [s.clip for s in kept] == [rows[5]["filename"]]
+    assert len(one.warnings) == 1
+    assert all("apex" not in p.message.lower() for p in one.errors if p.sample == kept[0].key)

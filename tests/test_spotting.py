@@ -219,3 +219,33 @@ def test_symmetric_needs_two_lags_of_frames() -> None:
     face = FaceLandmarks(box=(0, 0, 60, 60), points=np.full((68, 2), 30, np.float32))
     with pytest.raises(DataError, match="needs at least 7"):
         spot_clip(clip, detector=None, config=SpotConfig(denominator="symmetric"), face=face)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_too_short_clip_gets_advice_for_a_clip_not_a_coding_sheet(tmp_path: Path, count) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    for i in range(count):
+        cv2.imwrite(str(folder / f"img{i}.jpg"), np.full((40, 40, 3), 90, np.uint8))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from apexmer.cli.main import main; main()",
+            "spot",
+            "--frames",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "coding sheet" not in line
+    frames = "1 frame;" if count == 1 else "2 frames;"
+    assert f"the clip has {frames} spotting with lag 3 needs at least 4 frames" in line
+    assert "Fix: pass a longer clip" in line

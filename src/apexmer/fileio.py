@@ -24,10 +24,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would give
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600, and a writer may replace the file with its own 0600 temporary
+        # (safetensors does): give the result what open() would, after the writer is done.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -29,13 +29,22 @@ def summary(
     classes: Annotated[
         str | None,
         typer.Option(
-            help="5class, 3class or all (default: 5class for casme2/samm, 3class for smic/megc).",
+            help="5class, 3class or all (default: 5class for casme2/samm, 3class for "
+            "smic/megc); casme3: 7class (default), 4class, 3class.",
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="casme3 only: frame folder under --root, e.g. '{subject}/{video}/color' "
+            "(default: that, else '{subject}/{video}').",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Count samples, subjects and classes; list every problem found."""
-    info = read_corpus(corpus, coding=coding, root=root, classes=classes).summary()
+    """Count samples, subjects and classes; list every problem (a row or sample left out)
+    and every warning (kept, but flagged)."""
+    info = read_corpus(corpus, coding=coding, root=root, classes=classes, layout=layout).summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -44,9 +53,13 @@ def summary(
     typer.echo(f"subjects        {info['subjects']}")
     for label, count in info["classes"].items():
         typer.echo(f"  {label:<14}{count}")
+    # problems: rows/samples left out; warnings: kept but flagged (see docs/USAGE.md)
     typer.echo(f"problems        {len(info['problems'])}")
     for problem in info["problems"]:
         typer.echo(f"  {problem}")
+    typer.echo(f"warnings        {len(info['warnings'])}")
+    for warning in info["warnings"]:
+        typer.echo(f"  {warning}")
 
 
 def register(app: typer.Typer) -> None:

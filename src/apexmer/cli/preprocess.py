@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-CORPUS_HELP = "casme2 | samm | smic | megc"
+CORPUS_HELP = "casme2 | samm | casme3 | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
@@ -116,6 +116,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
         classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
         apex: str = typer.Option("labelled", "--apex", help="labelled | spotted"),
+        apex_outside: str = typer.Option(
+            "spotted",
+            "--apex-outside",
+            help="a labelled apex outside onset..offset becomes: spotted (inside the span) | "
+            "clamped (nearer of onset/offset) | labelled (as coded)",
+        ),
         workers: int = typer.Option(1, "--workers", help="processes"),
         size: int = typer.Option(224, "--size", help="crop size in pixels"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
@@ -137,6 +143,7 @@ def register(app: typer.Typer) -> None:
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
+            apex_outside=apex_outside,
             spot=_spot_config(offset_term, landmarks, lag, denominator),
             align_per=align_per,
             align=AlignConfig(size=size),
@@ -151,6 +158,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"manifest: {result.manifest}")
         if result.n_failed:
             typer.echo(f"problems: {result.problems_csv}")
+        if warned := sum(p.is_warning for p in result.problems):
+            typer.echo(f"{warned} warnings (samples kept, flagged): {result.problems_csv}")
 
 
 class SampleProgress:

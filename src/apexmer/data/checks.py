@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from apexmer.data.frames import FolderFrames
+from apexmer.data.frames import FolderFrames, image_end_issue
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import FrameError
 
@@ -17,8 +17,9 @@ def check_frames(sample_set: SampleSet) -> SampleSet:
     """Keep the samples whose frames are usable; move the others into ``problems``.
 
     For each sample with ``frames`` set: the folder exists and holds numbered images (or
-    the video opens), and the onset, apex and offset frames (the first frame when none is
-    known) exist and decode. Never raises for a per-sample issue.
+    the video opens), the onset, apex and offset frames (the first frame when none is
+    known) exist and decode, none is missing between onset and offset, and none of those
+    is cut short. Never raises for a per-sample issue.
     """
     kept: list[Sample] = []
     problems = list(sample_set.problems)
@@ -42,7 +43,10 @@ def frame_issue(sample: Sample) -> FrameError | None:
     if sample.frames is None:
         return None
     path = Path(sample.frames)
-    wanted = [n for n in (sample.onset, sample.apex, sample.offset) if n is not None]
+    # A coded apex outside onset..offset (kept, flagged) need not exist: the apex policy of
+    # preprocessing decides whether it is used.
+    apex = None if sample.extra.get("apex_outside") else sample.apex
+    wanted = [n for n in (sample.onset, apex, sample.offset) if n is not None]
     if not path.exists():
         return FrameError(
             "frame folder or video not found",
@@ -57,6 +61,7 @@ def frame_issue(sample: Sample) -> FrameError | None:
             source.read(number)
     except FrameError as exc:
         return exc
+    span = source.numbers
     if sample.onset is not None and sample.offset is not None:
         present = set(source.numbers)
         missing = [n for n in range(sample.onset, sample.offset + 1) if n not in present]
@@ -68,6 +73,13 @@ def frame_issue(sample: Sample) -> FrameError | None:
                 file=path,
                 fix="restore the missing frames (spotting compares frames 3 apart)",
             )
+        span = [n for n in source.numbers if sample.onset <= n <= sample.offset]
+    # Spotting reads every frame of the span; a cut-short one (an interrupted copy) is
+    # found here from the file's end, without decoding it.
+    for number in span:
+        issue = image_end_issue(source.file(number))
+        if issue is not None:
+            return issue
     return None
 
 

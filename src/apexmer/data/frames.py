@@ -9,9 +9,11 @@ arrays whatever the file held (grayscale and 16-bit images are converted).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import cv2
 import numpy as np
@@ -104,12 +106,56 @@ def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     )
 
 
+_JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND"
+_TAIL = 64  # bytes: where a complete file's end marker lies (after any zero padding)
+
+
+def cut_short(head: bytes, tail: bytes, whole: Callable[[], bytes]) -> str | None:
+    """Why an image file looks cut short (an interrupted copy), or None.
+
+    A JPEG must hold its end-of-image marker FFD9 after its last start-of-scan FFDA (some
+    libjpeg builds decode a cut JPEG, grey-filled, without an error); a PNG its IEND chunk.
+    ``head``/``tail`` are the file's first and last bytes; ``whole`` gives all of them and
+    is called only when the tail alone does not show a proper end (trailing data).
+    """
+    if head.startswith(_JPEG_START):
+        if tail.rstrip(b"\x00\r\n\t ").endswith(_JPEG_END):
+            return None
+        data = whole()
+        if data.rfind(_JPEG_END) > data.rfind(_JPEG_SCAN) >= 0:
+            return None
+        return "JPEG is cut short or corrupt (no end-of-image marker FFD9 after its last scan)"
+    if head.startswith(_PNG_START) and _PNG_END not in tail and _PNG_END not in whole():
+        return "PNG is cut short or corrupt (no IEND chunk)"
+    return None
+
+
+def image_end_issue(path: str | Path) -> FrameError | None:
+    """FrameError when the image file at ``path`` is cut short; reads only its ends when
+    it is complete (cheap enough to run on every frame of a corpus)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - _TAIL))
+        tail = fh.read()
+    why = cut_short(head, tail, path.read_bytes)
+    if why is None:
+        return None
+    return FrameError(why, file=path, fix="copy or extract this frame again")
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as 8-bit BGR; a missing or corrupt file raises FrameError."""
+    """Read one image file as 8-bit BGR; a missing, cut short or corrupt file raises
+    FrameError."""
     path = Path(path)
     if not path.is_file():
         raise FrameError("image file not found", file=path, fix="check the path")
     data = np.fromfile(str(path), dtype=np.uint8)
+    why = cut_short(data[:8].tobytes(), data[-_TAIL:].tobytes(), data.tobytes)
+    if why is not None:
+        raise FrameError(why, file=path, fix="copy or extract this frame again")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise FrameError(
@@ -121,21 +167,29 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 class FrameSource(Protocol):
-    """Frames of one clip, addressed by frame number."""
+    """Frames of one clip, addressed by frame number.
+
+    ``numbers`` lists the frame numbers in order; ``read(number)`` returns one 8-bit BGR
+    ``(H, W, 3)`` frame (FrameError for a number outside ``numbers``); ``fps`` is the frame
+    rate when known (a video's header, or given), else None. ``iter_frames`` walks any
+    source in one forward pass.
+    """
 
     path: Path
     numbers: list[int]
+    fps: float | None
 
     def read(self, number: int) -> np.ndarray: ...
 
 
 class FolderFrames:
-    """Frames in a folder, one image per frame."""
+    """Frames in a folder, one image per frame, read from disk on every ``read``."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, fps: float | None = None) -> None:
         self.path = Path(folder)
         self._files = dict(list_frames(self.path))
         self.numbers = sorted(self._files)
+        self.fps = fps
 
     def file(self, number: int) -> Path:
         try:
@@ -151,63 +205,178 @@ class FolderFrames:
         return read_image(self.file(number))
 
 
-class VideoFrames:
-    """Frames of a video file; numbers are 0-based indices. The clip is decoded once,
-    sequentially, into memory (seeking is unreliable across codecs; micro-expression clips
-    are short, and ``max_frames`` caps what is kept)."""
+# Frames a VideoFrames keeps decoded (the last ones read): enough for process_clip, which
+# reads onset, mid and apex after its spotting pass, and for ``read`` of one frame twice.
+VIDEO_CACHE_FRAMES = 4
 
-    def __init__(self, path: str | Path, max_frames: int | None = None) -> None:
+
+class VideoFrames:
+    """Frames of a video file, streamed; numbers are 0-based indices.
+
+    Nothing but a few frames is ever held: ``read(n)`` decodes forward from the last frame
+    read (so reading in increasing order, as ``iter_frames`` does, is one decoding pass),
+    and a backward jump re-opens the file and skips forward with ``grab`` (exact on every
+    codec, unlike seeking by CAP_PROP_POS_FRAMES). The last ``cache_frames`` decoded frames
+    are kept, plus any frames ``pin``-ned. Memory is therefore independent of the video's
+    length: about ``(cache_frames + pinned + 1) x H x W x 3`` bytes plus the decoder's own
+    buffers.
+
+    ``numbers`` comes from a demux-only pass at open (packets counted, nothing decoded:
+    ~0.01 ms per 640x480 frame, about 1/100 of decoding): the header's frame count is not
+    used because it is wrong for truncated AVI/MKV files (600 claimed, 301 decodable). A
+    frame that was counted but cannot be decoded raises FrameError when read.
+    ``max_frames`` keeps only the first ``max_frames`` frames. ``fps`` overrides the
+    header's frame rate (None when the header has none).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        cache_frames: int = VIDEO_CACHE_FRAMES,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise FrameError("video file not found", file=self.path, fix="check the path")
-        self._frames = _decode_video(self.path, max_frames)
-        self.numbers = list(range(len(self._frames)))
+        count, header_fps = _probe_video(self.path, max_frames)
+        self.numbers = list(range(count))
+        self.fps = fps if fps is not None else header_fps
+        self.cache_frames = max(1, int(cache_frames))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._pinned: dict[int, np.ndarray] = {}
+        self._cap: cv2.VideoCapture | None = None
+        self._next = 0  # index of the frame the open capture decodes next
+        self._lock = threading.Lock()
 
     def read(self, number: int) -> np.ndarray:
-        if not 0 <= number < len(self._frames):
+        if not 0 <= number < len(self.numbers):
             raise FrameError(
-                f"frame {number} outside the video's 0..{len(self._frames) - 1}",
+                f"frame {number} outside the video's 0..{len(self.numbers) - 1}",
                 file=self.path,
                 fix="use a frame index inside the video",
             )
-        return self._frames[number]
+        with self._lock:
+            if number in self._pinned:
+                return self._pinned[number]
+            if number in self._cache:
+                self._cache.move_to_end(number)
+                return self._cache[number]
+            frame = self._decode(number)
+            self._cache[number] = frame
+            while len(self._cache) > self.cache_frames:
+                self._cache.popitem(last=False)
+            return frame
+
+    def pin(self, numbers: Sequence[int]) -> None:
+        """Keep these frames decoded until ``unpin`` (on top of the small cache)."""
+        for n in sorted(set(numbers)):
+            frame = self.read(n)
+            with self._lock:
+                self._pinned[n] = frame
+
+    def unpin(self) -> None:
+        with self._lock:
+            self._pinned.clear()
+
+    def close(self) -> None:
+        """Release the decoder and every kept frame (reading again re-opens the file)."""
+        with self._lock:
+            if self._cap is not None:
+                self._cap.release()
+            self._cap, self._next = None, 0
+            self._cache.clear()
+            self._pinned.clear()
+
+    def __enter__(self) -> VideoFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cached(self) -> list[int]:
+        """Frame numbers held in memory now (cache and pinned), for tests and debugging."""
+        with self._lock:
+            return sorted({*self._cache, *self._pinned})
+
+    def _decode(self, number: int) -> np.ndarray:
+        if self._cap is None or number < self._next:
+            if self._cap is not None:
+                self._cap.release()
+            self._cap, self._next = _open_capture(self.path), 0
+        while self._next < number:  # skip forward without colour conversion
+            if not self._cap.grab():
+                self._damaged(self._next)
+            self._next += 1
+        ok, frame = self._cap.read()
+        if not ok:
+            self._damaged(number)
+        self._next += 1
+        return to_bgr8(frame, self.path)
+
+    def _damaged(self, number: int) -> NoReturn:
+        self._cap.release()
+        self._cap, self._next = None, 0
+        raise FrameError(
+            f"frame {number} of {len(self.numbers)} cannot be decoded (damaged video)",
+            file=self.path,
+            fix="re-encode the video (e.g. ffmpeg -i in.mp4 out.mp4) or cut it before this frame",
+        )
 
 
-def _decode_video(path: Path, max_frames: int | None) -> list[np.ndarray]:
+def _open_capture(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise FrameError(
+            "video cannot be opened (unknown codec or not a video)",
+            file=path,
+            fix="convert it to mp4 (H.264) or a frame folder",
+        )
+    return cap
+
+
+def _probe_video(path: Path, max_frames: int | None) -> tuple[int, float | None]:
+    """``(frames, fps)``: frames counted by demuxing (no decoding), at most ``max_frames``;
+    fps from the header (None when absent)."""
+    cap = _open_capture(path)
     try:
-        if not cap.isOpened():
-            raise FrameError(
-                "video cannot be opened (unknown codec or not a video)",
-                file=path,
-                fix="convert it to mp4 (H.264) or a frame folder",
-            )
-        frames: list[np.ndarray] = []
-        while max_frames is None or len(frames) < max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(to_bgr8(frame, path))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        # CAP_PROP_FORMAT -1: grab() returns raw packets, undecoded (FFmpeg backend); where
+        # a backend refuses it, grab() decodes: slower, same count.
+        cap.set(cv2.CAP_PROP_FORMAT, -1)
+        count = 0
+        while (max_frames is None or count < max_frames) and cap.grab():
+            count += 1
+        if count:  # packets that demux but never decode (unsupported codec) count for nothing
+            first = _open_capture(path)
+            try:
+                count = count if first.grab() else 0
+            finally:
+                first.release()
     finally:
         cap.release()
-    if not frames:
+    if count == 0:
         raise FrameError(
             "video has no decodable frames",
             file=path,
             fix="check that the file is a complete video",
         )
-    return frames
+    return count, (float(fps) if fps and fps > 0 and np.isfinite(fps) else None)
 
 
 class ArrayFrames:
     """Frames already in memory (a list of arrays); numbers are 0-based indices."""
 
-    def __init__(self, frames: Sequence[np.ndarray], name: str = "<frames>") -> None:
+    def __init__(
+        self, frames: Sequence[np.ndarray], name: str = "<frames>", fps: float | None = None
+    ) -> None:
         if len(frames) == 0:
             raise FrameError("no frames given", file=name, fix="pass at least one frame")
         self.path = Path(name)
         self._frames = [to_bgr8(np.asarray(f), name) for f in frames]
         self.numbers = list(range(len(self._frames)))
+        self.fps = fps
 
     def read(self, number: int) -> np.ndarray:
         if not 0 <= number < len(self._frames):
@@ -220,23 +389,30 @@ class ArrayFrames:
 
 
 def open_frames(
-    source: str | Path | Sequence[np.ndarray], max_frames: int | None = None
+    source: str | Path | Sequence[np.ndarray],
+    max_frames: int | None = None,
+    fps: float | None = None,
 ) -> FrameSource:
-    """A FrameSource for a frame folder, a video file, or a list of arrays."""
+    """A FrameSource for a frame folder, a video file (streamed), or a list of arrays.
+    ``fps`` sets the frame rate (a video's header gives it otherwise); ``max_frames``
+    keeps a video's first frames only."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            return FolderFrames(path)
+            return FolderFrames(path, fps=fps)
         if path.suffix.lower() in VIDEO_SUFFIXES or path.is_file():
-            return VideoFrames(path, max_frames=max_frames)
+            return VideoFrames(path, max_frames=max_frames, fps=fps)
         raise FrameError(
             "no such frame folder or video",
             file=path,
             fix="pass a folder of frames or a video file (mp4/avi)",
         )
-    return ArrayFrames(list(source))
+    return ArrayFrames(list(source), fps=fps)
 
 
 def iter_frames(src: FrameSource, numbers: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(number, frame)`` for ``numbers`` in the order given. On a VideoFrames, increasing
+    numbers decode in one forward pass holding O(1) frames (its small cache), so a whole
+    long video can be walked with ``iter_frames(src, src.numbers)`` in bounded memory."""
     for n in numbers:
         yield n, src.read(n)

@@ -20,10 +20,23 @@ SAMM_EMOTIONS = (
     "sadness",
     "surprise",
 )
+# CAS(ME)^3 Part A "emotion" values (lower case in the sheet; 3 rows spell "Others").
+CASME3_EMOTIONS = ("anger", "disgust", "fear", "happy", "others", "sad", "surprise")
 # SMIC-HS folder names: positive / negative / surprise.
 SMIC_EMOTIONS = ("negative", "positive", "surprise")
 
 NEGATIVE_3 = {"disgust", "repression", "sadness", "fear", "anger", "contempt", "negative"}
+# CAS(ME)^3's 4 classes (Li et al. 2022): negative = anger, disgust, fear, sad;
+# positive = happy; surprise; others. The 3-class task drops others.
+_CASME3_4 = {
+    "anger": "negative",
+    "disgust": "negative",
+    "fear": "negative",
+    "sad": "negative",
+    "happy": "positive",
+    "surprise": "surprise",
+    "others": "others",
+}
 
 LABEL_MAPS: dict[str, dict[str, dict[str, str]]] = {
     "casme2": {
@@ -54,6 +67,12 @@ LABEL_MAPS: dict[str, dict[str, dict[str, str]]] = {
         },
         "all": {e: e for e in sorted(SAMM_EMOTIONS)},
     },
+    "casme3": {
+        "7class": {e: e for e in CASME3_EMOTIONS},
+        "4class": _CASME3_4,
+        "3class": {e: c for e, c in _CASME3_4.items() if c != "others"},
+        "all": {e: e for e in CASME3_EMOTIONS},
+    },
     "smic": {
         "3class": {e: e for e in SMIC_EMOTIONS},
         "all": {e: e for e in SMIC_EMOTIONS},
@@ -67,7 +86,8 @@ LABEL_MAPS: dict[str, dict[str, dict[str, str]]] = {
 
 
 def label_map(corpus: str, classes: str) -> dict[str, str]:
-    """The emotion -> class map for ``corpus`` and task ``classes`` (5class, 3class, all)."""
+    """The emotion -> class map for ``corpus`` and task ``classes`` (5class, 3class, all;
+    CAS(ME)^3 also 7class and 4class)."""
     try:
         maps = LABEL_MAPS[corpus]
     except KeyError:

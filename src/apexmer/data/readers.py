@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from apexmer.data.casme2 import read_casme2
+from apexmer.data.casme3 import read_casme3
 from apexmer.data.checks import check_frames, frame_issue
 from apexmer.data.manifest import read_manifest
 from apexmer.data.megc import read_megc
@@ -17,14 +18,22 @@ from apexmer.errors import DataError
 CORPORA: dict[str, Callable[..., SampleSet]] = {
     "casme2": read_casme2,
     "samm": read_samm,
+    "casme3": read_casme3,
     "smic": read_smic,
     "megc": read_megc,
     "manifest": read_manifest,
 }
-DEFAULT_CLASSES = {"casme2": "5class", "samm": "5class", "smic": "3class", "megc": "3class"}
+DEFAULT_CLASSES = {
+    "casme2": "5class",
+    "samm": "5class",
+    "casme3": "7class",
+    "smic": "3class",
+    "megc": "3class",
+}
 _CODING_HINT = {
     "casme2": "pass --coding CASME2-coding-20190701.xlsx (or the 2014 sheet)",
     "samm": "pass --coding SAMM_Micro_FACS_Codes_v2.xlsx",
+    "casme3": "pass --coding cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
     "megc": "pass --coding combined_3class_gt.csv",
     "manifest": "pass --coding manifest.csv",
     "smic": "pass --root with SMIC-HS's folder (the one holding s1, s2, ...)",
@@ -39,12 +48,14 @@ def read_corpus(
     coding: str | Path | None = None,
     root: str | Path | None = None,
     classes: str | None = None,
+    layout: str | None = None,
 ) -> SampleSet:
-    """Read a corpus by name (``casme2|samm|smic|megc|manifest``).
+    """Read a corpus by name (``casme2|samm|casme3|smic|megc|manifest``).
 
-    ``classes`` defaults to 5class for casme2/samm and 3class for smic/megc; a manifest
-    carries its own labels and paths (``root``/``classes`` given with it are an error). For
-    smic the folder is ``root``, or ``coding`` when no root is given.
+    ``classes`` defaults to 5class for casme2/samm, 7class for casme3 and 3class for
+    smic/megc; a manifest carries its own labels and paths (``root``/``classes`` given with
+    it are an error). For smic the folder is ``root``, or ``coding`` when no root is given.
+    ``layout`` (casme3 only) is the frame folder template under ``root``.
     """
     name = corpus.lower()
     if name not in CORPORA:
@@ -58,7 +69,11 @@ def read_corpus(
                 fix="drop --root/--classes, or read the corpus the crops came from instead",
             )
         return read_manifest(_needed(coding, name))
+    if layout is not None and name != "casme3":
+        raise DataError(f"--layout applies to casme3 only, not {corpus!r}", fix="drop --layout")
     classes = classes or DEFAULT_CLASSES[name]
+    if name == "casme3":
+        return read_casme3(_needed(coding, name), root=root, classes=classes, layout=layout)
     if name == "smic":
         return read_smic(_needed(root if root is not None else coding, name), classes=classes)
     return CORPORA[name](_needed(coding, name), root=root, classes=classes)

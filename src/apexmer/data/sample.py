@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,27 @@ class Problem:
     message: str  # what is wrong and how to fix it
     row: int | None = None  # 1-based spreadsheet/CSV row, header counted
     sample: str | None = None  # Sample.key where known
+    # "error": the row or sample was left out. "warning": it was kept, but something in it
+    # is known to be wrong (e.g. a coded apex outside onset..offset) and was worked around.
+    level: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = self.file + (f", row {self.row}" if self.row is not None else "")
         who = f" [{self.sample}]" if self.sample else ""
         return f"{where}{who}: {self.message}"
 
+    @property
+    def is_warning(self) -> bool:
+        return self.level == "warning"
+
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "row": self.row, "sample": self.sample, "message": self.message}
+        return {
+            "file": self.file,
+            "row": self.row,
+            "sample": self.sample,
+            "level": self.level,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -99,12 +112,24 @@ class SampleSet:
     def label_index(self, label: str) -> int:
         return self.classes.index(label)
 
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems that left a row or sample out."""
+        return [p for p in self.problems if not p.is_warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems of samples that were kept (flagged, see ``Problem.level``)."""
+        return [p for p in self.problems if p.is_warning]
+
     def summary(self) -> dict[str, Any]:
-        """The ``apexmer data summary --json`` payload."""
+        """The ``apexmer data summary --json`` payload: ``problems`` lists what was left
+        out, ``warnings`` what was kept but flagged."""
         return {
             "samples": len(self.samples),
             "subjects": len(self.subjects),
             "classes": self.class_counts(),
             "coding_version": self.coding_version,
-            "problems": [str(p) for p in self.problems],
+            "problems": [str(p) for p in self.errors],
+            "warnings": [str(p) for p in self.warnings],
         }

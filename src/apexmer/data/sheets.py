@@ -119,7 +119,8 @@ def frame_column(
 def frame_triplet(
     frames: dict[str, dict[int, int | RowError | None]], row: int, names: tuple[str, str, str]
 ) -> tuple[int, int | None, int]:
-    """(onset, apex, offset) of one row, checked: onset <= offset, apex inside them."""
+    """(onset, apex, offset) of one row, checked: onset <= offset. An apex outside them is
+    returned as coded (see ``apex_outside``): published sheets hold such rows."""
     values = []
     for name in names:
         value = frames[name][row]
@@ -134,12 +135,16 @@ def frame_triplet(
             f"{names[0]} {onset} is after {names[2]} {offset}. "
             "Fix: swap or correct the frame numbers"
         )
-    if apex is not None and not onset <= apex <= offset:
-        raise RowError(
-            f"{names[1]} {apex} is outside [{onset}, {offset}]. "
-            f"Fix: correct {names[1]} to a frame between onset and offset"
-        )
     return onset, apex, offset
+
+
+def apex_outside(onset: int | None, apex: int | None, offset: int | None) -> bool:
+    """True when a coded apex lies outside onset..offset (a coding error the published
+    SAMM sheet has in two rows): such a sample is kept, flagged ``extra["apex_outside"]``,
+    and preprocessing's ``apex_outside`` policy chooses its apex."""
+    if apex is None or onset is None or offset is None:
+        return False
+    return not onset <= apex <= offset
 
 
 def frames_root(root: str | Path | None, fix: str) -> Path | None:
@@ -175,6 +180,25 @@ class SheetSpec:
     emotion_hint: str  # how the sheet spells them, for the fix
     clip_example: str  # e.g. "EP02_01f"
     extra_columns: tuple[str, ...] = ()  # kept in Sample.extra when non-empty
+    emotion_column: str = "Estimated Emotion"
+    au_column: str = "Action Units"
+    # Sample.clip from (Filename, onset, offset): the Filename itself where it names one
+    # clip; CAS(ME)^3 names a video that holds several MEs.
+    clip_name: Callable[[str, int, int], str] | None = None
+    # Frame folders under root, tried in order (the first that exists is used; the first
+    # is reported when none does); fields {subject} and {video} (the Filename).
+    layouts: tuple[str, ...] = ("{subject}/{video}",)
+
+
+def frames_folder(root: Path, layouts: tuple[str, ...], subject: str, video: str) -> Path:
+    """The clip's frames under ``root``: the first layout whose folder (or video file
+    beside it) exists, else the first layout's path (its absence is reported later)."""
+    folders = [root / layout.format(subject=subject, video=video) for layout in layouts]
+    for folder in folders:
+        found = clip_location(folder)
+        if found.exists():
+            return found
+    return folders[0]
 
 
 def samples_from_sheet(
@@ -194,13 +218,14 @@ def samples_from_sheet(
     for row, cells in table.iterrows():
         try:
             subject = spec.subject(cells["Subject"])
-            clip = cell_text(cells["Filename"])
-            if not clip:
+            video = cell_text(cells["Filename"])
+            if not video:
                 raise RowError(
                     f"Filename is empty. Fix: write the clip folder name, e.g. {spec.clip_example}"
                 )
             onset, apex, offset = frame_triplet(frames, row, spec.frame_columns)
-            emotion = cell_text(cells["Estimated Emotion"]).lower()
+            clip = spec.clip_name(video, onset, offset) if spec.clip_name else video
+            emotion = cell_text(cells[spec.emotion_column]).lower()
             if emotion not in spec.emotions:
                 raise RowError(f"unknown emotion {emotion!r}. Fix: use one of {spec.emotion_hint}")
             if f"{subject}/{clip}" in seen:
@@ -215,19 +240,45 @@ def samples_from_sheet(
         for column in spec.extra_columns:
             if column in table.columns and cell_text(cells[column]):
                 extra[column.lower().replace(" ", "_")] = cell_text(cells[column])
+        if clip != video:
+            extra["video"] = video
+        if apex_outside(onset, apex, offset):
+            extra["apex_outside"] = True
+            problems.append(
+                apex_outside_warning(coding, int(row), spec, subject, clip, (onset, apex, offset))
+            )
         samples.append(
             Sample(
                 dataset=spec.dataset,
                 subject=subject,
                 clip=clip,
                 label=mapping[emotion],
-                frames=clip_location(root / subject / clip) if root is not None else None,
+                frames=frames_folder(root, spec.layouts, subject, video)
+                if root is not None
+                else None,
                 onset=onset,
                 apex=apex,
                 offset=offset,
                 emotion=emotion,
-                action_units=cell_text(cells.get("Action Units")),
+                action_units=cell_text(cells.get(spec.au_column)),
                 extra=extra,
             )
         )
     return samples, problems
+
+
+def apex_outside_warning(
+    coding: Path, row: int, spec: SheetSpec, subject: str, clip: str, frames: tuple
+) -> Problem:
+    """The warning of a kept row whose coded apex lies outside onset..offset."""
+    onset, apex, offset = frames
+    return Problem(
+        str(coding),
+        f"{spec.frame_columns[1]} {apex} is outside [{onset}, {offset}]; the row is kept and "
+        "flagged apex_outside. `apexmer preprocess --apex-outside` chooses its apex "
+        "(default: spotted inside onset..offset). Fix: correct the apex in the sheet if the "
+        "true apex is known",
+        row=row,
+        sample=f"{spec.dataset}/{subject}/{clip}",
+        level="warning",
+    )

@@ -8,6 +8,14 @@ Each clip goes through ``preprocess.pipeline.process_clip`` with the checkpoint'
 preprocessing settings (apex always spotted: a new clip has no labels), then the crop of
 the frame the network was trained on (apex, mid or onset) is resized and normalised
 exactly as in training. The crops of all clips go through the network as one batch.
+
+Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole.
+Per clip, prediction holds a few decoded frames, plus what spotting keeps of every frame
+of onset..offset: its 10 ROI crops as uint8, 10 x s^2 bytes a frame with s half the
+distance between the eyes (26 kB a frame measured on a 640x480 face, 50 MB for 2,000
+frames), plus the curve's fixed ~40 MB working set. A result keeps the
+apex frame, three aligned crops and the curve, not the frames
+(``bench/memory_vs_length.py``).
 """
 
 from __future__ import annotations
@@ -161,6 +169,7 @@ class _TimedSource:
         self._source = source
         self.path = source.path
         self.numbers = source.numbers
+        self.fps = getattr(source, "fps", None)
         self.seconds = 0.0
 
     def read(self, number: int) -> np.ndarray:
@@ -304,9 +313,9 @@ class Predictor:
         ``source`` is a video file, a frame folder, a list of frames, or a list of such
         clips. Without ``onset``/``offset`` the whole clip is used. ``on_error`` defaults to
         ``"raise"`` for one clip and ``"record"`` (an ``error`` row, NaN predictions) for
-        several.
+        several. Memory per clip: see the module docstring (videos are streamed).
         """
-        results = self.predict_clips(source, onset, offset, on_error=on_error)
+        results = self.predict_clips(source, onset, offset, on_error=on_error, keep_frames=False)
         return self.to_frame(results)
 
     def to_frame(self, results: Sequence[ClipPrediction]) -> pd.DataFrame:
@@ -322,15 +331,19 @@ class Predictor:
         onset: int | None = None,
         offset: int | None = None,
         on_error: Literal["raise", "record"] | None = None,
+        keep_frames: bool = True,
     ) -> list[ClipPrediction]:
-        """Like ``predict`` but returns rich results (curve, crops, apex frame, timings)."""
+        """Like ``predict`` but returns rich results (curve, crops, apex frame, timings).
+        ``keep_frames=False`` leaves out the full apex frame (one H x W x 3 frame per clip,
+        which a batch of many clips would otherwise accumulate)."""
         single = _is_one_clip(source)
         sources = [source] if single else list(source)
         if not sources:
             raise DataError("no clips given", fix="pass a video, a frame folder or a list")
         on_error = on_error or ("raise" if single else "record")
         results = [
-            self._preprocess(s, _name(s, i), onset, offset, on_error) for i, s in enumerate(sources)
+            self._preprocess(s, _name(s, i), onset, offset, on_error, keep_frames)
+            for i, s in enumerate(sources)
         ]
         ok = [r for r in results if r.ok]
         if ok:
@@ -374,11 +387,18 @@ class Predictor:
         return det
 
     def _preprocess(
-        self, source: Source, name: str, onset: int | None, offset: int | None, on_error: str
+        self,
+        source: Source,
+        name: str,
+        onset: int | None,
+        offset: int | None,
+        on_error: str,
+        keep_frame: bool = True,
     ) -> ClipPrediction:
         out = ClipPrediction(
             input=name, frame=self.frame, network_input=describe_input(self.metadata)
         )
+        frames = None
         try:
             start = time.perf_counter()
             frames = source if hasattr(source, "read") else open_frames(source, self.max_frames)
@@ -392,14 +412,19 @@ class Predictor:
                 "landmarks": timed_det.seconds,
                 "spot_align": elapsed - timed_src.seconds - timed_det.seconds,
             }
-            self._fill(out, res, frames)
+            self._fill(out, res, frames, keep_frame)
         except INPUT_ERRORS as exc:
             if on_error == "raise":
                 raise
             out.error = str(exc)
+        finally:
+            if frames is not source and hasattr(frames, "close"):
+                frames.close()  # a video opened here: its decoder and cached frames go now
         return out
 
-    def _fill(self, out: ClipPrediction, res: ClipResult, source: FrameSource) -> None:
+    def _fill(
+        self, out: ClipPrediction, res: ClipResult, source: FrameSource, keep_frame: bool
+    ) -> None:
         out.onset, out.apex, out.offset = res.onset, res.apex, res.offset
         out.apex_index = res.apex_index
         out.numbers, out.curve = list(res.spot.numbers), res.spot.curve
@@ -407,4 +432,4 @@ class Predictor:
         out.face_box = tuple(int(v) for v in out.landmarks.box)
         out.crop, out.apex_crop = res.crops[self.frame], res.crops["apex"]
         out.onset_crop = res.crops["onset"]
-        out.apex_frame = source.read(res.apex)
+        out.apex_frame = source.read(res.apex) if keep_frame else None

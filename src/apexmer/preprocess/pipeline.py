@@ -63,10 +63,21 @@ class PreprocessConfig:
     # textured faces, would otherwise exceed the expression itself). "frame": each frame
     # aligned by its own landmarks.
     align_per: Literal["clip", "frame"] = "clip"
+    # With apex="labelled", what a coded apex outside onset..offset (a known coding error:
+    # two rows of the published SAMM sheet) becomes. "spotted" (default): the spotted apex
+    # inside onset..offset, as for a row without an apex (the error may be in any of the
+    # three numbers; the spotter only trusts the span, which frames the expression).
+    # "clamped": the nearer of onset/offset (a boundary frame, near-neutral by definition).
+    # "labelled": the coded frame as it is (it must exist among the clip's frames).
+    apex_outside: Literal["spotted", "clamped", "labelled"] = "spotted"
 
     def __post_init__(self) -> None:
         if self.apex not in ("labelled", "spotted"):
             raise ConfigError(f"apex={self.apex!r}; use 'labelled' or 'spotted'")
+        if self.apex_outside not in ("spotted", "clamped", "labelled"):
+            raise ConfigError(
+                f"apex_outside={self.apex_outside!r}; use 'spotted', 'clamped' or 'labelled'"
+            )
         if self.align_per not in ("clip", "frame"):
             raise ConfigError(f"align_per={self.align_per!r}; use 'clip' or 'frame'")
         if self.detector not in DETECTORS:
@@ -83,6 +94,7 @@ class PreprocessConfig:
             "spot": asdict(self.spot),
             "align": asdict(self.align),
             "align_per": self.align_per,
+            "apex_outside": self.apex_outside,
         }
 
     @classmethod
@@ -93,6 +105,7 @@ class PreprocessConfig:
             spot=SpotConfig(**d.get("spot", {})),
             align=AlignConfig(**d.get("align", {})),
             align_per=d.get("align_per", "frame"),  # caches made before the option
+            apex_outside=d.get("apex_outside", "spotted"),
         )
 
 
@@ -110,6 +123,7 @@ class ClipResult:
     landmarks: dict[str, FaceLandmarks]  # per role, in frame coordinates
     crops: dict[str, np.ndarray]  # per role, aligned (S, S, 3) uint8 BGR
     matrices: dict[str, np.ndarray]  # per role, (2, 3) frame -> crop
+    apex_source: str = "spotted"  # labelled | spotted | clamped (see choose_apex)
 
     @property
     def apex_index(self) -> int:
@@ -134,6 +148,19 @@ def face_on(frame: np.ndarray, detector: LandmarkDetector, where: str) -> FaceLa
     return found
 
 
+def choose_apex(
+    spot: SpotResult, apex_label: int | None, config: PreprocessConfig
+) -> tuple[int, str]:
+    """``(apex frame, where it came from)`` under the config's apex policy."""
+    if config.apex == "spotted" or apex_label is None:
+        return spot.apex, "spotted"
+    if spot.onset <= apex_label <= spot.offset or config.apex_outside == "labelled":
+        return apex_label, "labelled"
+    if config.apex_outside == "clamped":
+        return min(max(apex_label, spot.onset), spot.offset), "clamped"
+    return spot.apex, "spotted"
+
+
 def process_clip(
     source: FrameSource,
     onset: int | None = None,
@@ -145,13 +172,13 @@ def process_clip(
 ) -> ClipResult:
     """Spot the apex of one clip and align its apex, mid and onset frames."""
     spot = spot_clip(source, onset, offset, detector, config.spot)
-    use_label = config.apex == "labelled" and apex_label is not None
-    apex = apex_label if use_label else spot.apex
+    apex, apex_source = choose_apex(spot, apex_label, config)
     if apex not in source.numbers:
         raise ApexmerError(
             f"{source.path}: apex frame {apex} is not among the frames "
             f"({source.numbers[0]}..{source.numbers[-1]}). Fix: correct the "
             "ApexFrame in the coding sheet, or use --apex spotted"
+            + (" or --apex-outside spotted" if apex_source == "labelled" else "")
         )
     roles = {"onset": spot.onset, "mid": mid_frame(spot.numbers, spot.onset, apex), "apex": apex}
     landmarks: dict[str, FaceLandmarks] = {}
@@ -182,6 +209,7 @@ def process_clip(
         landmarks=landmarks,
         crops=crops,
         matrices=matrices,
+        apex_source=apex_source,
     )
 
 
@@ -270,9 +298,7 @@ def process_sample(
         "apex_labelled": res.apex_labelled,
         "apex_spotted": res.apex_spotted,
         "mid": res.mid,
-        "apex_source": "labelled"
-        if res.apex == res.apex_labelled and config.apex == "labelled"
-        else "spotted",
+        "apex_source": res.apex_source,
         "paths": paths,
         "face_box": [int(v) for v in box],
         "curve": res.spot.as_dict()["curve"],
@@ -396,7 +422,7 @@ def write_outputs(
 ) -> PreprocessResult:
     by_key = {r["key"]: r for r in records}
     ok_samples = []
-    problems = list(sample_set.problems)
+    problems = list(sample_set.problems)  # warnings (kept, flagged samples) included
     for s in sample_set.samples:
         r = by_key[s.key]
         if r["status"] != "ok":
@@ -424,14 +450,14 @@ def write_outputs(
     write_manifest(out_set, manifest, extra_columns=("mid",))
     problems_csv = cache / "problems.csv"
     table = pd.DataFrame(
-        [p.as_dict() for p in problems], columns=["file", "row", "sample", "message"]
+        [p.as_dict() for p in problems], columns=["file", "row", "sample", "level", "message"]
     )
     write_text(problems_csv, table.to_csv(index=False))
     return PreprocessResult(
         manifest=manifest,
         problems_csv=problems_csv,
         n_ok=len(ok_samples),
-        n_failed=len(problems),
+        n_failed=sum(not p.is_warning for p in problems),
         problems=problems,
     )
 

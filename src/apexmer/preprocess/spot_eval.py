@@ -25,6 +25,9 @@ def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig) -
         "offset": sample.offset,
         "labelled": sample.apex,
     }
+    if sample.extra.get("apex_outside"):  # kept by the reader, but no truth to score
+        problem = "coded apex outside onset..offset (a coding error): not scored"
+        return {**row, "spotted": None, "error": None, "problem": problem}
     try:
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")

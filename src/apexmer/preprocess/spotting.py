@@ -159,36 +159,61 @@ def roi_boxes(
     return np.concatenate([xy, np.full((len(ROIS), 2), side, np.int64)], axis=1)
 
 
-def crop_rois(gray: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Crops ``(R, s, s)`` float32 of one gray frame ``(H, W)`` at equal-sized ``boxes``."""
+def crop_rois(gray: np.ndarray, boxes: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Crops ``(R, s, s)`` of one gray frame ``(H, W)`` at equal-sized ``boxes``."""
     boxes = np.asarray(boxes)
     side = int(boxes[0, 2])
     if np.any(boxes[:, 2:] != side):
         raise ValueError("crop_rois needs square boxes of one size (as roi_boxes makes)")
-    return np.stack([gray[y : y + side, x : x + side] for x, y, _, _ in boxes]).astype(np.float32)
+    return np.stack([gray[y : y + side, x : x + side] for x, y, _, _ in boxes]).astype(dtype)
 
 
-def curve_from_crops(crops: np.ndarray, config: SpotConfig | None = None) -> np.ndarray:
-    """Score M_i of every frame from ROI crops ``(T, R, s, s)`` (0..255 scale) -> ``(T,)``."""
+# Float32 bytes of one block of frames in curve_from_crops; its temporaries are a few
+# blocks (~40 MB), whatever the clip's length.
+CURVE_BLOCK_BYTES = 8 * 2**20
+
+
+def curve_from_crops(
+    crops: np.ndarray, config: SpotConfig | None = None, block: int | None = None
+) -> np.ndarray:
+    """Score M_i of every frame from ROI crops ``(T, R, s, s)`` (0..255 scale) -> ``(T,)``.
+
+    Computed ``block`` frames at a time (default: CURVE_BLOCK_BYTES of float32), with the
+    same numbers as all at once: pass uint8 crops and the only memory that grows with T is
+    the crops themselves (T x R x s x s bytes).
+    """
     config = config or SpotConfig()
-    crops = np.asarray(crops, dtype=np.float32)
+    crops = np.asarray(crops)
     n = crops.shape[0]
     if n < config.lag + 1:
         raise ValueError(f"{n} frames; lag {config.lag} needs at least {config.lag + 1}")
-    if config.blur > 0:
-        flat = crops.reshape(-1, *crops.shape[-2:])
-        flat = np.stack([cv2.GaussianBlur(c, (0, 0), config.blur) for c in flat])
-        crops = flat.reshape(crops.shape)
-    c = crops.reshape(n, -1)  # (T, P)
-    back = np.concatenate([np.repeat(c[:1], config.lag, 0), c[: -config.lag]])  # F_{i-lag}
-    den = np.abs(c - back)
-    if config.denominator == "symmetric" and n > config.lag:
-        fwd = np.abs(c[: -config.lag] - c[config.lag :])  # |F_i - F_{i+lag}|, i < T - lag
-        den[: n - config.lag] = 0.5 * (den[: n - config.lag] + fwd)
-    den += 1.0
-    score = ((np.abs(c - c[0]) + 1.0) / den).mean(1, dtype=np.float64)
-    if config.offset_term:
-        score += ((np.abs(c - c[-1]) + 1.0) / den).mean(1, dtype=np.float64)
+    flat = crops.reshape(n, -1)  # (T, P), any dtype
+    block = block or max(1, CURVE_BLOCK_BYTES // (4 * flat.shape[1]))
+
+    def rows(index: np.ndarray) -> np.ndarray:  # float32 (len, P), blurred like the crops
+        out = flat[index].astype(np.float32)
+        if config.blur > 0:
+            side = crops.shape[-2:]
+            out = np.stack(
+                [cv2.GaussianBlur(c, (0, 0), config.blur).ravel() for c in out.reshape(-1, *side)]
+            ).reshape(out.shape)
+        return out
+
+    first, last = rows(np.array([0])), rows(np.array([n - 1]))
+    score = np.empty(n, np.float64)
+    for a in range(0, n, block):
+        i = np.arange(a, min(a + block, n))
+        c = rows(i)
+        den = np.abs(c - rows(np.maximum(i - config.lag, 0)))  # F_{i-lag}; F_0 for i < lag
+        if config.denominator == "symmetric":
+            ahead = i < n - config.lag  # |F_i - F_{i+lag}| exists
+            if ahead.any():
+                fwd = np.abs(c[ahead] - rows(i[ahead] + config.lag))
+                den[ahead] = 0.5 * (den[ahead] + fwd)
+        den += 1.0
+        score[i] = ((np.abs(c - first) + 1.0) / den).mean(1, dtype=np.float64)
+        if config.offset_term:
+            score[i] += ((np.abs(c - last) + 1.0) / den).mean(1, dtype=np.float64)
     if config.first_frames == "skip":
         score[: config.lag] = np.nan
         if config.denominator == "symmetric":
@@ -230,6 +255,15 @@ def clip_numbers(
 ) -> list[int]:
     """Frame numbers of ``source`` from onset to offset (None = first/last), validated."""
     available = list(source.numbers)
+    need = min_frames or lag + 1
+    if onset is None and offset is None and len(available) < need:
+        # The whole clip was asked for (an upload, `apexmer predict`): no sheet to blame.
+        count = f"{len(available)} frame" + ("" if len(available) == 1 else "s")
+        raise DataError(
+            f"the clip has {count}; spotting with lag {lag} needs at least {need} frames",
+            file=source.path,
+            fix=f"pass a longer clip (at least {need} frames)",
+        )
     onset = available[0] if onset is None else int(onset)
     offset = available[-1] if offset is None else int(offset)
     span = f"the source holds frames {available[0]}..{available[-1]}"
@@ -245,10 +279,10 @@ def clip_numbers(
         raise DataError(
             f"onset {onset} is not before offset {offset}",
             file=source.path,
-            fix="check the onset/offset columns of the coding sheet",
+            fix="give an onset frame number before the offset (in a coding sheet: check the "
+            "onset/offset columns of this clip's row)",
         )
     numbers = [n for n in available if onset <= n <= offset]
-    need = min_frames or lag + 1
     if len(numbers) < need:
         raise DataError(
             f"clip {onset}..{offset} has {len(numbers)} frames; spotting with "
@@ -289,8 +323,10 @@ def spot_clip(
             )
     boxes = roi_boxes(face.points, first.shape, config.roi_size)
     side = int(boxes[0, 2])
-    crops = []
-    for n in numbers:
+    # uint8 ROI crops of every frame, never whole frames: T x 10 x side^2 bytes is all that
+    # spotting holds (frames are read one at a time; see curve_from_crops)
+    crops = np.empty((len(numbers), len(ROIS), side, side), np.uint8)
+    for k, n in enumerate(numbers):
         frame = first if n == numbers[0] else source.read(n)
         if config.landmarks == "per_frame" and n != numbers[0]:
             found = detector.detect(frame)
@@ -301,8 +337,8 @@ def spot_clip(
                     "landmarks='onset', or check this frame"
                 )
             boxes = roi_boxes(found.points, frame.shape, side=side)
-        crops.append(crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes))
-    curve = curve_from_crops(np.stack(crops), config)
+        crops[k] = crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes, np.uint8)
+    curve = curve_from_crops(crops, config)
     index = spot_apex(curve)
     return SpotResult(
         apex=numbers[index],

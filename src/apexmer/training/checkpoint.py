@@ -12,12 +12,15 @@ unpickled, no code runs.
 from __future__ import annotations
 
 import json
+import math
+import typing
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from apexmer.errors import WeightsError
+from apexmer.config import DataConfig
+from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
 from apexmer.models.registry import create_model, list_models
 
@@ -55,6 +58,11 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -> dict[str, Any]:
     """Check the keys inference needs; raise WeightsError naming what is wrong."""
+    if not isinstance(meta, dict):
+        raise WeightsError(
+            f"{source}: checkpoint metadata is a JSON {type(meta).__name__}, not a JSON "
+            f"object. Fix: {FIX_RETRAIN}"
+        )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise WeightsError(
@@ -68,6 +76,7 @@ def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -
         raise WeightsError(
             f"{source}: checkpoint metadata lacks {', '.join(missing)}. Fix: {FIX_RETRAIN}"
         )
+    check_metadata_values(meta, source)
     if len(meta["classes"]) != meta["num_classes"]:
         raise WeightsError(
             f"{source}: {len(meta['classes'])} class names but num_classes="
@@ -79,6 +88,70 @@ def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -
             f"apexmer knows {', '.join(list_models())}. Fix: upgrade apexmer"
         )
     return meta
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>") -> None:
+    """Types and ranges of the values inference uses, so that metadata which parses but is
+    wrong fails here in one line, never later as a traceback or NaN confidences."""
+    from apexmer.preprocess.pipeline import PreprocessConfig
+
+    def bad(key: str, want: str) -> WeightsError:
+        got = json.dumps(meta[key], default=str)
+        got = got if len(got) <= 60 else got[:57] + "..."
+        return WeightsError(
+            f"{source}: checkpoint metadata {key} must be {want} (it is {got}). Fix: {FIX_RETRAIN}"
+        )
+
+    classes = meta["classes"]
+    if not (
+        isinstance(classes, list)
+        and classes
+        and all(isinstance(c, str) and c for c in classes)
+        and len(set(classes)) == len(classes)
+    ):
+        raise bad("classes", "a list of distinct class names (strings)")
+    num = meta["num_classes"]
+    if not (isinstance(num, int) and not isinstance(num, bool) and num == len(classes)):
+        raise bad("num_classes", f"the integer {len(classes)} (the number of classes)")
+    size = meta["input_size"]
+    if not (isinstance(size, int) and not isinstance(size, bool) and 16 <= size <= 1024):
+        raise bad("input_size", "an integer from 16 to 1024 (pixels)")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (isinstance(values, list) and len(values) == 3 and all(map(_number, values))):
+            raise bad(key, "a list of 3 numbers (R, G, B)")
+    if not all(v > 0 for v in meta["std"]):
+        raise bad("std", "3 positive numbers (a zero std divides by zero)")
+    frames = typing.get_args(DataConfig.model_fields["frame"].annotation)
+    if meta["frame"] not in frames:
+        raise bad("frame", f"one of {', '.join(frames)}")
+    if not isinstance(meta["architecture"], str):
+        raise bad("architecture", "a model name (a string)")
+    if not isinstance(meta["preprocess"], dict):
+        raise bad("preprocess", "a JSON object of preprocessing settings")
+    # Optional keys that inference and the service still read: right JSON types if present.
+    for key, kind, want in (
+        ("config", dict, "a JSON object (the training config)"),
+        ("history", list, "a list of epoch records"),
+        ("training_data", dict, "a JSON object"),
+    ):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise bad(key, want)
+    for part in ("data", "train"):
+        if not isinstance((meta.get("config") or {}).get(part, {}), dict):
+            raise bad("config", f"a training config whose {part!r} is a JSON object")
+    try:
+        PreprocessConfig.from_dict(meta["preprocess"])
+    except ConfigError as exc:  # e.g. a landmark backend not installed: its own fix
+        fix = "" if "Fix:" in str(exc) else f" Fix: {FIX_RETRAIN}"
+        raise WeightsError(f"{source}: checkpoint metadata preprocess: {exc}{fix}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise bad("preprocess", f"valid preprocessing settings ({first})") from None
 
 
 def save_checkpoint(model: nn.Module, metadata: dict[str, Any], path: str | Path) -> Path:
