@@ -162,15 +162,16 @@ def test_nose_median_removal_cancels_a_global_shift(face) -> None:
 
 
 def test_config_round_trip_and_validation() -> None:
-    config = FlowConfig("tvl1", tvl1=TVL1Params(lambda_=0.2), remove_global="nose_median")
+    config = FlowConfig("tvl1", tvl1=TVL1Params(lambda_=0.2), remove_global="none")
     d = config.to_dict()
     assert d == {
         "algorithm": "tvl1",
         "params": {**d["params"], "lambda_": 0.2},
-        "remove_global": "nose_median",
+        "remove_global": "none",
     }
     assert FlowConfig.from_dict(d) == config
     assert FlowConfig.from_dict({"algorithm": "dis"}).to_dict()["params"]["finest_scale"] == 0
+    assert FlowConfig().to_dict()["remove_global"] == "nose_median"
     for bad in (
         lambda: FlowConfig("raft"),
         lambda: FlowConfig(remove_global="nose"),

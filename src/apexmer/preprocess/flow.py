@@ -102,7 +102,9 @@ class FlowConfig:
     tvl1: TVL1Params = field(default_factory=TVL1Params)
     dis: DISParams = field(default_factory=DISParams)
     farneback: FarnebackParams = field(default_factory=FarnebackParams)
-    remove_global: GlobalMotion = "none"
+    # see nose_box and bench/flow_accuracy.py: removal costs a little where the expression
+    # reaches the nose bridge and saves much under head motion
+    remove_global: GlobalMotion = "nose_median"
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -144,7 +146,7 @@ class FlowConfig:
             )
         return cls(
             algorithm=algorithm,
-            remove_global=d.get("remove_global", "none"),
+            remove_global=d.get("remove_global", "nose_median"),
             **{algorithm: params_type(**params)},
         )
 
@@ -303,13 +305,20 @@ def remove_global_motion(
     return flow - global_motion(flow, nose)
 
 
-def apply_global(
-    flow: np.ndarray, config: FlowConfig, nose: np.ndarray | tuple[int, int, int, int]
+def pair_features(
+    prev_bgr: np.ndarray,
+    next_bgr: np.ndarray,
+    config: FlowConfig,
+    nose: np.ndarray | tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """``config.remove_global`` applied to ``flow``."""
+    """``compute_flow``, then ``config.remove_global`` (``nose``: 68 landmarks or a box in
+    the crops' coordinates, needed for "nose_median"), then ``flow_features``: (H, W, 4)."""
+    flow = compute_flow(prev_bgr, next_bgr, config)
     if config.remove_global == "nose_median":
-        return remove_global_motion(flow, nose)
-    return np.asarray(flow, dtype=np.float32)
+        if nose is None:
+            raise ValueError("remove_global='nose_median' needs the nose landmarks or box")
+        flow = remove_global_motion(flow, nose)
+    return flow_features(flow)
 
 
 # ---------------------------------------------------------------- pictures
