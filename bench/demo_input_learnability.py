@@ -19,10 +19,10 @@ import numpy as np
 
 from apexmer.config import load_config
 from apexmer.data.casme2 import read_casme2
-from apexmer.data.dataset import load_manifest_data
 from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
 from apexmer.evaluation.metrics import classification_metrics
 from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
+from apexmer.training.dataset import load_manifest_data
 from apexmer.training.engine import fit, predict_proba
 
 HOLD_OUTS = (("casme2/sub01", "casme2/sub02"), ("casme2/sub05", "casme2/sub06"))
@@ -30,15 +30,13 @@ HOLD_OUTS = (("casme2/sub01", "casme2/sub02"), ("casme2/sub05", "casme2/sub06"))
 
 def score(manifest: Path, overrides: list[str]) -> dict:
     config = load_config("demo", overrides)
-    data = load_manifest_data(
-        manifest, config.data.frame, config.data.input_size, config.data.input
-    )
+    data = load_manifest_data(manifest, config.data)
     groups = np.array(data.groups)
     y_true, y_pred, train_acc = [], [], []
     for held in HOLD_OUTS:
         test = np.isin(groups, held)
-        result = fit(config, data.images[~test], data.labels[~test], len(data.classes), seed=0)
-        y_pred.append(predict_proba(result.model, data.images[test], config).argmax(1))
+        result = fit(config, data.inputs[~test], data.labels[~test], len(data.classes), seed=0)
+        y_pred.append(predict_proba(result.model, data.inputs[test], config).argmax(1))
         y_true.append(data.labels[test].numpy())
         train_acc.append(result.history[-1]["train_acc"])
     m = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred), list(data.classes))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from apexmer.cli.main import app
 from apexmer.config import load_config
 from apexmer.data.casme2 import read_casme2
-from apexmer.data.dataset import load_crop
+from apexmer.data.crops import load_crop
 from apexmer.data.manifest import read_manifest
 from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
 from apexmer.errors import DataError, WeightsError
