@@ -12,21 +12,26 @@ and independent sensor noise (sigma 2 grey levels) added to both frames.
 Printed: mean endpoint error (EPE, px) per algorithm over the face region (the landmark hull)
 and over the whole crop, and the time of one pair on one core (``cv2.setNumThreads(1)``,
 median of ``--repeats``) with its ratio to OpenCV's default TV-L1, measured in the same run.
-Then nose-median removal: EPE of the flow against the local (expression) field, with and
-without removal, on the same pairs and on pairs with a global shift of 0.5-1 px added
-(head motion).
+Then the float16 storage error, and nose-median removal: EPE of the flow against the local
+(expression) field, with and without removal, on the same pairs and on pairs with a global
+shift of 0.5-1 px added (head motion). Last, what flow adds to preprocessing:
+``process_clip`` (spotting, three 224 px crops, two flows) on ``--clips`` clips of a
+synthetic corpus, one core, per algorithm against no flow (best of 2 rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import replace
 
 import cv2
 import numpy as np
 
-from apexmer.data.synth import base_face
+from apexmer.data.casme2 import read_casme2
+from apexmer.data.frames import open_frames
+from apexmer.data.synth import base_face, write_synthetic_corpus
 from apexmer.preprocess.align import AlignConfig, align_face, face_mask, transform_points
 from apexmer.preprocess.flow import (
     DISParams,
@@ -39,6 +44,8 @@ from apexmer.preprocess.flow import (
     remove_global_motion,
     warp_by_flow,
 )
+from apexmer.preprocess.landmarks import get_detector
+from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
 
 SIZE = 224
 NOISE_SIGMA = 2.0
@@ -131,10 +138,34 @@ def seconds_per_pair(config: FlowConfig, prev: np.ndarray, nxt: np.ndarray, repe
     return float(np.median(times))
 
 
+def seconds_per_clip(configs: dict[str, FlowConfig | None], n_clips: int) -> dict[str, float]:
+    """``process_clip`` seconds per clip for each flow setting: same clips, same run, after
+    one warm-up clip; the best of 2 interleaved rounds (the machine is shared)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_synthetic_corpus(tmp, subjects=1, clips_per_subject=n_clips + 1, seed=0)
+        samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all").samples
+        detector = get_detector("dlib")
+
+        def run(flow: FlowConfig | None, clips: list) -> float:
+            start = time.perf_counter()
+            for s in clips:
+                source = open_frames(s.frames)
+                config = PreprocessConfig(flow=flow)
+                process_clip(
+                    source, s.onset, s.offset, detector=detector, config=config, apex_label=s.apex
+                )
+            return (time.perf_counter() - start) / len(clips)
+
+        run(None, samples[:1])
+        rounds = [{name: run(flow, samples[1:]) for name, flow in configs.items()} for _ in "ab"]
+    return {name: min(r[name] for r in rounds) for name in configs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--clips", type=int, default=6, help="0: skip the preprocessing cost")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     pairs, points = make_pairs(args.pairs)
@@ -178,6 +209,15 @@ def main() -> None:
                 raw.append(epe(flow, local, region))
                 removed.append(epe(remove_global_motion(flow, points), local, region))
             print(f"{name},{label},{np.mean(raw):.3f},{np.mean(removed):.3f}")
+
+    if args.clips:
+        flows = {"none": None, "tvl1": FlowConfig(), "dis": FlowConfig("dis")}
+        flows["farneback"] = FlowConfig("farneback")
+        cost = seconds_per_clip(flows, args.clips)
+        print(f"\npreprocessing one clip (process_clip, 224 px), {args.clips} synthetic clips")
+        print("flow,seconds_per_clip,vs_no_flow")
+        for name, seconds in cost.items():
+            print(f"{name},{seconds:.3f},{seconds / cost['none']:.2f}x")
 
 
 if __name__ == "__main__":
