@@ -13,6 +13,7 @@ from apexmer.errors import ConfigError
 from apexmer.preprocess.align import AlignConfig, align_face, face_mask, transform_points
 from apexmer.preprocess.flow import (
     FLOW_CHANNELS,
+    FarnebackParams,
     FlowConfig,
     TVL1Params,
     compute_flow,
@@ -177,6 +178,8 @@ def test_config_round_trip_and_validation() -> None:
         lambda: FlowConfig(remove_global="nose"),
         lambda: FlowConfig(tvl1=TVL1Params(scales=0)),
         lambda: FlowConfig(tvl1=TVL1Params(scale_step=1.5)),
+        lambda: FlowConfig(tvl1=TVL1Params(warps=2.5)),
+        lambda: FlowConfig("farneback", farneback=FarnebackParams(poly_n=6)),
         lambda: FlowConfig.from_dict({"algorithm": "tvl1", "params": {"lambda": 0.1}}),
         lambda: FlowConfig.from_dict({"algorithm": "nope"}),
     ):

@@ -159,12 +159,14 @@ def _check_params(params: TVL1Params | DISParams | FarnebackParams) -> None:
             bad.append(f"{f.name}={value!r} is not a number")
         elif value < 0 or (value == 0 and f.name not in _ZERO_OK):
             bad.append(f"{f.name}={value!r} must be positive")
-        elif f.type in ("int",) and not float(value).is_integer():
+        elif f.type == "int" and not float(value).is_integer():
             bad.append(f"{f.name}={value!r} must be a whole number")
     if isinstance(params, TVL1Params) and not 0 < params.scale_step < 1:
         bad.append(f"scale_step={params.scale_step} must lie in (0, 1)")
     if isinstance(params, FarnebackParams) and not 0 < params.pyr_scale < 1:
         bad.append(f"pyr_scale={params.pyr_scale} must lie in (0, 1)")
+    if isinstance(params, FarnebackParams) and params.poly_n not in (5, 7):
+        bad.append(f"poly_n={params.poly_n} must be 5 or 7 (OpenCV's choices)")
     if bad:
         name = type(params).__name__
         raise ConfigError(f"{name}: {'; '.join(bad)}. Fix: correct the flow parameters")
