@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from apexmer.cli.main import app
-from apexmer.config import load_config
+from apexmer.config import DataConfig, load_config
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.crops import load_crop
 from apexmer.data.manifest import read_manifest
@@ -31,6 +31,7 @@ from apexmer.training.checkpoint import (
 )
 from apexmer.training.deploy import train_deployable
 from apexmer.training.engine import predict_proba
+from apexmer.training.inputs import input_metadata
 
 TINY = [
     "model.name=seresnext_tiny",
@@ -63,6 +64,7 @@ def tiny_metadata(classes: list[str], input_size: int = 32, align: int = 64) -> 
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
+        "input": input_metadata(DataConfig()),
         "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict(),
     }
 
@@ -187,3 +189,29 @@ def test_train_needs_preprocess_settings(manifest: Path, tmp_path: Path) -> None
     lone.write_text(manifest.read_text().replace("images/", str(manifest.parent) + "/images/"))
     with pytest.raises(DataError, match=r"preprocess\.json"):
         train_deployable(lone, load_config("demo", TINY), tmp_path / "out")
+
+
+def test_input_is_required_for_new_checkpoints_and_filled_in_for_old(tmp_path: Path) -> None:
+    model = create_model("seresnext_tiny", num_classes=2)
+    legacy = {k: v for k, v in tiny_metadata(["a", "b"]).items() if k != "input"}
+    with pytest.raises(WeightsError, match="lacks input"):
+        save_checkpoint(model, legacy, tmp_path / "new")
+    # A checkpoint written before the input registry: no input key; diff in its config.
+    old = tmp_path / "old.safetensors"
+    meta = {**legacy, "format_version": FORMAT_VERSION, "config": {"data": {"input": "diff"}}}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(old),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
+    _, loaded = load_checkpoint(old)
+    assert loaded["input"]["kind"] == "diff"
+    assert loaded["input"]["channels"] == ["red", "green", "blue"]
+    assert Predictor.from_checkpoint(old).input_kind == "diff"
+    meta.pop("config")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(old),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
+    assert read_metadata(old)["input"]["kind"] == "frame"

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from apexmer.cli.main import app
+from apexmer.config import DataConfig
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import make_identity, render_clip
 from apexmer.errors import ApexmerError, FrameError
@@ -22,6 +23,7 @@ from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.preprocess.spotting import spot_clip
 from apexmer.training.checkpoint import save_checkpoint
+from apexmer.training.inputs import input_metadata
 
 CLASSES = ["disgust", "happiness", "others", "repression", "surprise"]
 N_FRAMES, APEX = 20, 9  # the synthetic motion peaks at frame index 9
@@ -51,6 +53,7 @@ def make_checkpoint(out: Path, classes: list[str] = CLASSES, detector: str = "dl
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
+        "input": input_metadata(DataConfig()),
         "config": {"train": {"threads": 1, "eval_batch_size": 8}},
         "preprocess": {
             **PreprocessConfig(align=AlignConfig(size=64)).to_dict(),

@@ -286,6 +286,10 @@ class Predictor:
                 },
             }
         self.preprocess = dataclasses.replace(preprocess, apex="spotted", flow=flow)
+        # apex for ClipPrediction.flow (the web page), and the network's own frame
+        self.flow_roles: tuple[str, ...] = (
+            tuple(dict.fromkeys(("apex", self.frame))) if flow is not None else ()
+        )
         # The training config carries the eval batch size; the input settings come from the
         # checkpoint's own keys; inference runs in float32 on the chosen device whatever the
         # training run used.
@@ -437,7 +441,14 @@ class Predictor:
             opened = time.perf_counter() - start
             timed_src, timed_det = _TimedSource(frames), _TimedDetector(self.detector())
             start = time.perf_counter()
-            res = process_clip(timed_src, onset, offset, detector=timed_det, config=self.preprocess)
+            res = process_clip(
+                timed_src,
+                onset,
+                offset,
+                detector=timed_det,
+                config=self.preprocess,
+                flow_roles=self.flow_roles,
+            )
             elapsed = time.perf_counter() - start
             out.timings = {
                 "decode": opened + timed_src.seconds,

@@ -401,9 +401,7 @@ def model_kwargs(name: str, in_chans: int, input_size: int) -> dict[str, Any]:
 
 
 def config_model_kwargs(config: Config) -> dict[str, Any]:
-    return model_kwargs(
-        config.model.name, len(input_channels(config.data)), config.data.input_size
-    )
+    return model_kwargs(config.model.name, len(input_channels(config.data)), config.data.input_size)
 
 
 def check_model_input(config: Config) -> None:
