@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from apexmer.cli.main import app
 from apexmer.config import DataConfig, load_config
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.frames import open_frames
@@ -412,3 +414,27 @@ def test_clip_result_and_written_files_give_the_same_input(kind, frame, clip_and
     assert np.array_equal(built, loaded)
     if kind == "flow":  # and not trivially: the clip moves
         assert np.abs(built.astype(np.float32)).max() > 0.05
+
+
+def test_cli_train_on_a_flow_cache_with_preprocess_json(npy_manifest, tmp_path) -> None:
+    """`apexmer train` on flows from `apexmer preprocess` records its settings and source."""
+    pre = PreprocessConfig(flow=FlowConfig(algorithm="farneback"))
+    (npy_manifest.parent / "preprocess.json").write_text(
+        json.dumps({"preprocess": pre.to_dict(), "version": "test"})
+    )
+    try:
+        args = ["train", "--data", str(npy_manifest), "--config", "demo", "--out", str(tmp_path)]
+        for item in FLOW:
+            args += ["--set", item]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        meta = read_metadata(tmp_path)
+        assert meta["flow_source"] == "apexmer preprocess"
+        assert meta["preprocess"]["flow"]["algorithm"] == "farneback"
+        predictor = Predictor.from_checkpoint(tmp_path)
+        assert predictor.preprocess.flow == FlowConfig(algorithm="farneback")
+        bad = CliRunner().invoke(app, [*args, "--set", "model.name=off_apexnet"])
+        assert isinstance(bad.exception, ConfigError)  # the CLI's main prints it as one line
+        assert "off_apexnet does not take flow input" in str(bad.exception)
+    finally:
+        (npy_manifest.parent / "preprocess.json").unlink()
