@@ -438,3 +438,25 @@ def test_cli_train_on_a_flow_cache_with_preprocess_json(npy_manifest, tmp_path) 
         assert "off_apexnet does not take flow input" in str(bad.exception)
     finally:
         (npy_manifest.parent / "preprocess.json").unlink()
+
+
+def test_bad_flow_files_are_reported_and_left_out(tmp_path: Path) -> None:
+    manifest = write_flow_manifest(tmp_path, "npy", subjects=2, per_subject=3)
+    samples = read_manifest(manifest).samples
+    samples[0].flow_path.write_bytes(b"not an npy file")
+    np.save(samples[1].flow_path, np.zeros((28, 28, 5), np.float16))  # 5 channels
+    data = load_manifest_data(manifest, load_config("demo", FLOW).data)
+    assert len(data.samples) == 4 and data.inputs.shape == (4, 3, 28, 28)
+    bad = {p.sample: p.message for p in data.problems}
+    assert set(bad) == {samples[0].key, samples[1].key}
+    assert "cannot be read" in bad[samples[0].key] and "(28, 28, 5)" in bad[samples[1].key]
+
+
+def test_resizing_a_flow_rescales_its_vectors() -> None:
+    """A uniform shift of 2 px at 56 px is 1 px at 28 px; strain (a ratio) is unchanged."""
+    features = np.zeros((56, 56, 4), np.float32)
+    features[..., 0], features[..., 1], features[..., 2], features[..., 3] = 2.0, -4.0, 0.3, 1.0
+    out = get_input("flow").from_features(features, DataConfig(input="flow", input_size=28))
+    np.testing.assert_allclose(out[0], 1.0)
+    np.testing.assert_allclose(out[1], -2.0)
+    np.testing.assert_allclose(out[2], 0.3, atol=1e-3)

@@ -76,10 +76,16 @@ def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -
             f"{source}: {len(meta['classes'])} class names but num_classes="
             f"{meta['num_classes']}. Fix: {FIX_RETRAIN}"
         )
-    if not isinstance(meta["input"], dict) or meta["input"].get("kind") not in INPUT_KINDS:
+    entry = meta["input"]
+    if not (
+        isinstance(entry, dict)
+        and entry.get("kind") in INPUT_KINDS
+        and isinstance(entry.get("channels"), list)
+        and entry["channels"]
+    ):
         raise WeightsError(
-            f"{source}: input {meta['input']!r} is not one this apexmer knows "
-            f"({', '.join(INPUT_KINDS)}). Fix: upgrade apexmer"
+            f"{source}: input {entry!r} is not one this apexmer knows (a kind of "
+            f"{', '.join(INPUT_KINDS)} with its channels). Fix: upgrade apexmer, or {FIX_RETRAIN}"
         )
     if meta["architecture"] not in list_models():
         raise WeightsError(

@@ -74,7 +74,6 @@ IMAGE_CHANNELS = ("red", "green", "blue")
 DIFF_GAIN = 2.0  # difference images: 128 + 2 * (frame - onset), clipped to 0..255
 # Channels of an 8-bit flow image (R, G, B), each min-max scaled to 0..255 by its maker.
 FLOW_IMAGE_CHANNELS = ("u", "v", "strain")
-_VECTOR_CHANNELS = ("u", "v", "magnitude")  # in pixels: scaled when the grid is resized
 FLOW_FIELDS = {"apex": "flow_path", "mid": "flow_mid_path"}
 
 
@@ -97,14 +96,14 @@ def flow_to_input(
     if missing:
         raise ValueError(f"flow has channels {', '.join(names)}; missing {', '.join(missing)}")
     flow = np.asarray(features, dtype=np.float32)
-    h = flow.shape[0]
-    if flow.shape[:2] != (size, size):
+    h, w = flow.shape[:2]
+    if (h, w) != (size, size):
         interp = cv2.INTER_AREA if h > size else cv2.INTER_LINEAR
         flow = cv2.resize(flow, (size, size), interpolation=interp).reshape(size, size, -1)
-    picked = []
-    for c in channels:
-        channel = flow[:, :, names.index(c)]
-        picked.append(channel * (size / h) if c in _VECTOR_CHANNELS else channel)
+    # x motion scales with the width, y motion with the height; magnitude with both (exact
+    # for square crops, which is what apexmer and the published flow images have).
+    scale = {"u": size / w, "v": size / h, "magnitude": size / np.sqrt(h * w)}
+    picked = [flow[:, :, names.index(c)] * scale.get(c, 1.0) for c in channels]
     return np.stack(picked).astype(np.float16)  # (C, size, size)
 
 
