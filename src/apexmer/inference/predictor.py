@@ -26,12 +26,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from apexmer.config import DataConfig, build_config
 from apexmer.data.crops import prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
-from apexmer.errors import ApexmerError, DataError
+from apexmer.errors import ApexmerError, DataError, WeightsError
 from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
@@ -114,7 +115,15 @@ def input_data(metadata: dict[str, Any]) -> DataConfig:
     }
     if entry["kind"] == "flow":
         fields["flow_channels"] = tuple(entry["channels"])
-    return DataConfig(**fields)
+    try:
+        return DataConfig(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WeightsError(
+            f"checkpoint input settings are invalid ({where}: {first['msg']}). Fix: "
+            "re-create it with `apexmer train`"
+        ) from None
 
 
 def describe_input(metadata: dict[str, Any]) -> str:
@@ -402,7 +411,7 @@ class Predictor:
             )
         onsets = onset_crops_bgr if onset_crops_bgr is not None else [None] * len(crops_bgr)
         inputs = [
-            kind.from_crops({self.frame: c, "onset": o}, data)
+            kind.from_crops({"onset": o, self.frame: c}, data)  # frame=onset: the crop itself
             for c, o in zip(crops_bgr, onsets, strict=True)
         ]
         return self.predict_inputs(inputs)
