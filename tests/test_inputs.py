@@ -44,6 +44,7 @@ from apexmer.training.engine import predict_proba
 from apexmer.training.inputs import (
     IMAGE_CHANNELS,
     augment_config,
+    check_model_input,
     get_input,
     input_channels,
     list_inputs,
@@ -163,6 +164,8 @@ def test_bad_flow_settings_are_config_errors() -> None:
     one = load_config("demo", [*FLOW, "data.flow_channels=[u, strain]"])
     with pytest.raises(ConfigError, match="both u and v"):
         augment_config(one)
+    with pytest.raises(ConfigError, match="both u and v"):
+        check_model_input(one)  # what LOSO and `apexmer train` run before loading data
     # No rotation: u alone is fine (a flip only needs u).
     aug = augment_config(
         load_config("demo", [*FLOW, "data.flow_channels=[u]", "augment.rotation_deg=0"])

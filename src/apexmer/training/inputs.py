@@ -405,7 +405,9 @@ def config_model_kwargs(config: Config) -> dict[str, Any]:
 
 def check_model_input(config: Config) -> None:
     """Raise ConfigError unless ``config.model`` takes ``config.data``'s input (channels and
-    size): built and run on the meta device, so it costs no memory or arithmetic."""
+    size; built and run on the meta device, so it costs no memory or arithmetic) and the
+    augmentation suits the input. Run before loading data."""
+    augment_config(config)
     data, name = config.data, config.model.name
     channels = input_channels(data)
     what = f"{data.input} input ({', '.join(channels)}) at {data.input_size} px"
