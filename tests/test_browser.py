@@ -72,7 +72,12 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory):
 MODELS = {
     "seresnext_tiny": (
         "demo",
-        ["model.name=seresnext_tiny", "data.input_size=32", "train.batch_size=2"],
+        [
+            "data.input=diff",
+            "model.name=seresnext_tiny",
+            "data.input_size=32",
+            "train.batch_size=2",
+        ],
     ),
     "sssnet": ("flow", ["train.batch_size=2"]),
 }

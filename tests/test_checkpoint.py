@@ -34,6 +34,7 @@ from apexmer.training.engine import predict_proba
 from apexmer.training.inputs import input_metadata
 
 TINY = [
+    "data.input=diff",  # the demo preset's earlier input: these checkpoints are of images
     "model.name=seresnext_tiny",
     "data.input_size=32",
     "train.epochs=2",

@@ -187,7 +187,7 @@ def test_frame_and_diff_policies_unchanged() -> None:
     demo = load_config("demo", ["data.input=frame", "augment.grayscale_p=0.2"])
     frame = augment_config(demo)
     assert (frame.fill, frame.grayscale_p, frame.u_channel) == (0.0, 0.2, None)
-    diff = augment_config(load_config("demo"))
+    diff = augment_config(load_config("demo", ["data.input=diff"]))
     assert diff.fill == pytest.approx(128 / 255) and diff.u_channel is None
     x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     mean = torch.tensor(demo.data.mean).view(1, 3, 1, 1)
