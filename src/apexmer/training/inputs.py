@@ -37,8 +37,10 @@ because a flip negates u and a rotation mixes u and v: they must act on signed f
 Flow images: R, G, B = u, v, strain (OpenCV reads them as B, G, R; ``read_flow_file``
 reverses). Their zero motion is unknown after min-max scaling; u and v are centred by their
 per-sample median, the motion of most of the face (still skin and background), so a flip's
-negation and a rotation act about (approximately) zero motion. Magnitude cannot be
-recovered from them (u and v have lost their common scale): asking for it is an error.
+negation and a rotation act about (approximately) zero motion. u and v keep their
+separate min-max gains, so a rotation mixes them in slightly different units (small at the
++-15 degrees used). Magnitude cannot be recovered from them (u and v have lost their common
+scale): asking for it is an error.
 
 Flow augmentation (training only): a horizontal flip mirrors the field and negates u; a
 rotation moves the grid and turns every (u, v) vector by the same angle (positive angle =
