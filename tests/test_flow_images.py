@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -224,3 +225,65 @@ def test_cli_writes_a_manifest_that_reads_back_with_the_flows(composite, tmp_pat
     first = manifest.samples[0]
     assert first.group == "casme2/sub01" and first.flow_path == folder / "sub01_EP01_01f .png"
     assert "../flows/sub01_EP01_01f .png" in out.read_text()  # relative to the manifest
+
+
+def test_loso_with_the_flow_preset_runs_on_distributed_flow_images(tmp_path: Path) -> None:
+    """The README's path: label CSV + flow folder -> `data manifest` -> `loso --config flow`."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    rows = []
+    for s, (dataset, sub, clip) in enumerate(
+        [("casme2", "sub01", "EP02_01f"), ("samm", "006", "006_1_2"), ("smic", "s01", "s01_ne_01")]
+    ):
+        for k in range(4):
+            name = f"{sub}_{clip}{k}"
+            write_flow_png(folder / f"{name} .png", 10 * s + k)
+            rows.append(
+                dict(
+                    zip(
+                        LABEL_COLUMNS,
+                        [dataset, sub, f"{clip}{k}", str(k % 3), "", f"{name} .png", name],
+                        strict=True,
+                    )
+                )
+            )
+    labels = write_labels(tmp_path / "labels.csv", rows)
+    manifest, run = tmp_path / "manifest.csv", tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "manifest",
+            "--corpus",
+            "megc-flow",
+            "--coding",
+            str(labels),
+            "--root",
+            str(folder),
+            "--out",
+            str(manifest),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        [
+            "loso",
+            "--data",
+            str(manifest),
+            "--config",
+            "flow",
+            "--out",
+            str(run),
+            "--set",
+            "train.epochs=2",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{") :])
+    assert summary["n_samples"] == 12 and summary["n_folds"] == 3
+    assert summary["config"]["data"]["input"] == "flow"
+    assert summary["config"]["model"]["name"] == "sssnet"
+    assert 0.0 <= summary["uf1"] <= 1.0
