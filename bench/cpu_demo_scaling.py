@@ -1,4 +1,5 @@
-"""The CPU target: demo-preset LOSO throughput on this machine's cores.
+"""The CPU target: demo-preset LOSO throughput on this machine's cores (the demo preset as
+it was before flow, bench/demo_diff.yaml: seresnext_tiny on 64 px images).
 
 Sequential baseline (local executor, all cores) vs the process executor (one worker per
 core, one thread each) vs fold packing (local, all cores) vs both. Synthetic in-memory
@@ -22,6 +23,8 @@ from apexmer.config import load_config
 from apexmer.evaluation.protocol import LosoData, execute, fold_groups
 from apexmer.evaluation.splits import loso_folds
 
+DEMO_DIFF = str(Path(__file__).parent / "demo_diff.yaml")
+
 
 def synthetic_data(n: int, subjects: int, size: int, classes: int = 5) -> LosoData:
     g = torch.Generator().manual_seed(0)
@@ -43,7 +46,7 @@ def run(
     data: LosoData, n_folds: int, overrides: list[str], executor: str, workers: int | None
 ) -> float:
     """Training images/s of ``n_folds`` LOSO folds."""
-    config = load_config("demo", overrides)
+    config = load_config(DEMO_DIFF, overrides)
     folds = loso_folds(data.groups)[:n_folds]
     groups = fold_groups(folds, folds, config.train.pack_folds)
     t0 = time.perf_counter()
@@ -67,7 +70,7 @@ def main() -> None:
     epochs = args.epochs or (1 if args.quick else 2)
     data = synthetic_data(64, 8, 64)
     base = [f"train.epochs={epochs}"] + ([f"model.name={args.model}"] if args.model else [])
-    model = args.model or load_config("demo").model.name
+    model = args.model or load_config(DEMO_DIFF).model.name
     settings = [
         ("local sequential", "local", None, [f"train.threads={cores}"]),
         (f"process x{cores} (1 thread each)", "process", cores, ["train.threads=1"]),

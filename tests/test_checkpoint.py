@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from apexmer.cli.main import app
-from apexmer.config import load_config
+from apexmer.config import DataConfig, load_config
 from apexmer.data.casme2 import read_casme2
-from apexmer.data.dataset import load_crop
+from apexmer.data.crops import load_crop
 from apexmer.data.manifest import read_manifest
 from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
 from apexmer.errors import DataError, WeightsError
@@ -31,8 +31,10 @@ from apexmer.training.checkpoint import (
 )
 from apexmer.training.deploy import train_deployable
 from apexmer.training.engine import predict_proba
+from apexmer.training.inputs import input_metadata
 
 TINY = [
+    "data.input=diff",  # the demo preset's earlier input: these checkpoints are of images
     "model.name=seresnext_tiny",
     "data.input_size=32",
     "train.epochs=2",
@@ -63,6 +65,7 @@ def tiny_metadata(classes: list[str], input_size: int = 32, align: int = 64) -> 
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
+        "input": input_metadata(DataConfig()),
         "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict(),
     }
 
@@ -301,3 +304,29 @@ def test_checkpoint_files_get_the_umask_mode(tmp_path: Path) -> None:
         os.umask(old)
     assert (path.stat().st_mode & 0o777) == 0o644
     assert (path.with_name("model.json").stat().st_mode & 0o777) == 0o644
+
+
+def test_input_is_required_for_new_checkpoints_and_filled_in_for_old(tmp_path: Path) -> None:
+    model = create_model("seresnext_tiny", num_classes=2)
+    legacy = {k: v for k, v in tiny_metadata(["a", "b"]).items() if k != "input"}
+    with pytest.raises(WeightsError, match="lacks input"):
+        save_checkpoint(model, legacy, tmp_path / "new")
+    # A checkpoint written before the input registry: no input key; diff in its config.
+    old = tmp_path / "old.safetensors"
+    meta = {**legacy, "format_version": FORMAT_VERSION, "config": {"data": {"input": "diff"}}}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(old),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
+    _, loaded = load_checkpoint(old)
+    assert loaded["input"]["kind"] == "diff"
+    assert loaded["input"]["channels"] == ["red", "green", "blue"]
+    assert Predictor.from_checkpoint(old).input_kind == "diff"
+    meta.pop("config")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(old),
+        metadata={METADATA_KEY: json.dumps(meta)},
+    )
+    assert read_metadata(old)["input"]["kind"] == "frame"

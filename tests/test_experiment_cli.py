@@ -16,6 +16,10 @@ from manifests import write_tiny_manifest
 
 FAST = [
     "--set",
+    "data.input=diff",  # tiny manifests of crops: the demo preset's earlier input and net
+    "--set",
+    "model.name=seresnext_tiny",
+    "--set",
     "data.input_size=32",
     "--set",
     "train.epochs=1",

@@ -17,8 +17,10 @@ from apexmer.cli.main import app
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.manifest import read_manifest
 from apexmer.data.synth import write_synthetic_corpus
+from apexmer.fileio import write_json
 from apexmer.preprocess import pipeline
 from apexmer.preprocess.align import AlignConfig
+from apexmer.preprocess.flow import FLOW_CHANNELS, FlowConfig, compute_flow
 from apexmer.preprocess.pipeline import PreprocessConfig, mid_frame, preprocess_corpus
 
 CONFIG = PreprocessConfig(align=AlignConfig(size=64))
@@ -260,22 +262,23 @@ def test_bad_settings_are_refused_before_a_cache_exists(tmp_path: Path) -> None:
     for bad in ({"apex": "labeled"}, {"align_per": "clips"}, {"detector": "nope"}):
         with pytest.raises(ConfigError):
             PreprocessConfig(**bad)
-    res = CliRunner().invoke(
-        app,
-        [
-            "preprocess",
-            "--corpus",
-            "casme2",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "c"),
-            "--apex",
-            "labeled",
-        ],
-    )
-    assert res.exit_code != 0 and not (tmp_path / "c").exists()
-    assert "labeled" in str(res.exception)
+    for option, value in (("--apex", "labeled"), ("--flow", "raft"), ("--flow-global", "nose")):
+        res = CliRunner().invoke(
+            app,
+            [
+                "preprocess",
+                "--corpus",
+                "casme2",
+                "--root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "c"),
+                option,
+                value,
+            ],
+        )
+        assert res.exit_code != 0 and not (tmp_path / "c").exists()
+        assert value in str(res.exception)
 
 
 def test_spotting_scores_without_clips_are_json_null() -> None:
@@ -283,3 +286,112 @@ def test_spotting_scores_without_clips_are_json_null() -> None:
 
     scores = spotting_scores([None, float("nan")])
     assert scores["n"] == 0 and json.loads(json.dumps(scores))["mae"] is None
+
+
+# ---------------------------------------------------------------- optical flow
+
+
+def test_flows_are_written_beside_the_crops_and_in_the_manifest(done: Path) -> None:
+    manifest = read_manifest(done / "manifest.csv")
+    table = pd.read_csv(done / "manifest.csv")
+    assert {"flow_path", "flow_mid_path", "flow"} <= set(table)
+    assert set(table["flow"]) == {"tvl1"}
+    settings = json.loads((done / "preprocess.json").read_text())["preprocess"]
+    assert settings["flow"] == FlowConfig().to_dict()
+    assert settings["flow"]["params"]["scales"] == 3
+    for s in manifest:
+        assert s.flow_path.name == "flow_apex.npy" and s.flow_mid_path.name == "flow_mid.npy"
+        apex = np.load(s.flow_path)
+        assert apex.shape == (64, 64, len(FLOW_CHANNELS)) and apex.dtype == np.float16
+        assert np.load(s.flow_mid_path).shape == apex.shape
+        picture = cv2.imread(str(s.flow_path.with_suffix(".png")))
+        assert picture.shape == (64, 64, 3)
+        # the stored field is the flow of the stored crops, less one global (nose) vector
+        onset, crop = cv2.imread(str(s.onset_path)), cv2.imread(str(s.apex_path))
+        again = compute_flow(onset, crop, CONFIG.flow)
+        offset = apex[..., :2].astype(np.float32) - again
+        assert np.abs(offset - np.median(offset, axis=(0, 1))).max() < 2e-3
+        features = apex.astype(np.float32)
+        np.testing.assert_allclose(
+            features[..., 3], np.hypot(features[..., 0], features[..., 1]), atol=2e-3
+        )
+        assert (features[..., 2] >= 0).all()
+
+
+def test_flow_files_missing_are_redone_to_identical_files(
+    corpus, done: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path  # as deep as ``done``: the manifest's relative frame paths match
+    shutil.copytree(done, cache, dirs_exist_ok=True)
+    samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
+    first = samples.samples[0]
+    flow_file = cache / "images" / first.dataset / first.subject / first.clip / "flow_mid.npy"
+    flow_file.unlink()
+    assert not pipeline.is_done(cache, first)
+    preprocess_corpus(samples, cache, CONFIG, workers=1)
+    assert digest(cache) == digest(done)
+
+
+def test_flow_uses_the_apex_transform_for_both_frames_whatever_align_per(corpus) -> None:
+    from apexmer.data.frames import open_frames
+    from apexmer.preprocess.landmarks import get_detector
+
+    samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
+    sample = samples.samples[1]
+    detector = get_detector("dlib")
+    results = {
+        per: pipeline.process_clip(
+            open_frames(sample.frames),
+            sample.onset,
+            sample.offset,
+            detector=detector,
+            config=PreprocessConfig(align=AlignConfig(size=64), align_per=per),
+            apex_label=sample.apex,
+        )
+        for per in ("clip", "frame")
+    }
+    assert set(results["clip"].flows) == {"apex", "mid"}
+    for role in ("apex", "mid"):
+        np.testing.assert_array_equal(results["clip"].flows[role], results["frame"].flows[role])
+        assert results["clip"].flows[role].shape == (64, 64, 4)
+    # the expression moves the face: the apex flow is larger than the noise floor
+    assert float(np.percentile(results["clip"].flows["apex"][..., 3], 95)) > 0.1
+
+
+def test_flow_none_writes_no_flow_and_old_configs_mean_none(corpus, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "preprocess",
+            "--corpus",
+            "casme2",
+            "--coding",
+            str(corpus.coding),
+            "--root",
+            str(corpus.frames_root),
+            "--out",
+            str(tmp_path / "c"),
+            "--size",
+            "48",
+            "--classes",
+            "all",
+            "--flow",
+            "none",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert not list((tmp_path / "c").rglob("flow_*"))
+    table = pd.read_csv(tmp_path / "c" / "manifest.csv", keep_default_na=False)
+    assert "flow" not in table and set(table["flow_path"]) == {""}
+    settings = json.loads((tmp_path / "c" / "preprocess.json").read_text())
+    assert settings["preprocess"]["flow"] is None
+    # a dict from before flow existed reads as "no flow", and such a cache is reused by it
+    old = {k: v for k, v in settings["preprocess"].items() if k != "flow"}
+    assert PreprocessConfig.from_dict(old).flow is None
+    assert PreprocessConfig.from_dict(old).to_dict() == settings["preprocess"]
+    write_json(tmp_path / "c" / "preprocess.json", {**settings, "preprocess": old})
+    samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
+    none = PreprocessConfig.from_dict(settings["preprocess"])
+    assert preprocess_corpus(samples, tmp_path / "c", none).n_ok == 6
+    with pytest.raises(Exception, match="other preprocessing settings"):
+        preprocess_corpus(samples, tmp_path / "c", PreprocessConfig(align=AlignConfig(size=48)))

@@ -13,15 +13,18 @@ import torch
 from typer.testing import CliRunner
 
 from apexmer.cli.main import app
+from apexmer.config import DataConfig
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import make_identity, render_clip
 from apexmer.errors import ApexmerError, FrameError
 from apexmer.inference import Predictor, find_clips
 from apexmer.models.registry import create_model
 from apexmer.preprocess.align import AlignConfig
+from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.preprocess.spotting import spot_clip
 from apexmer.training.checkpoint import save_checkpoint
+from apexmer.training.inputs import input_metadata
 
 CLASSES = ["disgust", "happiness", "others", "repression", "surprise"]
 N_FRAMES, APEX = 20, 9  # the synthetic motion peaks at frame index 9
@@ -51,6 +54,7 @@ def make_checkpoint(out: Path, classes: list[str] = CLASSES, detector: str = "dl
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
+        "input": input_metadata(DataConfig()),
         "config": {"train": {"threads": 1, "eval_batch_size": 8}},
         "preprocess": {
             **PreprocessConfig(align=AlignConfig(size=64)).to_dict(),
@@ -265,3 +269,52 @@ def test_cuda_matches_cpu(checkpoint: Path, clip) -> None:
     gpu = Predictor.from_checkpoint(checkpoint, device="cuda").predict(clip)
     cols = [f"prob_{c}" for c in CLASSES]
     assert np.allclose(cpu[cols].to_numpy(), gpu[cols].to_numpy(), atol=1e-4)
+
+
+def make_flow_checkpoint(out: Path, flow: dict | None) -> Path:
+    """An untrained STSTNet on onset->apex (u, v, strain) flow at 28 px, 64 px crops;
+    ``flow``: the preprocessing flow settings it records (None: none recorded)."""
+    torch.manual_seed(0)
+    data = DataConfig(input="flow", input_size=28)
+    meta = {
+        "architecture": "ststnet",
+        "classes": CLASSES,
+        "num_classes": len(CLASSES),
+        "input_size": 28,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "frame": "apex",
+        "input": input_metadata(data),
+        "config": {"data": {"input": "flow"}, "train": {"threads": 1}},
+        "preprocess": {**PreprocessConfig(align=AlignConfig(size=64)).to_dict(), "flow": flow},
+        "package_version": "test",
+    }
+    return save_checkpoint(create_model("ststnet", num_classes=len(CLASSES)), meta, out)
+
+
+def test_flow_model_on_a_new_clip(workdir: Path, clip) -> None:
+    dis = FlowConfig(algorithm="dis").to_dict()
+    predictor = Predictor.from_checkpoint(make_flow_checkpoint(workdir / "flow", dis))
+    assert predictor.preprocess.flow == FlowConfig(algorithm="dis")
+    assert "inference_flow" not in predictor.metadata
+    r = predictor.predict_clips(clip)[0]
+    assert r.ok and r.network_input == "onset->apex optical flow (u, v, strain)"
+    assert r.flow.shape == (64, 64, 4) and r.flow.dtype == np.float32
+    assert np.abs(r.flow[..., :2]).max() > 0.1  # the synthetic expression moves
+    assert r.stored_input.shape == (3, 28, 28) and r.stored_input.dtype == np.float16
+    # The network saw exactly this clip's apex flow, built as training builds it.
+    assert np.array_equal(predictor.predict_flows([r.flow]), r.probs[None])
+    row = predictor.to_frame([r]).iloc[0]
+    assert row.pred_label in CLASSES and np.isclose(row.confidence, r.probs.max())
+
+
+def test_flow_model_without_flow_settings_uses_the_defaults(workdir: Path) -> None:
+    predictor = Predictor.from_checkpoint(make_flow_checkpoint(workdir / "noflow", None))
+    assert predictor.preprocess.flow == FlowConfig()
+    assert "default" in predictor.metadata["inference_flow"]["source"]
+    assert predictor.metadata["inference_flow"]["settings"] == FlowConfig().to_dict()
+
+
+def test_frame_models_compute_no_flow(predictor: Predictor, clip) -> None:
+    assert predictor.preprocess.flow is None and predictor.flow_roles == ()
+    assert predictor.predict_clips(clip)[0].flow is None

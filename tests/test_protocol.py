@@ -20,6 +20,7 @@ from apexmer.models.weights import save_weights
 from manifests import write_tiny_manifest
 
 FAST = [
+    "data.input=diff",  # tiny manifests of crops: the demo preset's earlier input
     "model.name=seresnext_tiny",
     "data.input_size=32",
     "train.epochs=2",

@@ -379,3 +379,80 @@ def test_1080p_upload_stays_in_its_memory_budget(tmp_path: Path) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["growth_mb"] < 1024, result
     assert result["after_mb"] - result["baseline_mb"] < 300, result  # not the whole video
+
+
+# ---------------------------------------------------------------- flow models
+
+
+def make_flow_checkpoint(out: Path) -> Path:
+    """An untrained SSSNet on (u, v, strain) flow at 28 px, flow settings in its metadata."""
+    from apexmer.config import load_config
+    from apexmer.models.registry import create_model
+    from apexmer.preprocess.align import AlignConfig
+    from apexmer.preprocess.flow import FlowConfig
+    from apexmer.preprocess.pipeline import PreprocessConfig
+    from apexmer.training.checkpoint import save_checkpoint
+    from apexmer.training.inputs import input_metadata, model_kwargs
+
+    data = load_config("flow").data
+    torch.manual_seed(0)
+    model = create_model("sssnet", num_classes=len(CLASSES), **model_kwargs("sssnet", 3, 28))
+    meta = {
+        "architecture": "sssnet",
+        "classes": CLASSES,
+        "num_classes": len(CLASSES),
+        "input_size": 28,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "frame": "apex",
+        "input": input_metadata(data),
+        "config": {"data": data.model_dump(mode="json"), "train": {"threads": 1}},
+        "preprocess": {
+            **PreprocessConfig(align=AlignConfig(size=64), flow=FlowConfig("dis")).to_dict(),
+            "detector": "dlib",
+        },
+        "package_version": "test",
+    }
+    return save_checkpoint(model, meta, out)
+
+
+def decode_data_url(url: str) -> np.ndarray:
+    import base64
+
+    assert url.startswith("data:image/png;base64,")
+    raw = np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8)
+    return cv2.imdecode(raw, cv2.IMREAD_COLOR)
+
+
+def test_flow_model_answer_shows_flow_and_strain(clip, tmp_path: Path) -> None:
+    checkpoint = make_flow_checkpoint(tmp_path / "flow_model")
+    predictor = Predictor.from_checkpoint(checkpoint)
+    with TestClient(create_app(predictor, LIMITS)) as flow_client:
+        model = flow_client.get("/api/model").json()
+        assert model["architecture"] == "sssnet" and "optical flow" in model["network_input"]
+        resp = post(flow_client, zip_bytes(clip), "clip.zip", "application/zip")
+        assert resp.status_code == 200, resp.text
+        d = resp.json()
+    assert "optical flow" in d["network_input"]
+    images = d["images"]
+    flow, strain = decode_data_url(images["flow_png"]), decode_data_url(images["strain_png"])
+    wheel = decode_data_url(images["flow_wheel_png"])
+    # The clip's flow at the crop size (64 px), enlarged 2x in blocks.
+    assert flow.shape == strain.shape == (128, 128, 3)
+    assert np.array_equal(flow[::2, ::2], flow[1::2, 1::2])
+    # The synthetic expression moves part of the face: the flow picture is not uniform
+    # (white = no motion), the strain map has bright and dark places.
+    assert flow.std() > 5 and (flow.min(axis=2) < 200).any()
+    assert strain.max() > 200 and strain.min() < 60
+    # The wheel's key: white outside the disk, rightward motion red, leftward cyan-blue.
+    assert wheel.shape == (64, 64, 3) and (wheel[0, 0] == 255).all()
+    b, g, r = (int(c) for c in wheel[32, 62])
+    assert r > 200 and g < 80 and b < 80
+    b, g, r = (int(c) for c in wheel[32, 1])
+    assert r < 80 and b > 150
+
+
+def test_frame_model_answer_has_no_flow_images(client: TestClient, clip) -> None:
+    resp = post(client, zip_bytes(clip), "clip.zip", "application/zip")
+    assert resp.status_code == 200, resp.text
+    assert set(resp.json()["images"]) == {"apex_frame", "crop"}

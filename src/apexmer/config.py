@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from apexmer.errors import ConfigError
 
@@ -24,14 +31,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+FlowChannel = Literal["u", "v", "strain", "magnitude"]
+
+
 class DataConfig(_Strict):
     frame: Literal["apex", "mid", "onset"] = "apex"  # mid = the paper's "non-apex" frame
-    # "frame": the chosen frame's crop (the paper). "diff": that crop minus the onset crop,
-    # the onset-to-apex motion the field's later methods use (METHOD.md section 9).
-    input: Literal["frame", "diff"] = "frame"
+    # What the network sees (training/inputs.py defines each kind):
+    # "frame": the chosen frame's crop (the paper). "diff": that crop minus the onset crop
+    # (METHOD.md section 9). "flow": the onset->frame optical flow (METHOD.md section 11),
+    # from the manifest's flow_path (flow_mid_path for frame=mid) or, on a new clip, computed.
+    input: Literal["frame", "diff", "flow"] = "frame"
+    # flow only: which flow channels, in this order; the network's in_chans follows.
+    # Each is min-max scaled to [0, 1] per sample and channel after augmentation (the
+    # STSTNet representation; the only scaling that 8-bit flow images, already min-max
+    # scaled, share with computed flows). magnitude needs .npy flows.
+    flow_channels: tuple[FlowChannel, ...] = ("u", "v", "strain")
     input_size: int = Field(224, ge=16, le=1024)
-    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, applied after /255
+    # frame and diff only: RGB, applied after /255 (flow has its own min-max scaling)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    @field_validator("flow_channels")
+    @classmethod
+    def _flow_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("flow_channels must name at least one of u, v, strain, magnitude")
+        if len(set(v)) != len(v):
+            raise ValueError(f"flow_channels {list(v)} repeats a channel")
+        return v
+
+    @model_validator(mode="after")
+    def _flow_frame(self) -> DataConfig:
+        if self.input == "flow" and self.frame == "onset":
+            raise ValueError(
+                "input flow is the motion from the onset to data.frame; use frame apex or mid"
+            )
+        return self
 
 
 class ModelConfig(_Strict):
@@ -53,6 +88,8 @@ class OptimConfig(_Strict):
 
 
 class AugmentConfig(_Strict):
+    # Applied per input kind (training/inputs.py): flow has no colour, so no grayscale; its
+    # flips negate u and its rotations turn the (u, v) vectors with the grid.
     grayscale_p: float = Field(0.2, ge=0, le=1)
     hflip_p: float = Field(0.5, ge=0, le=1)
     rotation_deg: float = Field(15.0, ge=0, le=180)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from apexmer.data.manifest import write_manifest
 from apexmer.data.readers import CORPORA, read_corpus
 
 data_app = typer.Typer(
@@ -60,6 +61,40 @@ def summary(
     typer.echo(f"warnings        {len(info['warnings'])}")
     for warning in info["warnings"]:
         typer.echo(f"  {warning}")
+
+
+@data_app.command("manifest")
+def manifest(
+    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join(CORPORA)}.")],
+    out: Annotated[Path, typer.Option(help="The manifest CSV to write.")],
+    coding: Annotated[
+        Path | None,
+        typer.Option(help="Label CSV, coding sheet or MEGC list (for smic: the folder)."),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Folder with the flow images (megc-flow) or the frames."),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="5class, 3class or all (default: the corpus's usual task)."),
+    ] = None,
+) -> None:
+    """Write a manifest for `apexmer loso --data` from inputs you already have.
+
+    For flow images as STSTNet/HTNet distribute them (one (u, v, strain) PNG per clip):
+    `apexmer data manifest --corpus megc-flow --coding LABELS.csv --root FLOWS --out m.csv`.
+    Rows without an image and images without a row are listed on stderr and left out.
+    """
+    samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
+    write_manifest(samples, out)
+    for problem in samples.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    counts = ", ".join(f"{k} {v}" for k, v in samples.class_counts().items())
+    typer.echo(
+        f"{len(samples)} samples, {len({s.group for s in samples})} subjects ({counts}), "
+        f"{len(samples.problems)} problems -> {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

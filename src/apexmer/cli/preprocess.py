@@ -134,10 +134,23 @@ def register(app: typer.Typer) -> None:
             help="clip: one transform per clip from the apex frame | frame: each frame its own",
         ),
         detector: str = typer.Option("dlib", "--detector"),
+        flow: str = typer.Option(
+            "tvl1",
+            "--flow",
+            help="onset->apex/mid optical flow: tvl1 (accurate) | dis | farneback (fast) | none",
+        ),
+        flow_global: str = typer.Option(
+            "nose_median",
+            "--flow-global",
+            help="head motion left in the flow: nose_median (subtract the nose bridge's "
+            "median flow) | none",
+        ),
     ) -> None:
-        """Spot, align and crop every sample; write manifest.csv and problems.csv."""
+        """Spot, align and crop every sample, compute its optical flow; write manifest.csv
+        and problems.csv."""
         from apexmer.data.readers import read_corpus
         from apexmer.preprocess.align import AlignConfig
+        from apexmer.preprocess.flow import FlowConfig
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
         config = PreprocessConfig(
@@ -147,6 +160,7 @@ def register(app: typer.Typer) -> None:
             spot=_spot_config(offset_term, landmarks, lag, denominator),
             align_per=align_per,
             align=AlignConfig(size=size),
+            flow=None if flow == "none" else FlowConfig(flow, remove_global=flow_global),
         )
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         bar = SampleProgress()

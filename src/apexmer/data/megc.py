@@ -68,7 +68,7 @@ def read_megc(
         if not any(c.strip() for c in cells):
             continue
         try:
-            sample = _row_sample(cells, mapping, root)
+            sample = composite_row(cells, mapping, root)
             if sample.key in seen:
                 raise RowError(f"{sample.key} appears twice. Fix: delete the duplicate row")
         except RowError as exc:
@@ -82,7 +82,8 @@ def read_megc(
     return result
 
 
-def _row_sample(cells: list[str], mapping: dict[str, str], root: Path | None) -> Sample:
+def composite_row(cells: list[str], mapping: dict[str, str], root: Path | None) -> Sample:
+    """One ``dataset,subject,clip,label`` row as a Sample (subject ids normalised); RowError."""
     if len(cells) != 4:
         raise RowError(
             f"{len(cells)} fields, expected 4 (dataset,subject,clip,label). "

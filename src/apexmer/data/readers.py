@@ -8,6 +8,7 @@ from pathlib import Path
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.casme3 import read_casme3
 from apexmer.data.checks import check_frames, frame_issue
+from apexmer.data.flow_images import read_flow_images
 from apexmer.data.manifest import read_manifest
 from apexmer.data.megc import read_megc
 from apexmer.data.samm import read_samm
@@ -22,6 +23,7 @@ CORPORA: dict[str, Callable[..., SampleSet]] = {
     "smic": read_smic,
     "megc": read_megc,
     "manifest": read_manifest,
+    "megc-flow": read_flow_images,  # flow images as STSTNet/HTNet distribute them
 }
 DEFAULT_CLASSES = {
     "casme2": "5class",
@@ -29,6 +31,7 @@ DEFAULT_CLASSES = {
     "casme3": "7class",
     "smic": "3class",
     "megc": "3class",
+    "megc-flow": "3class",
 }
 _CODING_HINT = {
     "casme2": "pass --coding CASME2-coding-20190701.xlsx (or the 2014 sheet)",
@@ -36,6 +39,7 @@ _CODING_HINT = {
     "casme3": "pass --coding cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
     "megc": "pass --coding combined_3class_gt.csv",
     "manifest": "pass --coding manifest.csv",
+    "megc-flow": "pass --coding with the flow images' label CSV (or combined_3class_gt.csv)",
     "smic": "pass --root with SMIC-HS's folder (the one holding s1, s2, ...)",
 }
 

@@ -28,12 +28,13 @@ import torch
 
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
-from apexmer.data.dataset import ManifestData, load_manifest_data
 from apexmer.errors import ApexmerError, DataError
 from apexmer.evaluation import metrics as M
 from apexmer.evaluation.splits import Fold, fold_diagnostics, loso_folds
 from apexmer.fileio import write_json, write_text
+from apexmer.training.dataset import ManifestData, load_manifest_data
 from apexmer.training.engine import FitResult, fit, predict_proba, seed_for
+from apexmer.training.inputs import check_model_input
 
 ProgressFn = Callable[[dict], None]
 EXECUTORS = ("local", "process", "ray")
@@ -49,10 +50,10 @@ def train_fold(
 ) -> dict[str, Any]:
     """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
     train_idx = torch.as_tensor(fold.train_idx)
-    x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
+    x_eval = data.inputs[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
     result = fit(
         config,
-        data.images[train_idx],
+        data.inputs[train_idx],
         data.labels[train_idx],
         len(data.classes),
         seed=seed_for(config, fold.index),
@@ -81,10 +82,10 @@ def train_fold_group(
     fold_data = []
     for fold in folds:
         train_idx = torch.as_tensor(fold.train_idx)
-        x_eval = data.images[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
+        x_eval = data.inputs[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
         fold_data.append(
             FoldData(
-                x=data.images[train_idx],
+                x=data.inputs[train_idx],
                 y=data.labels[train_idx],
                 seed=seed_for(config, fold.index),
                 x_eval=x_eval,
@@ -123,7 +124,7 @@ def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult) -
         probs, chosen_epoch = result.eval_probs[best], best + 1
     else:
         probs, chosen_epoch = (
-            predict_proba(result.model, data.images[test_idx], config),
+            predict_proba(result.model, data.inputs[test_idx], config),
             config.train.epochs,
         )
     return {
@@ -226,7 +227,8 @@ def run_loso(
     if executor not in EXECUTORS:
         raise ApexmerError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     out = Path(out)
-    data = prepare_data(manifest, config.data.frame, config.data.input_size, config.data.input)
+    check_model_input(config)  # before minutes of loading: the model must take the input
+    data = prepare_data(manifest, config.data)
     folds = loso_folds(data.groups)
     if len(folds) < 2:
         raise DataError(

@@ -5,16 +5,17 @@
     table = predictor.predict(["clip1.mp4", "frames/clip2/"])
 
 Each clip goes through ``preprocess.pipeline.process_clip`` with the checkpoint's own
-preprocessing settings (apex always spotted: a new clip has no labels), then the crop of
-the frame the network was trained on (apex, mid or onset) is resized and normalised
-exactly as in training. The crops of all clips go through the network as one batch.
+preprocessing settings (apex always spotted: a new clip has no labels), then the network
+input is built from its crops or flow by the checkpoint's input kind (``training/inputs.py``:
+the same code that loads training data) and normalised exactly as in training. The inputs
+of all clips go through the network as one batch.
 
 Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole.
 Per clip, prediction holds a few decoded frames, plus what spotting keeps of every frame
 of onset..offset: its 10 ROI crops as uint8, 10 x s^2 bytes a frame with s half the
 distance between the eyes (26 kB a frame measured on a 640x480 face, 50 MB for 2,000
 frames), plus the curve's fixed ~40 MB working set. A result keeps the
-apex frame, three aligned crops and the curve, not the frames
+apex frame (``predict_clips`` only), three aligned crops, the flow and the curve, not the frames
 (``bench/memory_vs_length.py``).
 """
 
@@ -33,16 +34,19 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from apexmer.config import build_config
-from apexmer.data.dataset import frame_difference, prepare_crop
+from apexmer.config import DataConfig, build_config
+from apexmer.data.crops import prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
-from apexmer.errors import ApexmerError, DataError
+from apexmer.errors import ApexmerError, DataError, WeightsError
+from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
-from apexmer.training.checkpoint import load_checkpoint
+from apexmer.training.checkpoint import load_checkpoint, with_legacy_input
 from apexmer.training.engine import predict_proba
+from apexmer.training.inputs import get_input
 
 Source = str | Path | Sequence[np.ndarray] | np.ndarray | FrameSource
 FACE_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")
@@ -63,7 +67,8 @@ class ClipPrediction:
     apex_index: int | None = None  # index of the apex within onset..offset
     offset: int | None = None
     frame: str = "apex"  # the frame the network saw: apex | mid | onset
-    network_input: str = "apex frame"  # in words, e.g. "apex − onset difference"
+    # in words, e.g. "apex − onset difference", "onset->apex optical flow (u, v, strain)"
+    network_input: str = "apex frame"
     face_box: tuple[int, int, int, int] | None = None  # x, y, w, h on the apex frame
     probs: np.ndarray | None = None  # (K,) softmax, class index order
     label: str | None = None
@@ -74,6 +79,10 @@ class ClipPrediction:
     apex_crop: np.ndarray | None = None  # aligned apex crop, (S, S, 3) BGR
     apex_frame: np.ndarray | None = None  # the full apex frame, (H, W, 3) BGR
     onset_crop: np.ndarray | None = None  # aligned onset crop (diff models subtract it)
+    # onset->apex flow features (S, S, 4) float32: u, v, strain, magnitude (flow models)
+    flow: np.ndarray | None = None
+    # the network's input before normalisation, (C, S, S) as training stores it
+    stored_input: np.ndarray | None = None
     landmarks: FaceLandmarks | None = None  # on the apex frame
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     error: str | None = None
@@ -101,17 +110,40 @@ class ClipPrediction:
         }
 
 
+def input_data(metadata: dict[str, Any]) -> DataConfig:
+    """The data settings a checkpoint's network input is built with: frame, input kind and
+    channels (the checkpoint's ``input`` entry), size, mean/std."""
+    entry = with_legacy_input(metadata)["input"]
+    fields: dict[str, Any] = {
+        "frame": metadata.get("frame", "apex"),
+        "input": entry["kind"],
+        "input_size": int(metadata["input_size"]),
+        "mean": metadata["mean"],
+        "std": metadata["std"],
+    }
+    if entry["kind"] == "flow":
+        fields["flow_channels"] = tuple(entry["channels"])
+    try:
+        return DataConfig(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WeightsError(
+            f"checkpoint input settings are invalid ({where}: {first['msg']}). Fix: "
+            "re-create it with `apexmer train`"
+        ) from None
+
+
 def describe_input(metadata: dict[str, Any]) -> str:
-    """What the network of a checkpoint sees, in words: "apex frame" or
-    "apex − onset difference"."""
-    kind = (metadata.get("config") or {}).get("data", {}).get("input", "frame")
-    frame = metadata.get("frame", "apex")
-    return f"{frame} − onset difference" if kind == "diff" else f"{frame} frame"
+    """What the network of a checkpoint sees, in words: "apex frame", "apex − onset
+    difference", "onset->apex optical flow (u, v, strain)"."""
+    data = input_data(metadata)
+    return get_input(data.input).describe(data)
 
 
 def crop_to_input(crop_bgr: np.ndarray, size: int) -> np.ndarray:
     """Aligned BGR crop ``(S, S, 3)`` -> RGB uint8 ``(3, size, size)``, exactly as training
-    reads a crop (``apexmer.data.dataset.prepare_crop``)."""
+    reads a crop (``apexmer.data.crops.prepare_crop``)."""
     return prepare_crop(crop_bgr, size)
 
 
@@ -247,28 +279,40 @@ class Predictor:
         source: str = "the checkpoint",
         max_frames: int | None = None,
     ) -> None:
+        metadata = with_legacy_input(metadata)
         self.metadata = metadata
         self.device = device
         self.classes: tuple[str, ...] = tuple(metadata["classes"])
         self.input_size = int(metadata["input_size"])
         self.frame: str = metadata["frame"]
-        # "diff" models see frame minus onset (data.input), "frame" models the crop itself.
-        self.input_kind: str = (metadata.get("config") or {}).get("data", {}).get("input", "frame")
+        # What the network sees (frame, diff, flow) and how it is built: the input registry.
+        data = input_data(metadata)
+        self.input_kind: str = data.input
         self.max_frames = max_frames
-        # A new clip has no labelled apex: always the spotted one.
-        self.preprocess = dataclasses.replace(
-            PreprocessConfig.from_dict(metadata["preprocess"]), apex="spotted"
+        # A new clip has no labelled apex: always the spotted one. Flow is computed for flow
+        # models only (TV-L1 costs ~0.2 s per pair); with the checkpoint's flow settings, or
+        # apexmer's defaults where it records none (said so in ``metadata``).
+        preprocess = PreprocessConfig.from_dict(metadata["preprocess"])
+        flow = preprocess.flow if self.input_kind == "flow" else None
+        if self.input_kind == "flow" and flow is None:
+            flow = FlowConfig()
+            self.metadata = {
+                **metadata,
+                "inference_flow": {
+                    "settings": flow.to_dict(),
+                    "source": "apexmer's default FlowConfig: the checkpoint records none",
+                },
+            }
+        self.preprocess = dataclasses.replace(preprocess, apex="spotted", flow=flow)
+        # apex for ClipPrediction.flow (the web page), and the network's own frame
+        self.flow_roles: tuple[str, ...] = (
+            tuple(dict.fromkeys(("apex", self.frame))) if flow is not None else ()
         )
-        # The training config carries normalisation and the eval batch size; inference runs
-        # in float32 on the chosen device whatever the training run used.
+        # The training config carries the eval batch size; the input settings come from the
+        # checkpoint's own keys; inference runs in float32 on the chosen device whatever the
+        # training run used.
         cfg = dict(metadata.get("config") or {})
-        cfg["data"] = {
-            **cfg.get("data", {}),
-            "mean": metadata["mean"],
-            "std": metadata["std"],
-            "input_size": self.input_size,
-            "frame": self.frame,
-        }
+        cfg["data"] = {**cfg.get("data", {}), **data.model_dump()}
         cfg["train"] = {**cfg.get("train", {}), "device": device, "amp": "none"}
         self.config = build_config(cfg, source=source)
         check_device(device)
@@ -348,7 +392,7 @@ class Predictor:
         ok = [r for r in results if r.ok]
         if ok:
             start = time.perf_counter()
-            probs = self.predict_crops([r.crop for r in ok], [r.onset_crop for r in ok])
+            probs = self.predict_inputs([r.stored_input for r in ok])
             share = (time.perf_counter() - start) / len(ok)  # the batch's time, split evenly
             for r, p in zip(ok, probs, strict=True):
                 k = int(np.argmax(p))
@@ -357,23 +401,44 @@ class Predictor:
                 r.timings["total"] = sum(r.timings.values())
         return results
 
+    def predict_inputs(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax ``(N, K)`` for stored-form inputs ``(C, S, S)`` (uint8 images or float16
+        flow, as ``training.inputs`` builds them), normalised as in training."""
+        return predict_proba(self.model, torch.from_numpy(np.stack(inputs)), self.config)
+
     def predict_crops(
         self, crops_bgr: Sequence[np.ndarray], onset_crops_bgr: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
         """Softmax ``(N, K)`` for aligned BGR crops, as training saw them (resize, RGB,
         difference to the onset crop for ``diff`` models, normalise)."""
-        inputs = [crop_to_input(c, self.input_size) for c in crops_bgr]
-        if self.input_kind == "diff":
-            if onset_crops_bgr is None:
-                raise DataError(
-                    "this model classifies frame-minus-onset differences",
-                    fix="pass the aligned onset crops as well",
-                )
-            inputs = [
-                frame_difference(x, crop_to_input(o, self.input_size))
-                for x, o in zip(inputs, onset_crops_bgr, strict=True)
-            ]
-        return predict_proba(self.model, torch.from_numpy(np.stack(inputs)), self.config)
+        kind, data = get_input(self.input_kind), self.config.data
+        if self.input_kind == "flow":
+            raise DataError(
+                "this model classifies optical flow, not crops",
+                fix="use predict_flows with the onset->apex flow features, or predict",
+            )
+        if self.input_kind == "diff" and onset_crops_bgr is None:
+            raise DataError(
+                "this model classifies frame-minus-onset differences",
+                fix="pass the aligned onset crops as well",
+            )
+        onsets = onset_crops_bgr if onset_crops_bgr is not None else [None] * len(crops_bgr)
+        inputs = [
+            kind.from_crops({"onset": o, self.frame: c}, data)  # frame=onset: the crop itself
+            for c, o in zip(crops_bgr, onsets, strict=True)
+        ]
+        return self.predict_inputs(inputs)
+
+    def predict_flows(self, flows: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax ``(N, K)`` for flow features ``(H, W, 4)`` (u, v, strain, magnitude, as
+        ``preprocess.flow.flow_features`` gives them) of the model's frame."""
+        if self.input_kind != "flow":
+            raise DataError(
+                f"this model classifies {describe_input(self.metadata)}, not optical flow",
+                fix="use predict_crops or predict",
+            )
+        kind = get_input("flow")
+        return self.predict_inputs([kind.from_features(f, self.config.data) for f in flows])
 
     # ------------------------------------------------------------ internals
 
@@ -405,7 +470,14 @@ class Predictor:
             opened = time.perf_counter() - start
             timed_src, timed_det = _TimedSource(frames), _TimedDetector(self.detector())
             start = time.perf_counter()
-            res = process_clip(timed_src, onset, offset, detector=timed_det, config=self.preprocess)
+            res = process_clip(
+                timed_src,
+                onset,
+                offset,
+                detector=timed_det,
+                config=self.preprocess,
+                flow_roles=self.flow_roles,
+            )
             elapsed = time.perf_counter() - start
             out.timings = {
                 "decode": opened + timed_src.seconds,
@@ -432,4 +504,6 @@ class Predictor:
         out.face_box = tuple(int(v) for v in out.landmarks.box)
         out.crop, out.apex_crop = res.crops[self.frame], res.crops["apex"]
         out.onset_crop = res.crops["onset"]
+        out.flow = res.flows.get("apex")
+        out.stored_input = get_input(self.input_kind).from_clip(res, self.config.data)
         out.apex_frame = source.read(res.apex) if keep_frame else None

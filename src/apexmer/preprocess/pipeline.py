@@ -5,6 +5,9 @@ between onset and apex) and apex frames; training data and the Predictor both go
 it. ``preprocess_corpus`` runs it over a corpus in parallel and writes::
 
     CACHE/images/<dataset>/<subject>/<clip>/{apex,mid,onset}.png   aligned crops
+    CACHE/images/<dataset>/<subject>/<clip>/flow_{apex,mid}.npy    onset->apex/mid flow
+        features (S, S, 4) float16 (u, v, strain, magnitude), unless flow is off
+    CACHE/images/<dataset>/<subject>/<clip>/flow_apex.png          its colour wheel picture
     CACHE/records/<dataset>/<subject>/<clip>.json                  one per finished sample
     CACHE/preprocess.json                                          settings (must match)
     CACHE/manifest.csv                                             the manifest format
@@ -12,7 +15,7 @@ it. ``preprocess_corpus`` runs it over a corpus in parallel and writes::
 
 A sample is finished when its record exists; records are written last and atomically, so a
 killed run restarted with the same settings redoes only unfinished samples and produces
-the same files.
+the same files. A record is redone when one of its files is missing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import ApexmerError, ConfigError, NoFaceError
 from apexmer.fileio import atomic_path, write_json, write_text
-from apexmer.preprocess.align import AlignConfig, align_face
+from apexmer.preprocess.align import AlignConfig, align_face, transform_points
+from apexmer.preprocess.flow import FlowConfig, flow_to_color, pair_features
 from apexmer.preprocess.landmarks import (
     DETECTORS,
     FaceLandmarks,
@@ -46,6 +50,7 @@ from apexmer.preprocess.landmarks import (
 from apexmer.preprocess.spotting import SpotConfig, SpotResult, spot_clip
 
 FRAME_ROLES = ("apex", "mid", "onset")
+FLOW_ROLES = ("apex", "mid")  # flow from the onset to these frames
 ProgressFn = Callable[[dict], None]
 
 
@@ -70,6 +75,9 @@ class PreprocessConfig:
     # "clamped": the nearer of onset/offset (a boundary frame, near-neutral by definition).
     # "labelled": the coded frame as it is (it must exist among the clip's frames).
     apex_outside: Literal["spotted", "clamped", "labelled"] = "spotted"
+    # onset->apex and onset->mid optical flow (preprocess/flow.py); None: crops only. On by
+    # default: flow is the recommended network input for real data (METHOD.md section 11).
+    flow: FlowConfig | None = field(default_factory=FlowConfig)
 
     def __post_init__(self) -> None:
         if self.apex not in ("labelled", "spotted"):
@@ -95,6 +103,7 @@ class PreprocessConfig:
             "align": asdict(self.align),
             "align_per": self.align_per,
             "apex_outside": self.apex_outside,
+            "flow": self.flow.to_dict() if self.flow is not None else None,
         }
 
     @classmethod
@@ -106,6 +115,7 @@ class PreprocessConfig:
             align=AlignConfig(**d.get("align", {})),
             align_per=d.get("align_per", "frame"),  # caches made before the option
             apex_outside=d.get("apex_outside", "spotted"),
+            flow=FlowConfig.from_dict(d["flow"]) if d.get("flow") else None,  # older: none
         )
 
 
@@ -124,6 +134,9 @@ class ClipResult:
     crops: dict[str, np.ndarray]  # per role, aligned (S, S, 3) uint8 BGR
     matrices: dict[str, np.ndarray]  # per role, (2, 3) frame -> crop
     apex_source: str = "spotted"  # labelled | spotted | clamped (see choose_apex)
+    # per role in FLOW_ROLES, onset -> role flow features (S, S, 4) float32 in FLOW_CHANNELS
+    # order, both frames aligned by the apex frame's transform; empty when flow is off
+    flows: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def apex_index(self) -> int:
@@ -169,8 +182,10 @@ def process_clip(
     detector: LandmarkDetector,
     config: PreprocessConfig = PreprocessConfig(),
     apex_label: int | None = None,
+    flow_roles: tuple[str, ...] = FLOW_ROLES,
 ) -> ClipResult:
-    """Spot the apex of one clip and align its apex, mid and onset frames."""
+    """Spot the apex of one clip, align its apex, mid and onset frames and, when
+    ``config.flow`` is set, compute the onset -> ``flow_roles`` flows."""
     spot = spot_clip(source, onset, offset, detector, config.spot)
     apex, apex_source = choose_apex(spot, apex_label, config)
     if apex not in source.numbers:
@@ -198,6 +213,10 @@ def process_clip(
         lm = faces["apex"] if config.align_per == "clip" else faces[role]
         crops[role], matrices[role] = align_face(frames[role], lm.points, config.align)
         landmarks[role] = faces[role]
+    flows = {}
+    if config.flow is not None:
+        pose = (faces["apex"], matrices["apex"])
+        flows = _clip_flows(frames, crops, pose, config.flow, config, flow_roles)
     return ClipResult(
         onset=spot.onset,
         offset=spot.offset,
@@ -210,7 +229,32 @@ def process_clip(
         crops=crops,
         matrices=matrices,
         apex_source=apex_source,
+        flows=flows,
     )
+
+
+def _clip_flows(
+    frames: dict[str, np.ndarray],
+    crops: dict[str, np.ndarray],
+    pose: tuple[FaceLandmarks, np.ndarray],
+    flow: FlowConfig,
+    config: PreprocessConfig,
+    roles: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """Onset -> role flow features with ONE transform (the apex frame's) for both frames of
+    a pair, so head pose does not enter the flow: the crops themselves with
+    align_per="clip", the frames warped again by the apex transform with "frame".
+    ``pose``: the apex frame's landmarks and its (2, 3) frame -> crop matrix."""
+    apex_face, apex_matrix = pose
+    nose = transform_points(apex_face.points, apex_matrix)  # landmarks in crop coordinates
+
+    def crop(role: str) -> np.ndarray:
+        if config.align_per == "clip":
+            return crops[role]
+        return align_face(frames[role], apex_face.points, config.align)[0]
+
+    onset = crop("onset")
+    return {role: pair_features(onset, crop(role), flow, nose) for role in roles}
 
 
 # ---------------------------------------------------------------- corpus job
@@ -232,6 +276,25 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         tmp.write_bytes(buf.tobytes())
 
 
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def write_flows(folder: Path, flows: dict[str, np.ndarray]) -> dict[str, Path]:
+    """``flow_<role>.npy`` per role, float16 (S, S, 4) (max abs error of the cast, measured
+    in bench/flow_accuracy.py: below 1e-3 px for motions under 2 px), and the colour
+    wheel picture ``flow_apex.png``. Returns {"flow_<role>": path, "flow_apex_png": path}."""
+    paths = {}
+    for role, features in flows.items():
+        paths[f"flow_{role}"] = folder / f"flow_{role}.npy"
+        _write_npy(paths[f"flow_{role}"], features.astype(np.float16))
+    if "apex" in flows:
+        paths["flow_apex_png"] = folder / "flow_apex.png"
+        _write_png(paths["flow_apex_png"], flow_to_color(flows["apex"][..., :2]))
+    return paths
+
+
 def sample_inputs(sample: Sample) -> dict[str, Any]:
     """What a record was computed from; a record is reused only while these are unchanged."""
     return {
@@ -244,7 +307,8 @@ def sample_inputs(sample: Sample) -> dict[str, Any]:
 
 
 def is_done(cache: Path, sample: Sample) -> bool:
-    """A finished record for this sample's current inputs (failed samples are retried)."""
+    """A finished record for this sample's current inputs with all its files (failed
+    samples are retried)."""
     path = record_path(cache, sample)
     if not path.exists():
         return False
@@ -252,7 +316,9 @@ def is_done(cache: Path, sample: Sample) -> bool:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False  # damaged outside apexmer: redo
-    return record.get("status") == "ok" and record.get("inputs") == sample_inputs(sample)
+    if record.get("status") != "ok" or record.get("inputs") != sample_inputs(sample):
+        return False
+    return all((cache / rel).is_file() for rel in record.get("paths", {}).values())
 
 
 def process_sample(
@@ -284,10 +350,13 @@ def process_sample(
     except (ApexmerError, ValueError, OSError, cv2.error) as exc:
         return {**base, "status": "failed", "reason": str(exc)}
     paths = {}
+    folder = cache / "images" / _rel(sample)
     for role in FRAME_ROLES:
-        path = cache / "images" / _rel(sample) / f"{role}.png"
+        path = folder / f"{role}.png"
         _write_png(path, res.crops[role])
         paths[role] = str(path.relative_to(cache))
+    for name, path in write_flows(folder, res.flows).items():
+        paths[name] = str(path.relative_to(cache))
     box = res.landmarks["apex"].box
     return {
         **base,
@@ -300,6 +369,7 @@ def process_sample(
         "mid": res.mid,
         "apex_source": res.apex_source,
         "paths": paths,
+        "flow": config.flow.algorithm if config.flow is not None else None,
         "face_box": [int(v) for v in box],
         "curve": res.spot.as_dict()["curve"],
     }
@@ -363,6 +433,10 @@ def _check_settings(cache: Path, config: PreprocessConfig, coding_version: str) 
     settings = {"preprocess": config.to_dict(), "coding_version": coding_version}
     if path.exists():
         old = json.loads(path.read_text())
+        try:  # read as a config, so keys that older versions did not write get their meaning
+            old["preprocess"] = PreprocessConfig.from_dict(old.get("preprocess", {})).to_dict()
+        except (ApexmerError, TypeError):
+            old["preprocess"] = None
         if {k: old.get(k) for k in settings} != settings:
             raise ApexmerError(
                 f"{cache}: this cache was made with other preprocessing "
@@ -421,6 +495,7 @@ def write_outputs(
     cache: Path, sample_set: SampleSet, records: list[dict[str, Any]]
 ) -> PreprocessResult:
     by_key = {r["key"]: r for r in records}
+    flow_columns = ("flow",) if any(r.get("flow") for r in records) else ()
     ok_samples = []
     problems = list(sample_set.problems)  # warnings (kept, flagged samples) included
     for s in sample_set.samples:
@@ -428,16 +503,19 @@ def write_outputs(
         if r["status"] != "ok":
             problems.append(Problem(file=str(s.frames), sample=s.key, message=r["reason"]))
             continue
+        paths = {name: cache / rel for name, rel in r["paths"].items()}
         ok_samples.append(
             s.with_(
                 onset=r["onset"],
                 apex=r["apex"],
                 offset=r["offset"],
                 apex_spotted=r["apex_spotted"],
-                apex_path=cache / r["paths"]["apex"],
-                mid_path=cache / r["paths"]["mid"],
-                onset_path=cache / r["paths"]["onset"],
-                extra={"apex_labelled": r["apex_labelled"], "mid": r["mid"]},
+                apex_path=paths["apex"],
+                mid_path=paths["mid"],
+                onset_path=paths["onset"],
+                flow_path=paths.get("flow_apex"),
+                flow_mid_path=paths.get("flow_mid"),
+                extra={"apex_labelled": r["apex_labelled"], "mid": r["mid"], "flow": r.get("flow")},
             )
         )
     manifest = cache / "manifest.csv"
@@ -447,7 +525,7 @@ def write_outputs(
         coding_version=sample_set.coding_version,
         source=str(manifest),
     )
-    write_manifest(out_set, manifest, extra_columns=("mid",))
+    write_manifest(out_set, manifest, extra_columns=("mid", *flow_columns))
     problems_csv = cache / "problems.csv"
     table = pd.DataFrame(
         [p.as_dict() for p in problems], columns=["file", "row", "sample", "level", "message"]

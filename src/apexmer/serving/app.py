@@ -21,6 +21,7 @@ import base64
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import shutil
 import tempfile
@@ -44,6 +45,7 @@ from apexmer.inference.predictor import (
     Predictor,
     describe_input,
 )
+from apexmer.preprocess.flow import flow_to_color, strain_to_image
 from apexmer.serving.uploads import (
     VIDEO_SUFFIX,
     ServeLimits,
@@ -119,9 +121,42 @@ def result_payload(
         "images": {
             "apex_frame": png_data_url(frame, limits.preview_width),
             "crop": png_data_url(r.crop),
+            **flow_images(r.flow),
         },
         "timings": {k: round(v, 4) for k, v in r.timings.items()},
     }
+
+
+FLOW_PREVIEW = 112  # px at least: a small flow is enlarged in whole blocks (nearest neighbour)
+
+
+def flow_images(flow: np.ndarray | None) -> dict[str, str]:
+    """``flow_png`` (colour wheel), ``strain_png`` and ``flow_wheel_png`` (the wheel's key)
+    of a flow model's clip, ``ClipPrediction.flow`` ``(S, S, 4)`` u, v, strain, magnitude;
+    nothing for other models."""
+    if flow is None:
+        return {}
+    scale = max(1, -(-FLOW_PREVIEW // flow.shape[1]))  # ceil: 28 px -> 4x, 64 px -> 2x
+
+    def enlarge(image: np.ndarray) -> np.ndarray:
+        return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+    return {
+        "flow_png": png_data_url(enlarge(flow_to_color(flow[..., :2]))),
+        "strain_png": png_data_url(enlarge(strain_to_image(flow[..., 2]))),
+        "flow_wheel_png": _wheel_url(),
+    }
+
+
+@functools.cache
+def _wheel_url(size: int = 64) -> str:
+    """The colour wheel itself: the colour of a unit motion towards each point (white
+    outside the disk), so the page can say which colour is which direction."""
+    axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    u, v = np.meshgrid(axis, axis)  # v grows downwards, as in images
+    wheel = flow_to_color(np.stack([u, v], axis=-1), max_magnitude=1.0)
+    wheel[np.hypot(u, v) > 1.0] = 255
+    return png_data_url(wheel)
 
 
 # What GET /api/model shows: what inference needs, plus versions and date (an allow-list).

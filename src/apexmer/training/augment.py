@@ -4,6 +4,13 @@ The paper's three: grayscale, horizontal flip, rotation within +-15 degrees. Eac
 per sample with its own probability from a ``torch.Generator``, so a seed fixes the batch.
 Apply it to images in [0, 1] before mean/std normalisation (grayscale weights and the fill
 value of rotated corners assume that).
+
+Flow fields (``u_channel``/``v_channel`` set): apply to signed flow before normalisation. A
+flip mirrors the field and negates u; a rotation moves the grid and turns each (u, v)
+vector by the same angle; other channels (strain, magnitude) only move with the grid.
+Coordinates are the image's: x to the right, y DOWN. A positive angle turns the content
+counter-clockwise on the screen (torchvision's convention): the grid point at (dx, dy) from
+the centre goes to (cos a dx + sin a dy, -sin a dx + cos a dy), and so does a vector (u, v).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ class AugmentConfig:
     rotation_p: float = 1.0
     fill: float = 0.0  # value of the corners a rotation uncovers
     channel_order: Literal["rgb", "bgr"] = "rgb"
+    # flow fields: the channels holding u (x motion) and v (y motion); None = not a flow
+    u_channel: int | None = None
+    v_channel: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("grayscale_p", "hflip_p", "rotation_p"):
@@ -46,6 +56,14 @@ class AugmentConfig:
         if self.channel_order not in ("rgb", "bgr"):
             raise ConfigError(
                 f"augmentation channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}"
+            )
+        flow = self.u_channel is not None or self.v_channel is not None
+        if flow and self.grayscale_p > 0:
+            raise ConfigError("augmentation of a flow field: grayscale_p must be 0 (no colour)")
+        rotates = self.rotation_deg > 0 and self.rotation_p > 0
+        if rotates and (self.u_channel is None) != (self.v_channel is None):
+            raise ConfigError(
+                "augmentation of a flow field: rotating needs both the u and the v channel"
             )
 
 
@@ -72,12 +90,17 @@ def augment_batch(
     if x.shape[1] == 3 and config.grayscale_p > 0:
         x = torch.where(gray[:, None, None, None], to_grayscale(x, config.channel_order), x)
     if config.hflip_p > 0:
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        mirrored = x.flip(-1)
+        if config.u_channel is not None:  # a mirrored motion field moves the other way in x
+            mirrored[:, config.u_channel].neg_()
+        x = torch.where(flip[:, None, None, None], mirrored, x)
     if config.rotation_deg > 0 and config.rotation_p > 0:
         idx = rotate.nonzero().squeeze(1)  # only the chosen ones: the rest stay bit-exact
         if idx.numel():
             x = x.clone()
             x[idx] = rotate_batch(x[idx], angles[idx], fill=config.fill)
+            if config.u_channel is not None and config.v_channel is not None:
+                x[idx] = rotate_vectors(x[idx], angles[idx], config.u_channel, config.v_channel)
     return x
 
 
@@ -101,3 +124,15 @@ def rotate_batch(x: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> to
     # grid_sample pads with zeros: shift by the fill value so uncovered corners get it.
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
+
+
+def rotate_vectors(x: torch.Tensor, angles: torch.Tensor, u: int, v: int) -> torch.Tensor:
+    """Turn the (u, v) vectors of (B, C, H, W) by each sample's angle (radians), as
+    ``rotate_batch`` turns the grid: (u, v) -> (cos a u + sin a v, -sin a u + cos a v) in
+    image coordinates (y down), counter-clockwise on the screen for a positive angle."""
+    cos = torch.cos(angles).to(x.dtype).view(-1, 1, 1)  # (B, 1, 1)
+    sin = torch.sin(angles).to(x.dtype).view(-1, 1, 1)
+    out = x.clone()
+    out[:, u] = cos * x[:, u] + sin * x[:, v]
+    out[:, v] = -sin * x[:, u] + cos * x[:, v]
+    return out

@@ -3,8 +3,9 @@
 ``MODEL_DIR/model.safetensors`` holds the state dict; its safetensors metadata (string to
 string) holds one JSON document under the key ``apexmer``: format version, architecture,
 class names in index order, input size, mean/std, the frame the network was trained on,
-the preprocessing settings, the resolved training config, coding-sheet version, package
-version, training history and creation time. ``MODEL_DIR/model.json`` is the same
+the input (kind, channels, normalisation; ``training/inputs.py``), the preprocessing
+settings, the resolved training config, coding-sheet version, package version, training
+history and creation time. ``MODEL_DIR/model.json`` is the same
 document, indented, for people. Loading reads tensors only (safetensors): nothing is
 unpickled, no code runs.
 """
@@ -23,6 +24,7 @@ from apexmer.config import DataConfig
 from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
 from apexmer.models.registry import create_model, list_models
+from apexmer.training.inputs import IMAGE_CHANNELS, INPUT_KINDS, model_kwargs
 
 FORMAT_VERSION = 1
 METADATA_KEY = "apexmer"
@@ -38,6 +40,7 @@ REQUIRED_KEYS = (
     "mean",
     "std",
     "frame",
+    "input",  # {"kind", "channels", "normalization"}; filled in for older checkpoints
     "preprocess",
 )
 FIX_RETRAIN = "re-create it with `apexmer train --data CACHE/manifest.csv --out MODEL_DIR`"
@@ -81,6 +84,17 @@ def validate_metadata(meta: dict[str, Any], source: str | Path = "<metadata>") -
         raise WeightsError(
             f"{source}: {len(meta['classes'])} class names but num_classes="
             f"{meta['num_classes']}. Fix: {FIX_RETRAIN}"
+        )
+    entry = meta["input"]
+    if not (
+        isinstance(entry, dict)
+        and entry.get("kind") in INPUT_KINDS
+        and isinstance(entry.get("channels"), list)
+        and entry["channels"]
+    ):
+        raise WeightsError(
+            f"{source}: input {entry!r} is not one this apexmer knows (a kind of "
+            f"{', '.join(INPUT_KINDS)} with its channels). Fix: upgrade apexmer, or {FIX_RETRAIN}"
         )
     if meta["architecture"] not in list_models():
         raise WeightsError(
@@ -196,7 +210,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise WeightsError(
             f"{file}: its metadata is not valid JSON ({exc}). Fix: {FIX_RETRAIN}"
         ) from None
-    return validate_metadata(meta, file)
+    return validate_metadata(with_legacy_input(meta), file)
+
+
+def with_legacy_input(meta: Any) -> Any:
+    """Checkpoints written before the input registry have no ``input`` key: their input is
+    their training config's ``data.input`` (frame or diff: RGB images), else ``frame``."""
+    if not isinstance(meta, dict) or "input" in meta:
+        return meta
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    kind = data.get("input", "frame")
+    if kind not in ("frame", "diff"):  # flow came with the registry, and with this key
+        return meta
+    entry = INPUT_KINDS[kind]
+    return {
+        **meta,
+        "input": {
+            "kind": kind,
+            "channels": list(IMAGE_CHANNELS),
+            "normalization": entry.normalization,
+        },
+    }
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -212,7 +247,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
         raise WeightsError(
             f"{file}: weights cannot be read ({exc}). Fix: copy the file again, or {FIX_RETRAIN}"
         ) from None
-    model = create_model(meta["architecture"], num_classes=int(meta["num_classes"]))
+    kwargs = model_kwargs(
+        meta["architecture"], len(meta["input"]["channels"]), int(meta["input_size"])
+    )
+    model = create_model(meta["architecture"], num_classes=int(meta["num_classes"]), **kwargs)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -3,6 +3,11 @@
 LOSO estimates how well the recipe generalises; the model a user runs on new clips is
 trained once more on every subject with the same config (seed from the config, last
 epoch kept: no selection on any test data).
+
+The checkpoint records how its inputs were made (``preprocess``), so the Predictor makes
+them the same way on a new clip. Flows made elsewhere (a manifest of STSTNet-style flow
+images, no ``preprocess.json``) are allowed: the checkpoint then says so
+(``flow_source: external``) and records the default settings the Predictor will use.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
-from apexmer.data.dataset import load_manifest_data
 from apexmer.errors import DataError
+from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.training.checkpoint import save_checkpoint
+from apexmer.training.dataset import load_manifest_data
 from apexmer.training.engine import fit
+from apexmer.training.inputs import check_model_input, input_metadata
 
 EpochFn = Callable[[dict], None]
 PREPROCESS_FIX = (
@@ -41,6 +48,28 @@ def read_preprocess_settings(manifest: str | Path) -> dict[str, Any]:
     return settings
 
 
+def preprocess_provenance(manifest: str | Path, config: Config) -> dict[str, Any]:
+    """``{"preprocess", "preprocess_package_version"[, "flow_source"]}`` for the
+    checkpoint: ``preprocess.json``'s, or for flow inputs without one (flows computed
+    elsewhere) apexmer's defaults, which the Predictor will use on new clips."""
+    path = Path(manifest).parent / "preprocess.json"
+    if config.data.input == "flow" and not path.is_file():
+        return {
+            "preprocess": PreprocessConfig().to_dict(),
+            "preprocess_package_version": None,
+            "flow_source": "external: the training flows were not computed by apexmer; "
+            "new clips get apexmer's default preprocessing and flow settings (recorded)",
+        }
+    settings = read_preprocess_settings(manifest)
+    out = {
+        "preprocess": settings["preprocess"],
+        "preprocess_package_version": settings.get("version"),
+    }
+    if config.data.input == "flow":
+        out["flow_source"] = "apexmer preprocess"
+    return out
+
+
 def train_deployable(
     manifest: str | Path, config: Config, out: str | Path, *, on_epoch: EpochFn | None = None
 ) -> dict[str, Any]:
@@ -48,12 +77,9 @@ def train_deployable(
 
     Returns the checkpoint metadata (with ``checkpoint`` set to the weights path).
     """
-    # Imported here: evaluation sits above training in the layers; only this entry point
-    # borrows its data loader.
-    settings = read_preprocess_settings(manifest)
-    data = load_manifest_data(
-        manifest, config.data.frame, config.data.input_size, config.data.input
-    )
+    check_model_input(config)
+    provenance = preprocess_provenance(manifest, config)
+    data = load_manifest_data(manifest, config.data)
     if len(data.classes) < 2:
         raise DataError(
             f"only one class ({', '.join(data.classes)}) in the manifest",
@@ -62,7 +88,7 @@ def train_deployable(
         )
     result = fit(
         config,
-        data.images,
+        data.inputs,
         data.labels,
         len(data.classes),
         seed=config.train.seed,
@@ -77,11 +103,11 @@ def train_deployable(
         "mean": list(config.data.mean),
         "std": list(config.data.std),
         "frame": config.data.frame,
-        "preprocess": settings["preprocess"],
+        "input": input_metadata(config.data),
+        **provenance,
         "config": config_to_dict(config),
         "coding_version": data.coding_version,
         "package_version": __version__,
-        "preprocess_package_version": settings.get("version"),
         "training_data": {
             "manifest": str(Path(manifest).absolute()),
             "n_samples": len(data.samples),

@@ -1,7 +1,8 @@
 """Training and inference loops: ``fit`` trains for a fixed number of epochs and returns data.
 
-Inputs are uint8 RGB tensors ``(N, 3, S, S)`` held in memory; normalisation and
-augmentation happen per batch. Deterministic on CPU for a given seed: the initial weights,
+Inputs are held in memory as the input kind stores them (``training/inputs.py``: uint8 RGB
+``(N, 3, S, S)`` images, float16 ``(N, C, S, S)`` flow); ``inputs.prepare_batch`` converts,
+augments and normalises per batch. Deterministic on CPU for a given seed: the initial weights,
 the batch order and the augmentation each draw from their own seeded generator.
 """
 
@@ -18,8 +19,7 @@ from torch import nn
 from apexmer.config import Config
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
-from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
-from apexmer.training.augment import augment_batch
+from apexmer.training.inputs import augment_config, config_model_kwargs, prepare_batch
 from apexmer.training.losses import FocalLoss, class_balanced_alpha
 
 EpochCallback = Callable[[dict], None]
@@ -39,7 +39,8 @@ def seed_for(config: Config, fold_index: int) -> int:
 
 def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    model = create_model(config.model.name, num_classes=num_classes)
+    # in_chans (and input_size for the flow networks) follow the input kind.
+    model = create_model(config.model.name, num_classes=num_classes, **config_model_kwargs(config))
     if config.model.weights:
         load_pretrained(model, config.model.weights)
     return model
@@ -69,20 +70,6 @@ def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def to_input(x: torch.Tensor, config: Config) -> torch.Tensor:
-    """uint8 ``(B, 3, S, S)`` -> float in [0, 1] on the configured device and layout."""
-    x = x.to(config.train.device, non_blocking=True).float().div_(255.0)
-    if config.train.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def normalize(x: torch.Tensor, config: Config) -> torch.Tensor:
-    mean = torch.tensor(config.data.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(config.data.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def autocast(config: Config) -> contextlib.AbstractContextManager:
     if config.train.amp == "bf16":
         device_type = "cuda" if config.train.device.startswith("cuda") else "cpu"
@@ -101,13 +88,6 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield idx
 
 
-def augment_config(config: Config) -> BatchAugmentConfig:
-    """Batch augmentation settings; difference images are filled with mid-grey (no motion)
-    where a rotation uncovers the border, frames with black (the masked background)."""
-    fill = 128 / 255 if config.data.input == "diff" else 0.0
-    return BatchAugmentConfig(**config.augment.model_dump(), fill=fill)
-
-
 def train_one_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -122,8 +102,7 @@ def train_one_epoch(
     aug = augment_config(config)
     total_loss, correct, seen = 0.0, 0, 0
     for idx in batches(len(x), config.train.batch_size, order_gen):
-        xb = augment_batch(to_input(x[idx], config), aug, aug_gen)
-        xb = normalize(xb, config)
+        xb = prepare_batch(x[idx], config, aug, aug_gen)
         yb = y[idx].to(config.train.device)
         with autocast(config):
             logits = model(xb)
@@ -139,11 +118,11 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarray:
-    """Softmax probabilities ``(N, K)`` for uint8 inputs ``(N, 3, S, S)``."""
+    """Softmax probabilities ``(N, K)`` for stored inputs ``(N, C, S, S)``."""
     model.eval()
     out = []
     for start in range(0, len(x), config.train.eval_batch_size):
-        xb = normalize(to_input(x[start : start + config.train.eval_batch_size], config), config)
+        xb = prepare_batch(x[start : start + config.train.eval_batch_size], config)
         with autocast(config):
             logits = model(xb)
         out.append(torch.softmax(logits.float(), dim=1).cpu())

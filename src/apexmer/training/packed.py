@@ -13,7 +13,7 @@ Why module replacement (the primary design) rather than the alternatives:
   per-fold stats), the classifier -> ``PackedLinear`` (per-fold logits). Pooling, ReLU,
   SE scaling and the residual add are per channel, so fold f's channels only ever see fold
   f's input. One launch does the work of k: the kernel count per step is that of a single
-  model. Fold f's batch sits in input channels ``[3f, 3f+3)``.
+  model. Fold f's batch of C channels sits in input channels ``[Cf, Cf+C)``.
 
 Each fold is trained exactly as ``engine.fit`` would train it alone: its own seed
 (initial weights), order generator (seed+1), augmentation generator (seed+2), batch size,
@@ -39,20 +39,17 @@ from torch import nn
 
 from apexmer.config import Config
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
-from apexmer.training.augment import augment_batch
 from apexmer.training.engine import (
     EpochCallback,
     FitResult,
-    augment_config,
     autocast,
     batches,
     build_loss,
     build_model,
     intra_op_threads,
-    normalize,
     predict_proba,
-    to_input,
 )
+from apexmer.training.inputs import augment_config, prepare_batch
 
 
 class PackedLinear(nn.Module):
@@ -170,7 +167,7 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
 
 
 def pack_models(models: Sequence[nn.Module]) -> nn.Module:
-    """One network computing all k models at once: input ``(B, 3k, H, W)``, output
+    """One network computing all k models at once: input ``(B, Ck, H, W)``, output
     ``(B, k, C)``. The models must share one architecture; they are not modified."""
     if not models:
         raise ValueError("pack_models needs at least one model")
@@ -303,7 +300,7 @@ class PackedOptimizer:
 
 @dataclass
 class FoldData:
-    """One fold's training set: uint8 images (N, 3, S, S), labels (N,), its seed."""
+    """One fold's training set: stored inputs (N, C, S, S), labels (N,), its seed."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -409,14 +406,13 @@ def _packed_step(
 ) -> None:
     """One optimizer step for the ``active`` folds, all with batches of the same size."""
     k, b = len(folds), len(idxs[0])
-    s = config.data.input_size
+    c, s = folds[0].x.shape[1], config.data.input_size
     device = config.train.device
     parts: list[torch.Tensor | None] = [None] * k
     for f, idx in zip(active, idxs, strict=True):
-        xb = augment_batch(to_input(folds[f].x[idx], config), aug, aug_gens[f])
-        parts[f] = normalize(xb, config)  # (b, 3, S, S)
-    zeros = torch.zeros(b, 3, s, s, device=device)
-    x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, 3k, S, S)
+        parts[f] = prepare_batch(folds[f].x[idx], config, aug, aug_gens[f])  # (b, C, S, S)
+    zeros = torch.zeros(b, c, s, s, device=device)
+    x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, Ck, S, S)
     if config.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     mask = torch.zeros(k, dtype=torch.bool, device=device)

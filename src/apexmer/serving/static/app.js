@@ -1,4 +1,5 @@
-// apexmer web page: upload a clip, show apex frame, aligned crop, intensity curve, bars.
+// apexmer web page: upload a clip, show apex frame, aligned crop (and, for flow models, the
+// onset->apex flow and strain), intensity curve, bars.
 // No external assets; everything is drawn here (canvas for the curve).
 "use strict";
 
@@ -87,6 +88,16 @@ function render(d) {
   $("apex-caption").textContent = `spotted apex: frame ${d.apex} of ${d.onset}–${d.offset}`;
   $("crop-img").src = d.images.crop;
   $("crop-caption").textContent = `aligned ${d.frame} crop`;
+  // Flow models: the motion the network read, beside the crop.
+  const flow = d.images.flow_png;
+  $("images").classList.toggle("with-flow", Boolean(flow));
+  $("flow-fig").hidden = !flow;
+  $("strain-fig").hidden = !flow;
+  if (flow) {
+    $("flow-img").src = flow;
+    $("strain-img").src = d.images.strain_png;
+    $("wheel-img").src = d.images.flow_wheel_png;
+  }
   drawCurve($("curve"), d);
 }
 

@@ -1,0 +1,97 @@
+"""A manifest's network inputs as one in-memory tensor, ready for training.
+
+A CASME II-sized corpus at 224 px is ~37 MB as uint8 (flow at 28 px: ~3 MB as float16), so
+every fold and epoch reads from memory; nothing is decoded twice. What each sample's input
+is comes from the input registry (``training/inputs.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from apexmer.config import DataConfig
+from apexmer.data.manifest import read_manifest
+from apexmer.data.sample import Problem, Sample
+from apexmer.errors import DataError, FrameError
+from apexmer.training.inputs import get_input
+
+
+def load_inputs(
+    samples: Sequence[Sample], data: DataConfig
+) -> tuple[torch.Tensor, list[int], list[Problem]]:
+    """The network input (``data.input``) of every sample.
+
+    Returns ``(inputs (N, C, S, S) in the kind's dtype, kept indices into samples,
+    problems)``: a sample whose file is missing or unreadable is left out and reported,
+    never fatal.
+    """
+    kind = get_input(data.input)
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    problems: list[Problem] = []
+    for i, sample in enumerate(samples):
+        try:
+            arrays.append(kind.from_sample(sample, data))
+        except FrameError as exc:
+            problems.append(
+                Problem(file=exc.file or sample.key, sample=sample.key, message=str(exc))
+            )
+            continue
+        kept.append(i)
+    if not arrays:
+        c, s = len(kind.channels(data)), data.input_size
+        return torch.empty((0, c, s, s), dtype=kind.dtype), kept, problems
+    return torch.from_numpy(np.stack(arrays)), kept, problems
+
+
+@dataclass
+class ManifestData:
+    """A manifest's samples with their network inputs loaded: what training needs."""
+
+    samples: list[Sample]
+    inputs: torch.Tensor  # (N, C, S, S): uint8 RGB images or float16 flow
+    labels: torch.Tensor  # (N,) int64, indices into classes
+    classes: tuple[str, ...]
+    groups: list[str]  # "dataset/subject" per sample (the LOSO groups)
+    coding_version: str
+    problems: list[Problem]
+    manifest: Path
+    digest: str  # identifies the exact data (keys, labels, input values)
+
+
+def load_manifest_data(manifest: str | Path, data: DataConfig) -> ManifestData:
+    """Read a manifest and load every sample's input; bad samples are left out and
+    reported in ``problems``; no usable sample at all is an error."""
+    manifest = Path(manifest)
+    sample_set = read_manifest(manifest)
+    inputs, kept, problems = load_inputs(sample_set.samples, data)
+    samples = [sample_set.samples[i] for i in kept]
+    if not samples:
+        first = f" (first: {problems[0].message})" if problems else ""
+        raise DataError(
+            f"no usable samples for data.input={data.input}{first}",
+            file=manifest,
+            fix="check the problems listed by `apexmer data summary --corpus manifest`",
+        )
+    labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
+    digest = hashlib.sha256()
+    for s in samples:
+        digest.update(f"{s.key}|{s.label}\n".encode())
+    digest.update(inputs.numpy().tobytes())
+    return ManifestData(
+        samples=samples,
+        inputs=inputs,
+        labels=labels,
+        classes=sample_set.classes,
+        groups=[s.group for s in samples],
+        coding_version=sample_set.coding_version,
+        problems=[*sample_set.problems, *problems],
+        manifest=manifest,
+        digest=digest.hexdigest()[:16],
+    )
