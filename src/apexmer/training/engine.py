@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from apexmer.config import Config
+from apexmer.models.layers import seed_dropout
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
@@ -42,6 +43,7 @@ def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
     model = create_model(config.model.name, num_classes=num_classes)
     if config.model.weights:
         load_pretrained(model, config.model.weights)
+    seed_dropout(model, seed)  # dropout masks from the fold's seed: the same alone or packed
     return model
 
 
@@ -195,7 +197,7 @@ def _fit(
     model = build_model(config, num_classes, seed).to(config.train.device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config, y_train, num_classes)
+    loss_fn = build_loss(config, y_train, num_classes).to(config.train.device)
     optimizer = build_optimizer(config, model)
     order_gen = torch.Generator().manual_seed(seed + 1)
     aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device

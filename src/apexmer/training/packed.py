@@ -30,6 +30,7 @@ sequential ``fit`` up to float rounding (grouped kernels sum in another order).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apexmer.config import Config
+from apexmer.models.layers import Dropout
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
 from apexmer.training.augment import augment_batch
 from apexmer.training.engine import (
@@ -73,22 +75,28 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over k*C channels that can leave inactive folds' running stats untouched.
 
     ``fold_batches`` (k,) counts training batches per fold (the per-fold
-    ``num_batches_tracked``). ``active`` (k,) bool, set by the trainer, marks the folds whose
-    input is real in the current training step.
+    ``num_batches_tracked``). ``active`` (k,) bool, set by ``set_active``, marks the folds
+    whose input is real in the current training step when ``partial`` is set. Both are
+    registered buffers, so they follow ``.to(device)`` with the rest of the model.
     """
 
     fold_batches: torch.Tensor
+    active: torch.Tensor
 
     def __init__(self, k: int, num_features: int, **kwargs) -> None:
         super().__init__(num_features, **kwargs)
         self.k = k
-        self.register_buffer("fold_batches", torch.zeros(k, dtype=torch.long))
-        self.active: torch.Tensor | None = None
+        device = kwargs.get("device")
+        self.register_buffer("fold_batches", torch.zeros(k, dtype=torch.long, device=device))
+        self.register_buffer(
+            "active", torch.ones(k, dtype=torch.bool, device=device), persistent=False
+        )
+        self.partial = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.track_running_stats):
             return super().forward(x)
-        if self.active is None:  # every fold has real input: plain BatchNorm
+        if not self.partial:  # every fold has real input: plain BatchNorm
             self.fold_batches += 1
             return super().forward(x)
         # Update copies (autograd saves them), then take only the active folds' channels.
@@ -102,8 +110,58 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
         return out
 
 
+class PackedDropout(nn.Module):
+    """k folds' ``layers.Dropout`` at once, each fold's mask from that fold's own generator.
+
+    A fold's slice of the packed activation is dim 1 split in k (``(B, k*C, ...)``), or
+    dim 1 itself after a ``PackedLinear`` (``(B, k, F)``). Each active fold draws a mask of
+    the shape its activation has alone, with its own module's ``draw_mask`` (on the CPU,
+    from its generator), in the order its forwards come: exactly the draws of the fold
+    trained alone. Inactive folds draw nothing (their input is zero). The k masks are
+    concatenated and moved to the device in one copy.
+    """
+
+    def __init__(self, drops: Sequence[Dropout]) -> None:
+        super().__init__()
+        if any(d.generator is None for d in drops):
+            raise ValueError(
+                "fold packing needs seeded dropout (models.layers.seed_dropout): masks from "
+                "the global RNG cannot be drawn per fold"
+            )
+        self.k, self.p = len(drops), drops[0].p
+        self._drops = list(drops)  # plain list: no submodules, no state to pack
+        self.folds: list[int] | None = None  # set_active: the folds with real input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        b, k = x.shape[0], self.k
+        after_linear = x.ndim == 3 and x.shape[1] == k
+        # One fold's activation alone, and its block of the packed mask.
+        alone = (b, *x.shape[2:]) if after_linear else (b, x.shape[1] // k, *x.shape[2:])
+        if self._drops[0].channelwise:
+            alone = (*alone[:2], *([1] * (len(alone) - 2)))
+        block = (b, 1, *alone[1:]) if after_linear else alone
+        active = range(k) if self.folds is None else set(self.folds)
+        cpu = torch.device("cpu")
+        masks = [
+            self._drops[f].draw_mask(alone, cpu).view(block) if f in active else torch.ones(block)
+            for f in range(k)
+        ]
+        mask = torch.cat(masks, dim=1).to(x.device, non_blocking=True)
+        return x * mask.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, p={self.p}, channelwise={self._drops[0].channelwise}"
+
+
 def _cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach() for t in tensors], dim=0)
+
+
+def _device(m: nn.Module) -> torch.device | None:
+    t = next(itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)), None)
+    return None if t is None else t.device
 
 
 def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
@@ -141,7 +199,7 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
             momentum=m.momentum,
             affine=m.affine,
             track_running_stats=m.track_running_stats,
-            device=m.running_mean.device if m.running_mean is not None else None,
+            device=_device(m),
         )
         with torch.no_grad():
             if m.affine:
@@ -152,6 +210,8 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
                 new.running_var.copy_(_cat([x.running_var for x in mods]))
                 new.fold_batches.copy_(torch.stack([x.num_batches_tracked for x in mods]))
         return new
+    if isinstance(m, Dropout):
+        return PackedDropout(mods)  # type: ignore[arg-type]
     if isinstance(m, nn.Linear):
         new = PackedLinear(k, m.in_features, m.out_features).to(m.weight.device)
         with torch.no_grad():
@@ -206,7 +266,7 @@ def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
             *module.named_parameters(recurse=False),
             *module.named_buffers(recurse=False),
         ]:
-            if key == "fold_batches":
+            if key in ("fold_batches", "active"):
                 continue
             for f in range(k):
                 if key == "num_batches_tracked":
@@ -216,11 +276,20 @@ def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
     return states
 
 
-def set_active(packed: nn.Module, active: torch.Tensor | None) -> None:
-    """Mark which folds (k,) bool have real input in the next training forward."""
+def set_active(packed: nn.Module, active: Sequence[int] | None) -> None:
+    """Mark which folds have real input in the next training forward (None: all of them)."""
+    mask = None
     for m in packed.modules():
-        if isinstance(m, PackedBatchNorm2d):
-            m.active = active
+        if isinstance(m, PackedDropout):
+            m.folds = None if active is None else list(active)
+        elif isinstance(m, PackedBatchNorm2d):
+            m.partial = active is not None
+            if active is not None:
+                if mask is None:  # built once, on the device the buffers live on
+                    mask = torch.zeros(m.k, dtype=torch.bool)
+                    mask[list(active)] = True
+                    mask = mask.to(m.active.device, non_blocking=True)
+                m.active.copy_(mask)
 
 
 def _fold_rows(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -338,8 +407,11 @@ def _fit_packed(
     on_epoch: EpochCallback | None,
 ) -> list[FitResult]:
     k, device = len(folds), config.train.device
-    models = [build_model(config, num_classes, fd.seed).to(device) for fd in folds]
-    packed = pack_models(models)
+    # Built and packed on the CPU (the same initial weights on any device), then moved:
+    # every parameter and buffer of the packed model follows ``.to(device)``.
+    models = [build_model(config, num_classes, fd.seed) for fd in folds]
+    packed = pack_models(models).to(device)
+    models = [m.to(device) for m in models]
     if config.train.channels_last:
         packed = packed.to(memory_format=torch.channels_last)
     forward = torch.compile(packed) if config.train.compile else packed
@@ -419,9 +491,7 @@ def _packed_step(
     x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, 3k, S, S)
     if config.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    mask = torch.zeros(k, dtype=torch.bool, device=device)
-    mask[list(active)] = True
-    set_active(packed, None if len(active) == k else mask)
+    set_active(packed, None if len(active) == k else active)
     with autocast(config):
         logits = forward(x)  # (b, k, C)
     logits = logits.float()
