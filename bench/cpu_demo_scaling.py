@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from apexmer.config import load_config
-from apexmer.evaluation.protocol import LosoData, execute, fold_groups
+from apexmer.evaluation.executors import run as execute
+from apexmer.evaluation.folds import LosoData, fold_groups
 from apexmer.evaluation.splits import loso_folds
 
 
