@@ -39,11 +39,12 @@ def _watch(parent: int) -> None:
             os._exit(1)  # parent gone: no cleanup handlers, no half-finished writes after
 
 
-def exit_with_parent() -> None:
-    """End this process when its parent dies (kill -9 included)."""
+def exit_with_parent(kernel: bool = True) -> None:
+    """End this process when its parent dies (kill -9 included). ``kernel=False`` uses the
+    polling thread even on Linux."""
     parent = _parent_pid()
     armed = False
-    if sys.platform.startswith("linux"):
+    if kernel and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
