@@ -220,3 +220,29 @@ def test_fit_packed_with_dropout_matches_sequential_fit(model: str, size: int) -
         worst = max(worst, float(abs(p - predict_proba(ref.model, x_test, config)).max()))
     # Measured: ~1e-6 (float rounding only). Other masks move these nets' outputs by ~0.1.
     assert worst < 1e-4, worst
+
+
+@pytest.mark.parametrize("optim", ["adam", "adamw", "sgd"])
+def test_foreach_optimizer_step_is_bit_identical(optim: str) -> None:
+    from apexmer.training.packed import PackedOptimizer
+
+    config = _config()
+    config.optim.name, config.optim.weight_decay = optim, 1e-2
+    models = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
+    nets = [pack_models(models) for _ in range(2)]
+    opts = [
+        PackedOptimizer(list(n.parameters()), K, config, foreach=fe)
+        for n, fe in zip(nets, (True, False), strict=True)
+    ]
+    g = torch.Generator().manual_seed(5)
+    for active in ([0, 1, 2], [0, 2], [0, 1, 2], [1], [0, 1, 2]):
+        grads = [torch.randn(p.shape, generator=g) for p in nets[0].parameters()]
+        for net, opt in zip(nets, opts, strict=True):
+            for p, grad in zip(net.parameters(), grads, strict=True):
+                p.grad = grad.clone()
+            opt.step(active)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+    for sa, sb in zip(opts[0].state, opts[1].state, strict=True):
+        assert torch.equal(sa["m"], sb["m"])
+        assert sa["v"] is None or torch.equal(sa["v"], sb["v"])
