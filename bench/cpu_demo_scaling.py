@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from apexmer.config import load_config
-from apexmer.evaluation.protocol import LosoData, execute, fold_groups
+from apexmer.evaluation.executors import run as execute
+from apexmer.evaluation.folds import LosoData, fold_groups
 from apexmer.evaluation.splits import loso_folds
 
 DEMO_DIFF = str(Path(__file__).parent / "demo_diff.yaml")
@@ -31,7 +32,7 @@ def synthetic_data(n: int, subjects: int, size: int, classes: int = 5) -> LosoDa
     groups = [f"synth/s{i % subjects:02d}" for i in range(n)]
     return LosoData(
         samples=[],
-        images=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+        inputs=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
         labels=torch.randint(0, classes, (n,), generator=g),
         classes=tuple(f"c{i}" for i in range(classes)),
         groups=groups,

@@ -1,26 +1,54 @@
 #!/usr/bin/env bash
-# All GPU-relevant benches in one go on a CUDA machine (run from the repo root):
-#   bash bench/gpu_suite.sh [OUT_DIR]
-# Needs torch (CUDA) and numpy only: the benches import apexmer.models and
-# apexmer.training.packed, and fall back to bench/gpu_compat.py's stand-in config when
-# pydantic/PyYAML are missing. Logs go to OUT_DIR (default bench/gpu_results).
-set -euo pipefail
+# GPU checks in one go (< 10 min on one H200), each step's result saved as it ends:
+#   bash bench/gpu_suite.sh OUT
+# OUT/results.json + OUT/results.md (one file, updated after every step), a log per step,
+# OUT/gpu_suite.tar.gz (the small outputs). On a machine set up as ../shared/GPU.md says:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+#     --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:src bash bench/gpu_suite.sh OUT
+# (the .whl folder holds pydantic, openpyxl, fastapi/uvicorn and pytest: see bench/README.md).
+# Without CUDA it runs its CPU half and says so in the results.
+set -uo pipefail
 OUT=${1:-bench/gpu_results}
 mkdir -p "$OUT"
-export PYTHONPATH=src
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}src PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-$PY - <<'PY' | tee "$OUT/env.txt"
-import torch, sys
-print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
-for m in ("pydantic", "yaml", "cv2", "pandas"):
-    try:
-        __import__(m); print(m, "present")
-    except ImportError:
-        print(m, "absent (fine)")
-PY
-$PY bench/train_throughput.py --device cuda 2>&1 | tee "$OUT/train_throughput.csv"
-$PY bench/loso_projection.py --device cuda 2>&1 | tee "$OUT/loso_projection.csv"
-# The real recipe, packs of 26, 10 epochs measured and scaled to 100 (fits a 10-min slot);
-# run with --epochs 100 when time allows.
-$PY bench/loso_projection.py --device cuda --packs 26 --full --epochs 10 2>&1 \
-  | tee "$OUT/loso_full.csv"
+R="$OUT/results.json"
+
+step() {  # step NAME SECONDS CMD...: run with a time limit, log it, record it
+  local name=$1 limit=$2
+  shift 2
+  local log="$OUT/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_').log" start=$SECONDS
+  echo "== $name (limit ${limit}s)"
+  timeout --signal=KILL "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  [ $rc -eq 137 ] && echo "(killed at the ${limit}s limit)" >>"$log"
+  "$PY" bench/gpu_results.py "$R" "$name" --status $rc --seconds $((SECONDS - start)) --log "$log"
+  tail -n 3 "$log"
+}
+
+step "environment" 60 "$PY" -c '
+import importlib.util, os, platform, torch
+print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
+print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device")
+print("cpus:", os.cpu_count())
+for m in ("pydantic", "openpyxl", "yaml", "cv2", "pandas", "dlib", "fastapi", "uvicorn", "pytest", "ray"):
+    print(m, "present" if importlib.util.find_spec(m) else "absent")
+'
+
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  step "gpu tests (pytest -m gpu)" 200 "$PY" -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider
+  step "packed semantics (CPU tests, this torch)" 90 "$PY" -m pytest tests/test_packed.py -q -x -p no:cacheprovider
+  step "train throughput (SE-ResNeXt-50, 224 px, batch 2; pack of 26)" 100 \
+    "$PY" bench/train_throughput.py --device cuda --models seresnext50_32x4d --batches 2 \
+    --modes fp32 cl+bf16 --packs 26 --iters 10
+  step "paper recipe (CLI) and one-fold-at-a-time baseline" 330 \
+    "$PY" bench/gpu_recipe.py --out "$OUT/recipe" --results "$R"
+else
+  "$PY" bench/gpu_results.py "$R" "NO CUDA DEVICE" --status 0 --seconds 0 \
+    --note "no CUDA device here: only the CPU half ran; the GPU steps are pending"
+  step "packed semantics (CPU tests)" 600 "$PY" -m pytest tests/test_packed.py -q -x -p no:cacheprovider
+  step "packed fit, this tree vs eb6652a (CPU)" 600 "$PY" bench/packed_fit_speed.py --ref eb6652a
+fi
+
+(cd "$OUT" && find . -maxdepth 1 \( -name '*.json' -o -name '*.md' -o -name '*.log' \) -print0 \
+  | tar -czf gpu_suite.tar.gz --null -T -) && echo "results: $R ($OUT/results.md)"

@@ -130,13 +130,15 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=None)
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--packs", type=int, nargs="+", default=None, help="k values to pack")
+    ap.add_argument("--models", nargs="+", default=None, help="default: the paper's three")
+    ap.add_argument("--modes", nargs="+", default=None, help="e.g. fp32 cl+bf16")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     quick = args.quick
-    models = ("resnet50", "seresnext50_32x4d") if quick and not cuda else MODELS
+    models = args.models or (("resnet50", "seresnext50_32x4d") if quick and not cuda else MODELS)
     batches = args.batches or ([2] if quick else [2, 16 if not cuda else 64])
     iters = args.iters or (2 if quick and not cuda else 5 if not cuda else 20)
-    modes = ["fp32", "cl", "bf16", "cl+bf16"] + (["cl+bf16+compile"] if cuda else [])
+    modes = args.modes or ["fp32", "cl", "bf16", "cl+bf16"] + (["cl+bf16+compile"] if cuda else [])
     print(f"# train_throughput on {describe_device(args.device)}, {args.size}px, iters {iters}")
     print("model,batch,mode,train_img_s,infer_img_s,train_vs_fp32,infer_vs_fp32")
     for name in models:

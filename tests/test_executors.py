@@ -126,3 +126,37 @@ def test_unknown_executor_is_refused(manifest: Path, tmp_path: Path) -> None:
     with pytest.raises(ApexmerError, match="unknown executor"):
         run_loso(manifest, _config(), tmp_path, executor="threads")
     assert not (tmp_path / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("device", "groups", "cpus", "gpus", "workers", "expected"),
+    [
+        # CUDA: one fold group per GPU, Ray pins each task to its own device ("cuda").
+        ("cuda", 26, 64, 4, None, (4, 1, 1, "cuda")),
+        ("cuda:1", 3, 64, 8, None, (3, 1, 1, "cuda")),
+        ("cuda", 26, 64, 8, 2, (2, 1, 1, "cuda")),
+        # CPU: the cores shared by the slots; no GPU asked for.
+        ("cpu", 26, 8, 0, None, (8, 1, 0, "cpu")),
+        ("cpu", 2, 8, 4, None, (2, 1, 0, "cpu")),
+    ],
+)
+def test_ray_plan_places_one_group_per_gpu(device, groups, cpus, gpus, workers, expected) -> None:
+    from apexmer.evaluation.executors import plan_ray
+
+    plan = plan_ray(_config(device=device, threads=1), groups, cpus, gpus, workers)
+    assert (plan.slots, plan.num_cpus, plan.num_gpus, plan.device) == expected
+
+
+def test_ray_plan_shares_cores_when_threads_are_not_fixed() -> None:
+    from apexmer.evaluation.executors import plan_ray
+
+    plan = plan_ray(_config(threads=None), 3, 12, 0, None)
+    assert (plan.slots, plan.num_cpus) == (3, 4)
+
+
+def test_ray_plan_refuses_cuda_on_a_cluster_without_gpus() -> None:
+    from apexmer.errors import ApexmerError
+    from apexmer.evaluation.executors import plan_ray
+
+    with pytest.raises(ApexmerError, match="no GPU"):
+        plan_ray(_config(device="cuda"), 4, 16, 0, None)

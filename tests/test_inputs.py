@@ -24,7 +24,8 @@ from apexmer.data.manifest import read_manifest, write_manifest
 from apexmer.data.sample import Sample, SampleSet
 from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
 from apexmer.errors import ConfigError, DataError
-from apexmer.evaluation.protocol import run_loso, train_fold, train_fold_group
+from apexmer.evaluation.folds import train_fold, train_fold_group
+from apexmer.evaluation.protocol import run_loso
 from apexmer.evaluation.splits import loso_folds
 from apexmer.inference import Predictor
 from apexmer.preprocess.align import AlignConfig

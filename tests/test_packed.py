@@ -8,19 +8,21 @@ import torch
 from apexmer.config import Config
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
 from apexmer.training.losses import FocalLoss
-from apexmer.training.packed import FoldData, fit_packed, pack_models, unpack
+from apexmer.training.packed import FoldData, fit_packed, pack_models, set_active, unpack
 
 K, S, NUM_CLASSES = 3, 32, 5
+# Flow networks with dropout on, at their registered input sizes.
+DROPOUT_NETS = [("sssnet", 64), ("ststnet", 28)]
 
 
-def _config(**train) -> Config:
+def _config(model: str = "seresnext_tiny", size: int = S, **train) -> Config:
     # lr 1e-4 is the paper's. Adam's first steps move a weight by ~lr whatever the size of
     # its gradient, so float-rounding differences in near-zero gradients (grouped kernels
     # sum in another order; so does a different thread count) show up as ~lr in weights.
     return Config.model_validate(
         {
-            "model": {"name": "seresnext_tiny"},
-            "data": {"input_size": S},
+            "model": {"name": model},
+            "data": {"input_size": size},
             "loss": {"alpha": "balanced"},
             "optim": {"lr": 1e-4},
             "train": {"epochs": 2, "batch_size": 4, "threads": 1, **train},
@@ -30,12 +32,13 @@ def _config(**train) -> Config:
 
 def _folds(config: Config) -> list[FoldData]:
     g = torch.Generator().manual_seed(0)
+    s = config.data.input_size
     # 13 % 4 = 1 (tail of one: dropped), 14 % 4 = 2 and 11 % 4 = 3: unequal tails,
     # and three different numbers of steps per epoch.
     sizes = [13, 14, 11]
     return [
         FoldData(
-            x=torch.randint(0, 256, (n, 3, S, S), dtype=torch.uint8, generator=g),
+            x=torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g),
             y=torch.randint(0, NUM_CLASSES, (n,), generator=g),
             seed=seed_for(config, i),
         )
@@ -145,3 +148,101 @@ def test_fit_packed_sees_each_folds_own_batches() -> None:
                 assert int(value) == int(ref[key]), key
             else:
                 torch.testing.assert_close(value, ref[key], atol=1e-5, rtol=1e-5)
+
+
+def _loose_tensors(module: torch.nn.Module) -> list[str]:
+    """Tensor attributes that are neither parameters nor buffers: ``.to()`` skips them."""
+    return [
+        f"{type(m).__name__}.{key}"
+        for m in module.modules()
+        for key, value in vars(m).items()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
+@pytest.mark.parametrize("model", ["seresnext_tiny", "sssnet"])
+def test_every_tensor_of_a_packed_model_follows_its_device(model: str) -> None:
+    # The H200 crash: models moved to CUDA, then packed, left fold_batches on the CPU.
+    # The meta device stands in for CUDA: any tensor left on the CPU shows.
+    size = dict(DROPOUT_NETS).get(model, S)
+    config = _config(model, size)
+    models = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
+    on_meta = pack_models([m.to("meta") for m in models])
+    devices = {t.device.type for t in [*on_meta.parameters(), *on_meta.buffers()]}
+    assert devices == {"meta"}
+    # Packed on the CPU, moved, trained one step with a partial mask: nothing left behind.
+    cpu_models = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
+    packed = pack_models(cpu_models).to("meta").train()
+    set_active(packed, [0, 2])
+    out = packed(torch.empty(2, 3 * K, size, size, device="meta"))
+    assert out.shape == (2, K, NUM_CLASSES) and out.device.type == "meta"
+    out.sum().backward()
+    assert {t.device.type for t in [*packed.parameters(), *packed.buffers()]} == {"meta"}
+    assert _loose_tensors(packed) == []
+
+
+@pytest.mark.parametrize(("model", "size"), DROPOUT_NETS)
+def test_packed_dropout_draws_each_folds_own_masks(model: str, size: int) -> None:
+    config = _config(model, size)
+    alone = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
+    packed = pack_models([build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)])
+    packed.train()
+    for m in alone:
+        m.train()
+    g = torch.Generator().manual_seed(3)
+    # A partial step (fold 1 idle: it must draw nothing), then a full one.
+    for active in ([0, 2], [0, 1, 2]):
+        x = torch.randn(4, 3 * K, size, size, generator=g)
+        set_active(packed, active if len(active) < K else None)
+        out = packed(x)
+        for f in active:
+            ref = alone[f](x[:, 3 * f : 3 * f + 3])
+            torch.testing.assert_close(out[:, f], ref, atol=1e-5, rtol=1e-4)
+    # Different folds drew different masks (the check above is not vacuous).
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+@pytest.mark.parametrize(("model", "size"), DROPOUT_NETS)
+def test_fit_packed_with_dropout_matches_sequential_fit(model: str, size: int) -> None:
+    config = _config(model, size)
+    config.optim.lr = 1e-3
+    folds = _folds(config)
+    x_test = torch.randint(
+        0, 256, (6, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(7)
+    )
+    worst = 0.0
+    for fd, res in zip(folds, fit_packed(config, folds, NUM_CLASSES), strict=True):
+        ref = fit(config, fd.x, fd.y, NUM_CLASSES, fd.seed)
+        assert [h["train_acc"] for h in res.history] == [h["train_acc"] for h in ref.history]
+        for h, r in zip(res.history, ref.history, strict=True):
+            assert h["loss"] == pytest.approx(r["loss"], rel=1e-4)
+        p = predict_proba(res.model, x_test, config)
+        worst = max(worst, float(abs(p - predict_proba(ref.model, x_test, config)).max()))
+    # Measured: ~1e-6 (float rounding only). Other masks move these nets' outputs by ~0.1.
+    assert worst < 1e-4, worst
+
+
+@pytest.mark.parametrize("optim", ["adam", "adamw", "sgd"])
+def test_foreach_optimizer_step_is_bit_identical(optim: str) -> None:
+    from apexmer.training.packed import PackedOptimizer
+
+    config = _config()
+    config.optim.name, config.optim.weight_decay = optim, 1e-2
+    models = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
+    nets = [pack_models(models) for _ in range(2)]
+    opts = [
+        PackedOptimizer(list(n.parameters()), K, config, foreach=fe)
+        for n, fe in zip(nets, (True, False), strict=True)
+    ]
+    g = torch.Generator().manual_seed(5)
+    for active in ([0, 1, 2], [0, 2], [0, 1, 2], [1], [0, 1, 2]):
+        grads = [torch.randn(p.shape, generator=g) for p in nets[0].parameters()]
+        for net, opt in zip(nets, opts, strict=True):
+            for p, grad in zip(net.parameters(), grads, strict=True):
+                p.grad = grad.clone()
+            opt.step(active)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+    for sa, sb in zip(opts[0].state, opts[1].state, strict=True):
+        assert torch.equal(sa["m"], sb["m"])
+        assert sa["v"] is None or torch.equal(sa["v"], sb["v"])

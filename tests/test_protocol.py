@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from apexmer.config import load_config
 from apexmer.errors import ApexmerError, WeightsError
-from apexmer.evaluation import protocol
+from apexmer.evaluation import folds as fold_unit
 from apexmer.evaluation.protocol import run_loso
 from apexmer.models.registry import create_model
 from apexmer.models.weights import save_weights
@@ -69,7 +69,7 @@ def test_no_subject_in_its_own_training_set(
     manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, set[str]]] = []
-    real = protocol.train_fold
+    real = fold_unit.train_fold
 
     def spy(data, fold, config, on_epoch=None):
         train_subjects = {data.groups[i] for i in fold.train_idx}
@@ -78,7 +78,7 @@ def test_no_subject_in_its_own_training_set(
         assert test_subjects == {fold.name}
         return real(data, fold, config, on_epoch)
 
-    monkeypatch.setattr(protocol, "train_fold", spy)
+    monkeypatch.setattr(fold_unit, "train_fold", spy)
     run_loso(manifest, load_config("demo", [*FAST, "train.epochs=1"]), tmp_path / "r")
     assert len(seen) == 4
     for held_out, train_subjects in seen:
@@ -89,7 +89,7 @@ def test_killed_run_resumes_to_the_same_numbers(
     manifest: Path, finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "killed"
-    real = protocol.train_fold
+    real = fold_unit.train_fold
     calls = {"n": 0}
 
     def dies_after_two(data, fold, config, on_epoch=None):
@@ -98,11 +98,11 @@ def test_killed_run_resumes_to_the_same_numbers(
         calls["n"] += 1
         return real(data, fold, config, on_epoch)
 
-    monkeypatch.setattr(protocol, "train_fold", dies_after_two)
+    monkeypatch.setattr(fold_unit, "train_fold", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_loso(manifest, load_config("demo", FAST), out)
     assert len(list((out / "folds").glob("fold_*.json"))) == 2
-    monkeypatch.setattr(protocol, "train_fold", real)
+    monkeypatch.setattr(fold_unit, "train_fold", real)
     resumed = run_loso(manifest, load_config("demo", FAST), out)
     full = json.loads((finished / "summary.json").read_text())
     for key in ("accuracy", "uf1", "uar"):

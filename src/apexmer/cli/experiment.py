@@ -36,6 +36,8 @@ class FoldProgress:
                     f"resuming: {event['done']} of {event['n_folds']} folds already done",
                     file=sys.stderr,
                 )
+        elif kind == "warning":
+            tqdm.write(f"warning: {event['message']}", file=sys.stderr)
         elif kind == "epoch" and self.bar is not None:
             self.bar.set_postfix_str(
                 f"{event['group']} epoch {event['epoch']} "

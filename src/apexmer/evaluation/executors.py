@@ -1,4 +1,5 @@
-"""Fold executors beyond ``local``: ``process`` (local processes) and ``ray`` (a Ray cluster).
+"""Fold executors: ``local`` (this process), ``process`` (local processes) and ``ray`` (a
+Ray cluster; with ``train.device: cuda`` one fold group per GPU).
 
 Each takes fold groups (one fold each, or ``train.pack_folds`` folds trained as one packed
 network) and yields finished fold dicts as they complete; the runner writes them to the run
@@ -17,6 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import islice
 from multiprocessing import get_context
 from typing import Any
 
@@ -24,10 +27,27 @@ import torch
 
 from apexmer.config import Config
 from apexmer.errors import ApexmerError
-from apexmer.evaluation.protocol import EXECUTORS, LosoData, ProgressFn, train_fold_group
+from apexmer.evaluation.folds import LosoData, ProgressFn, train_fold_group
 from apexmer.evaluation.splits import Fold
+from apexmer.workers import exit_with_parent
 
+EXECUTORS = ("local", "process", "ray")
 _WORKER_DATA: LosoData | None = None
+
+
+def run_local(
+    data: LosoData, groups: list[list[Fold]], config: Config, progress: ProgressFn | None = None
+) -> Iterator[dict[str, Any]]:
+    """The ``local`` executor: fold groups one after another in this process."""
+    names = {}
+    for group in groups:
+        names.update({f.index: f.name for f in group})
+
+        def on_epoch(row: dict) -> None:
+            if progress:
+                progress({"event": "epoch", "group": names[row["fold"]], **row})
+
+        yield from train_fold_group(data, group, config, on_epoch=on_epoch)
 
 
 def threads_per_worker(config: Config, workers: int) -> int:
@@ -39,6 +59,7 @@ def threads_per_worker(config: Config, workers: int) -> int:
 
 def _init_worker(data: LosoData, threads: int) -> None:
     global _WORKER_DATA
+    exit_with_parent()  # a killed runner takes its workers with it
     torch.set_num_threads(threads)
     _WORKER_DATA = data
 
@@ -54,7 +75,6 @@ def run_process(
     groups: list[list[Fold]],
     config: Config,
     workers: int | None,
-    progress: ProgressFn | None,
 ) -> Iterator[dict[str, Any]]:
     """Fold groups spread over ``workers`` spawned processes (default: one per core)."""
     if not groups:
@@ -81,16 +101,48 @@ def run_process(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class RayPlan:
+    """Resources of one Ray task (one fold group) and how many run at once."""
+
+    slots: int  # fold groups in flight
+    num_cpus: int  # per task; also its torch intra-op threads
+    num_gpus: int  # per task: 1 on CUDA (one group per GPU), else 0
+    device: str  # the task's train.device: Ray sets CUDA_VISIBLE_DEVICES, so plain "cuda"
+
+
+def plan_ray(
+    config: Config, n_groups: int, cluster_cpus: int, cluster_gpus: int, workers: int | None
+) -> RayPlan:
+    """Place fold groups on a cluster: on CUDA one group per GPU (``num_gpus=1``; Ray pins
+    each task to its own device), on the CPU ``workers`` (default: every core) slots sharing
+    the cores. Pure: tested without Ray."""
+    cuda = config.train.device.startswith("cuda")
+    if cuda and cluster_gpus < 1:
+        raise ApexmerError(
+            f"train.device={config.train.device} but the Ray cluster has no GPU. Fix: start "
+            "the workers with --num-gpus, or use --set train.device=cpu"
+        )
+    limit = cluster_gpus if cuda else cluster_cpus
+    slots = max(1, min(workers or limit, limit, n_groups))
+    cpus = config.train.threads or max(1, cluster_cpus // slots)
+    return RayPlan(
+        slots=slots,
+        num_cpus=cpus,
+        num_gpus=1 if cuda else 0,
+        device="cuda" if cuda else config.train.device,
+    )
+
+
 def run_ray(
     data: LosoData,
     groups: list[list[Fold]],
     config: Config,
     workers: int | None,
     address: str | None,
-    progress: ProgressFn | None,
 ) -> Iterator[dict[str, Any]]:
-    """One Ray task per fold group with its CPU (and GPU) resources; local Ray unless
-    ``address``."""
+    """One Ray task per fold group with its CPU (and GPU) resources (``plan_ray``); local
+    Ray unless ``address``."""
     try:
         import ray
     except ImportError:
@@ -111,19 +163,27 @@ def run_ray(
         started_here = True
     pending: list = []
     try:
-        total_cpus = int(ray.cluster_resources().get("CPU", 1))
-        slots = max(1, min(workers or total_cpus, len(groups)))
-        threads = config.train.threads or max(1, total_cpus // slots)
+        resources = ray.cluster_resources()
+        plan = plan_ray(
+            config,
+            len(groups),
+            int(resources.get("CPU", 1)),
+            int(resources.get("GPU", 0)),
+            workers,
+        )
         cfg = config.model_copy(deep=True)
-        cfg.train.threads = threads
-        gpus = 1 if cfg.train.device.startswith("cuda") else 0
-        remote = ray.remote(num_cpus=threads, num_gpus=gpus)(train_fold_group)
+        cfg.train.threads, cfg.train.device = plan.num_cpus, plan.device
+        remote = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)(train_fold_group)
         data_ref = ray.put(data)
-        pending = [remote.remote(data_ref, group, cfg) for group in groups]
+        queue = iter(groups)
+        # At most ``slots`` groups submitted at once: Ray queues the rest anyway, but a
+        # cancelled run then has little to cancel.
+        pending = [remote.remote(data_ref, g, cfg) for g in islice(queue, plan.slots)]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 yield from ray.get(ref)
+            pending += [remote.remote(data_ref, g, cfg) for g in islice(queue, len(done))]
     finally:
         for ref in pending:  # an error or an abandoned generator: stop the rest
             ray.cancel(ref, force=True)
@@ -141,9 +201,13 @@ def run(
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Run fold groups on ``process`` or ``ray``; yields fold dicts as groups finish."""
+    """Run fold groups on ``executor``; yields fold dicts as groups finish. ``progress``
+    gets per-epoch rows from the local executor (workers elsewhere report per group, as
+    the runner writes each finished fold)."""
+    if executor == "local":
+        return run_local(data, groups, config, progress)
     if executor == "process":
-        return run_process(data, groups, config, workers, progress)
+        return run_process(data, groups, config, workers)
     if executor == "ray":
-        return run_ray(data, groups, config, workers, ray_address, progress)
+        return run_ray(data, groups, config, workers, ray_address)
     raise ApexmerError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")

@@ -14,7 +14,7 @@ from apexmer.errors import ApexmerError
 from apexmer.models.flow_nets import OffApexNet, SSSNet, STSTNet
 from apexmer.models.layers import SEModule
 from apexmer.models.resnet import Bottleneck, ResNet
-from apexmer.models.weights import load_pretrained
+from apexmer.models.weights import IDENTIFIERS, load_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,6 +123,9 @@ def identify_state_dict(state_dict: dict[str, torch.Tensor]) -> list[str]:
         if signature(model.state_dict()) == target:
             matches.append(name)
     return matches
+
+
+IDENTIFIERS.append(identify_state_dict)  # the hint in weights.py errors, without an import back
 
 
 def _create_resnet(num_classes: int, **kwargs: Any) -> ResNet:

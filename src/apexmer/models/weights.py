@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,11 +129,14 @@ def _model_name(model: nn.Module) -> str | None:
     return getattr(info, "name", None)
 
 
-def _likely_cause(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
-    # Imported here: the registry imports this module to load weights in create_model.
-    from apexmer.models.registry import identify_state_dict
+# Functions naming the registered architectures a state dict fits, for the error hint. The
+# registry knows the architectures (and imports this module): it adds its own on import,
+# so this module never imports it.
+IDENTIFIERS: list[Callable[[dict[str, torch.Tensor]], list[str]]] = []
 
-    file_arch = identify_state_dict(sd)
+
+def _likely_cause(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
+    file_arch = [name for identify in IDENTIFIERS for name in identify(sd)]
     model_arch = _model_name(model) or type(model).__name__
     if file_arch and model_arch not in file_arch:
         return (

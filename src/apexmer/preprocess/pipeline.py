@@ -48,6 +48,7 @@ from apexmer.preprocess.landmarks import (
     get_detector,
 )
 from apexmer.preprocess.spotting import SpotConfig, SpotResult, spot_clip
+from apexmer.workers import exit_with_parent
 
 FRAME_ROLES = ("apex", "mid", "onset")
 FLOW_ROLES = ("apex", "mid")  # flow from the onset to these frames
@@ -380,6 +381,7 @@ SampleTask = Callable[..., dict[str, Any]]
 
 
 def _init_worker(detector_name: str) -> None:
+    exit_with_parent()  # a killed preprocess takes its workers with it
     cv2.setNumThreads(1)
     _WORKER["detector"] = get_detector(detector_name)
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from apexmer.config import Config
+from apexmer.models.layers import seed_dropout
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
 from apexmer.training.inputs import augment_config, config_model_kwargs, prepare_batch
@@ -43,6 +44,7 @@ def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
     model = create_model(config.model.name, num_classes=num_classes, **config_model_kwargs(config))
     if config.model.weights:
         load_pretrained(model, config.model.weights)
+    seed_dropout(model, seed)  # dropout masks from the fold's seed: the same alone or packed
     return model
 
 
@@ -174,7 +176,7 @@ def _fit(
     model = build_model(config, num_classes, seed).to(config.train.device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config, y_train, num_classes)
+    loss_fn = build_loss(config, y_train, num_classes).to(config.train.device)
     optimizer = build_optimizer(config, model)
     order_gen = torch.Generator().manual_seed(seed + 1)
     aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device

@@ -30,6 +30,8 @@ sequential ``fit`` up to float rounding (grouped kernels sum in another order).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apexmer.config import Config
+from apexmer.models.layers import Dropout
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
 from apexmer.training.engine import (
     EpochCallback,
@@ -50,6 +53,7 @@ from apexmer.training.engine import (
     predict_proba,
 )
 from apexmer.training.inputs import augment_config, prepare_batch
+from apexmer.training.losses import FocalLoss
 
 
 class PackedLinear(nn.Module):
@@ -70,22 +74,28 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over k*C channels that can leave inactive folds' running stats untouched.
 
     ``fold_batches`` (k,) counts training batches per fold (the per-fold
-    ``num_batches_tracked``). ``active`` (k,) bool, set by the trainer, marks the folds whose
-    input is real in the current training step.
+    ``num_batches_tracked``). ``active`` (k,) bool, set by ``set_active``, marks the folds
+    whose input is real in the current training step when ``partial`` is set. Both are
+    registered buffers, so they follow ``.to(device)`` with the rest of the model.
     """
 
     fold_batches: torch.Tensor
+    active: torch.Tensor
 
     def __init__(self, k: int, num_features: int, **kwargs) -> None:
         super().__init__(num_features, **kwargs)
         self.k = k
-        self.register_buffer("fold_batches", torch.zeros(k, dtype=torch.long))
-        self.active: torch.Tensor | None = None
+        device = kwargs.get("device")
+        self.register_buffer("fold_batches", torch.zeros(k, dtype=torch.long, device=device))
+        self.register_buffer(
+            "active", torch.ones(k, dtype=torch.bool, device=device), persistent=False
+        )
+        self.partial = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.track_running_stats):
             return super().forward(x)
-        if self.active is None:  # every fold has real input: plain BatchNorm
+        if not self.partial:  # every fold has real input: plain BatchNorm
             self.fold_batches += 1
             return super().forward(x)
         # Update copies (autograd saves them), then take only the active folds' channels.
@@ -99,8 +109,58 @@ class PackedBatchNorm2d(nn.BatchNorm2d):
         return out
 
 
+class PackedDropout(nn.Module):
+    """k folds' ``layers.Dropout`` at once, each fold's mask from that fold's own generator.
+
+    A fold's slice of the packed activation is dim 1 split in k (``(B, k*C, ...)``), or
+    dim 1 itself after a ``PackedLinear`` (``(B, k, F)``). Each active fold draws a mask of
+    the shape its activation has alone, with its own module's ``draw_mask`` (on the CPU,
+    from its generator), in the order its forwards come: exactly the draws of the fold
+    trained alone. Inactive folds draw nothing (their input is zero). The k masks are
+    concatenated and moved to the device in one copy.
+    """
+
+    def __init__(self, drops: Sequence[Dropout]) -> None:
+        super().__init__()
+        if any(d.generator is None for d in drops):
+            raise ValueError(
+                "fold packing needs seeded dropout (models.layers.seed_dropout): masks from "
+                "the global RNG cannot be drawn per fold"
+            )
+        self.k, self.p = len(drops), drops[0].p
+        self._drops = list(drops)  # plain list: no submodules, no state to pack
+        self.folds: list[int] | None = None  # set_active: the folds with real input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        b, k = x.shape[0], self.k
+        after_linear = x.ndim == 3 and x.shape[1] == k
+        # One fold's activation alone, and its block of the packed mask.
+        alone = (b, *x.shape[2:]) if after_linear else (b, x.shape[1] // k, *x.shape[2:])
+        if self._drops[0].channelwise:
+            alone = (*alone[:2], *([1] * (len(alone) - 2)))
+        block = (b, 1, *alone[1:]) if after_linear else alone
+        active = range(k) if self.folds is None else set(self.folds)
+        cpu = torch.device("cpu")
+        masks = [
+            self._drops[f].draw_mask(alone, cpu).view(block) if f in active else torch.ones(block)
+            for f in range(k)
+        ]
+        mask = torch.cat(masks, dim=1).to(x.device, non_blocking=True)
+        return x * mask.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, p={self.p}, channelwise={self._drops[0].channelwise}"
+
+
 def _cat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach() for t in tensors], dim=0)
+
+
+def _device(m: nn.Module) -> torch.device | None:
+    t = next(itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)), None)
+    return None if t is None else t.device
 
 
 def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
@@ -138,7 +198,7 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
             momentum=m.momentum,
             affine=m.affine,
             track_running_stats=m.track_running_stats,
-            device=m.running_mean.device if m.running_mean is not None else None,
+            device=_device(m),
         )
         with torch.no_grad():
             if m.affine:
@@ -149,6 +209,8 @@ def _pack_module(mods: Sequence[nn.Module]) -> nn.Module | None:
                 new.running_var.copy_(_cat([x.running_var for x in mods]))
                 new.fold_batches.copy_(torch.stack([x.num_batches_tracked for x in mods]))
         return new
+    if isinstance(m, Dropout):
+        return PackedDropout(mods)  # type: ignore[arg-type]
     if isinstance(m, nn.Linear):
         new = PackedLinear(k, m.in_features, m.out_features).to(m.weight.device)
         with torch.no_grad():
@@ -203,7 +265,7 @@ def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
             *module.named_parameters(recurse=False),
             *module.named_buffers(recurse=False),
         ]:
-            if key == "fold_batches":
+            if key in ("fold_batches", "active"):
                 continue
             for f in range(k):
                 if key == "num_batches_tracked":
@@ -213,11 +275,20 @@ def unpack(packed: nn.Module, k: int) -> list[dict[str, torch.Tensor]]:
     return states
 
 
-def set_active(packed: nn.Module, active: torch.Tensor | None) -> None:
-    """Mark which folds (k,) bool have real input in the next training forward."""
+def set_active(packed: nn.Module, active: Sequence[int] | None) -> None:
+    """Mark which folds have real input in the next training forward (None: all of them)."""
+    mask = None
     for m in packed.modules():
-        if isinstance(m, PackedBatchNorm2d):
-            m.active = active
+        if isinstance(m, PackedDropout):
+            m.folds = None if active is None else list(active)
+        elif isinstance(m, PackedBatchNorm2d):
+            m.partial = active is not None
+            if active is not None:
+                if mask is None:  # built once, on the device the buffers live on
+                    mask = torch.zeros(m.k, dtype=torch.bool)
+                    mask[list(active)] = True
+                    mask = mask.to(m.active.device, non_blocking=True)
+                m.active.copy_(mask)
 
 
 def _fold_rows(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -232,13 +303,21 @@ class PackedOptimizer:
     Same arithmetic as ``torch.optim.Adam`` (single-tensor path): moments are elementwise,
     the bias corrections use each fold's own step count. ``step(active)`` updates the rows
     of the active folds only; the others keep parameters and moments bit for bit.
+
+    ``foreach`` (default): a step where every fold is active runs each elementwise op once
+    over all parameters (``torch._foreach_*``: on CUDA a few multi-tensor kernels instead
+    of ~8 per parameter; the same kernels one by one on the CPU, so the same bits). The
+    per-fold scalars are copied to the device without waiting for it (no stream sync).
     """
 
-    def __init__(self, params: Sequence[nn.Parameter], k: int, config: Config) -> None:
+    def __init__(
+        self, params: Sequence[nn.Parameter], k: int, config: Config, *, foreach: bool = True
+    ) -> None:
         o = config.optim
         self.params = [p for p in params if p.requires_grad]
         self.k, self.name, self.lr, self.wd = k, o.name, o.lr, o.weight_decay
         self.momentum, self.betas, self.eps = o.momentum, (0.9, 0.999), 1e-8
+        self.foreach = foreach
         self.steps = [0] * k
         self.state = [
             {"m": torch.zeros_like(p), "v": torch.zeros_like(p) if o.name != "sgd" else None}
@@ -249,19 +328,29 @@ class PackedOptimizer:
         for p in self.params:
             p.grad = None
 
+    def _scalars(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-fold Adam step size and sqrt bias correction, (m, 1) each, computed in
+        double as ``torch.optim.Adam`` does, then copied without a device sync."""
+        b1, b2 = self.betas
+        steps = [self.steps[f] for f in rows]
+        table = torch.tensor(
+            [[self.lr / (1 - b1**s) for s in steps], [(1 - b2**s) ** 0.5 for s in steps]]
+        )
+        table = table.to(self.params[0].device, non_blocking=True)
+        return table[0][:, None], table[1][:, None]
+
     @torch.no_grad()
     def step(self, active: Sequence[int]) -> None:
         rows = list(active)
         for f in rows:
             self.steps[f] += 1
         full = len(rows) == self.k
+        step_size, bc2_sqrt = self._scalars(rows)
+        if full and self.foreach:
+            self._step_foreach(step_size, bc2_sqrt)
+            return
         dev = self.params[0].device
-        b1, b2 = self.betas
-        steps = [self.steps[f] for f in rows]
-        # Per-fold scalars (m, 1), computed in double as torch.optim.Adam does.
-        step_size = torch.tensor([self.lr / (1 - b1**s) for s in steps], device=dev)[:, None]
-        bc2_sqrt = torch.tensor([(1 - b2**s) ** 0.5 for s in steps], device=dev)[:, None]
-        index = None if full else torch.tensor(rows, device=dev)
+        index = None if full else torch.tensor(rows).to(dev, non_blocking=True)
         for p, st in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
@@ -297,6 +386,43 @@ class PackedOptimizer:
         denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
         p.sub_(m / denom * step_size)
 
+    def _step_foreach(self, step_size: torch.Tensor, bc2_sqrt: torch.Tensor) -> None:
+        """``_update`` for all folds and all parameters at once, op for op."""
+        live = [
+            (p, st) for p, st in zip(self.params, self.state, strict=True) if p.grad is not None
+        ]
+        if not live:
+            return
+        ps = [_fold_rows(p, self.k) for p, _ in live]
+        gs = [_fold_rows(p.grad, self.k) for p, _ in live]
+        ms = [_fold_rows(st["m"], self.k) for _, st in live]
+        if self.name == "sgd":
+            if self.wd:
+                gs = torch._foreach_add(gs, ps, alpha=self.wd)
+            torch._foreach_mul_(ms, self.momentum)
+            torch._foreach_add_(ms, gs)
+            torch._foreach_add_(ps, ms, alpha=-self.lr)
+            return
+        vs = [_fold_rows(st["v"], self.k) for _, st in live]
+        b1, b2 = self.betas
+        if self.name == "adamw":
+            torch._foreach_mul_(ps, 1 - self.lr * self.wd)
+        elif self.wd:
+            gs = torch._foreach_add(gs, ps, alpha=self.wd)
+        # per-fold scalars, one (k, 1, ...) view per parameter rank
+        views = {p.ndim: (-1,) + (1,) * (p.ndim - 1) for p in ps}
+        ss = {n: step_size.view(shape) for n, shape in views.items()}
+        bc = {n: bc2_sqrt.view(shape) for n, shape in views.items()}
+        torch._foreach_lerp_(ms, gs, 1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, [bc[p.ndim] for p in ps])
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(ms, denom)
+        torch._foreach_mul_(update, [ss[p.ndim] for p in ps])
+        torch._foreach_sub_(ps, update)
+
 
 @dataclass
 class FoldData:
@@ -309,10 +435,33 @@ class FoldData:
 
 
 def _epoch_plan(
-    folds: Sequence[FoldData], batch_size: int, gens: Sequence[torch.Generator]
+    folds: Sequence[FoldData], batch_size: int, gens: Sequence[torch.Generator], device: str
 ) -> list[list[torch.Tensor]]:
-    """Each fold's batch indices for one epoch, drawn from its own order generator."""
-    return [list(batches(len(fd.x), batch_size, g)) for fd, g in zip(folds, gens, strict=True)]
+    """Each fold's batch indices for one epoch, drawn from its own order generator (on the
+    CPU), moved to the data's device in one copy per fold."""
+    plan = []
+    for fd, g in zip(folds, gens, strict=True):
+        idxs = list(batches(len(fd.x), batch_size, g))
+        sizes = [len(i) for i in idxs]
+        flat = torch.cat(idxs).to(device, non_blocking=True) if idxs else None
+        plan.append(list(flat.split(sizes)) if flat is not None else [])
+    return plan
+
+
+def _shared_loss(loss_fns: Sequence[nn.Module]) -> FocalLoss | None:
+    """One per-sample loss for every fold when the folds' losses are the same function (the
+    paper's: alpha none), so a step makes one loss call instead of one per fold. None when
+    the folds weigh classes differently (``loss.alpha: balanced``)."""
+    first = loss_fns[0]
+    if not all(isinstance(f, FocalLoss) for f in loss_fns):
+        return None
+    alphas = [f.alpha for f in loss_fns]
+    same = all(a is None for a in alphas) or (
+        all(a is not None for a in alphas) and all(torch.equal(a, alphas[0]) for a in alphas)
+    )
+    if not same or any(f.gamma != first.gamma or f.reduction != "mean" for f in loss_fns):
+        return None
+    return FocalLoss(gamma=first.gamma, alpha=alphas[0], reduction="none")
 
 
 def fit_packed(
@@ -335,20 +484,26 @@ def _fit_packed(
     on_epoch: EpochCallback | None,
 ) -> list[FitResult]:
     k, device = len(folds), config.train.device
-    models = [build_model(config, num_classes, fd.seed).to(device) for fd in folds]
-    packed = pack_models(models)
+    # Built and packed on the CPU (the same initial weights on any device), then moved:
+    # every parameter and buffer of the packed model follows ``.to(device)``.
+    models = [build_model(config, num_classes, fd.seed) for fd in folds]
+    packed = pack_models(models).to(device)
+    models = [m.to(device) for m in models]
     if config.train.channels_last:
         packed = packed.to(memory_format=torch.channels_last)
     forward = torch.compile(packed) if config.train.compile else packed
     loss_fns = [build_loss(config, fd.y, num_classes).to(device) for fd in folds]
+    shared_loss = _shared_loss(loss_fns)
     optimizer = PackedOptimizer(list(packed.parameters()), k, config)
+    # Training data lives on the device for the whole fit: no per-batch host copies.
+    folds = [dataclasses.replace(fd, x=fd.x.to(device), y=fd.y.to(device)) for fd in folds]
     order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
     aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
     aug = augment_config(config)
     results = [FitResult(model=m) for m in models]
     for epoch in range(1, config.train.epochs + 1):
         packed.train()
-        plan = _epoch_plan(folds, config.train.batch_size, order_gens)
+        plan = _epoch_plan(folds, config.train.batch_size, order_gens, device)
         total = torch.zeros(k, dtype=torch.float64, device=device)  # loss * batch size
         correct = torch.zeros(k, dtype=torch.long, device=device)
         seen = [0] * k
@@ -363,6 +518,7 @@ def _fit_packed(
                     [plan[f][t] for f in active],
                     active,
                     loss_fns,
+                    shared_loss,
                     optimizer,
                     aug,
                     aug_gens,
@@ -397,6 +553,7 @@ def _packed_step(
     idxs: Sequence[torch.Tensor],
     active: Sequence[int],
     loss_fns: Sequence[nn.Module],
+    shared_loss: FocalLoss | None,
     optimizer: PackedOptimizer,
     aug: BatchAugmentConfig,
     aug_gens: Sequence[torch.Generator],
@@ -415,21 +572,21 @@ def _packed_step(
     x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, Ck, S, S)
     if config.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    mask = torch.zeros(k, dtype=torch.bool, device=device)
-    mask[list(active)] = True
-    set_active(packed, None if len(active) == k else mask)
+    set_active(packed, None if len(active) == k else active)
     with autocast(config):
         logits = forward(x)  # (b, k, C)
     logits = logits.float()
-    losses = []
-    for f, idx in zip(active, idxs, strict=True):
-        yb = folds[f].y[idx].to(device)
-        losses.append(loss_fns[f](logits[:, f], yb))
-        with torch.no_grad():
-            correct[f] += (logits[:, f].argmax(1) == yb).sum()
-    loss = torch.stack(losses)  # (m,) per-fold losses
+    rows = torch.tensor(active).to(device, non_blocking=True)  # (m,) the active folds
+    yb = torch.stack([folds[f].y[idx] for f, idx in zip(active, idxs, strict=True)])  # (m, b)
+    fold_logits = logits.index_select(1, rows).transpose(0, 1)  # (m, b, C)
+    if shared_loss is not None:  # one call (and one label check) for all folds
+        flat = shared_loss(fold_logits.reshape(-1, fold_logits.shape[-1]), yb.reshape(-1))
+        loss = flat.view(len(active), b).mean(1)  # (m,) per-fold mean losses
+    else:
+        loss = torch.stack([loss_fns[f](fold_logits[j], yb[j]) for j, f in enumerate(active)])
     optimizer.zero_grad()
     loss.sum().backward()  # each fold's parameters get exactly its own gradient
     optimizer.step(active)
     with torch.no_grad():
-        total[list(active)] += loss.detach().double() * b
+        correct.index_add_(0, rows, (fold_logits.argmax(2) == yb).sum(1))
+        total.index_add_(0, rows, loss.detach().double() * b)
