@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from apexmer.data.long_corpora import LONG_CORPORA, read_long_videos
 from apexmer.data.readers import CORPORA, read_corpus
+from apexmer.errors import DataError
 
 data_app = typer.Typer(
     help="Corpora: read coding sheets and frame folders, report problems.", no_args_is_help=True
@@ -17,7 +19,7 @@ data_app = typer.Typer(
 
 @data_app.command("summary")
 def summary(
-    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join(CORPORA)}.")],
+    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join([*CORPORA, *LONG_CORPORA])}.")],
     coding: Annotated[
         Path | None,
         typer.Option(help="Coding sheet, MEGC list or manifest (for smic: the folder)."),
@@ -35,6 +37,14 @@ def summary(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Count samples, subjects and classes; list every problem found."""
+    if corpus.lower() in LONG_CORPORA:
+        if classes is not None:
+            raise DataError(
+                f"{corpus} codes intervals (micro/macro), not classes; --classes does not apply",
+                fix="drop --classes",
+            )
+        _long_summary(corpus, coding, root, as_json)
+        return
     info = read_corpus(corpus, coding=coding, root=root, classes=classes).summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -47,6 +57,21 @@ def summary(
     typer.echo(f"problems        {len(info['problems'])}")
     for problem in info["problems"]:
         typer.echo(f"  {problem}")
+
+
+def _long_summary(corpus: str, coding: Path | None, root: Path | None, as_json: bool) -> None:
+    """Long-video corpora: videos, expressions (micro/macro), subjects, problems, warnings."""
+    info = read_long_videos(corpus, coding, root=root).summary()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"coding version  {info['coding_version']}")
+    for key in ("videos", "expressions", "micro", "macro", "subjects", "offset_not_coded"):
+        typer.echo(f"{key:<16}{info[key]}")
+    for key in ("problems", "warnings"):
+        typer.echo(f"{key:<16}{len(info[key])}")
+        for line in info[key]:
+            typer.echo(f"  {line}")
 
 
 def register(app: typer.Typer) -> None:
