@@ -19,7 +19,6 @@ from apexmer.data.synth_long import (
     plan_long_corpus,
     plan_long_video,
     render_long_video,
-    write_long_corpus,
 )
 from apexmer.errors import ConfigError
 
