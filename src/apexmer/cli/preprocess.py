@@ -12,13 +12,24 @@ CORPUS_HELP = "casme2 | samm | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
+METHOD_HELP = "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed)"
 
 
-def _spot_config(offset_term: bool, landmarks: str, lag: int, denominator: str = "backward"):
+def _spot_config(
+    offset_term: bool,
+    landmarks: str,
+    lag: int,
+    denominator: str = "backward",
+    method: str = "paper",
+):
     from apexmer.preprocess.spotting import SpotConfig
 
     return SpotConfig(
-        offset_term=offset_term, landmarks=landmarks, lag=lag, denominator=denominator
+        offset_term=offset_term,
+        landmarks=landmarks,
+        lag=lag,
+        denominator=denominator,
+        method=method,
     )
 
 
@@ -34,6 +45,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -47,7 +59,7 @@ def register(app: typer.Typer) -> None:
             onset,
             offset,
             get_detector(detector),
-            _spot_config(offset_term, landmarks, lag, denominator),
+            _spot_config(offset_term, landmarks, lag, denominator, method),
         )
         record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
         payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
@@ -66,6 +78,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         workers: int = typer.Option(1, "--workers"),
         out: Path | None = typer.Option(
             None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
@@ -84,7 +97,9 @@ def register(app: typer.Typer) -> None:
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         table = evaluate_spotting(
-            samples, _spot_config(offset_term, landmarks, lag, denominator), workers=workers
+            samples,
+            _spot_config(offset_term, landmarks, lag, denominator, method),
+            workers=workers,
         )
         scores = spotting_scores(table["error"].to_list())
         for _, row in table[table["problem"] != ""].iterrows():
@@ -122,6 +137,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         align_per: str = typer.Option(
             "clip",
             "--align-per",
@@ -137,7 +153,7 @@ def register(app: typer.Typer) -> None:
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
-            spot=_spot_config(offset_term, landmarks, lag, denominator),
+            spot=_spot_config(offset_term, landmarks, lag, denominator, method),
             align_per=align_per,
             align=AlignConfig(size=size),
         )

@@ -41,6 +41,9 @@ from apexmer.preprocess.rois import ROIS, eye_distance, roi_boxes, square_boxes
 NOSE_BRIDGE = (27, 28, 29, 30)
 # ROIs whose skin moves when the eyelids close (the brows sit right above the lids).
 EYE_ADJACENT = tuple(i for i, (name, _) in enumerate(ROIS) if name.startswith(("brow", "glab")))
+# The upper eyelids (centre of points 37-38 and 43-44): measured only to recognise blinks,
+# which move the lids far more than the brows (a brow lowerer, AU4, the other way round).
+LIDS = ((37, 38), (43, 44))
 # Farnebäck settings: 2 pyramid levels suffice for the few pixels of an expression at
 # the working scale; a 9 px window keeps neighbouring ROIs apart.
 _FARNEBACK = {
@@ -104,10 +107,11 @@ def _face_crop(points: np.ndarray, shape: tuple[int, ...], margin: float) -> tup
 def roi_flow(
     reference: np.ndarray, gray: np.ndarray, points: np.ndarray, config: MotionConfig
 ) -> np.ndarray:
-    """Head-compensated ROI displacement of ``gray`` against ``reference`` -> ``(R, 2)``.
+    """Head-compensated displacement of ``gray`` against ``reference`` -> ``(R + 2, 2)``:
+    the R ROIS, then the two upper eyelids (``LIDS``).
 
     Both are gray uint8 images at the working scale; ``points`` (68, 2) are the landmarks
-    at that scale. Each ROI's mean flow minus the nose bridge's mean flow, scaled to an
+    at that scale. Each region's mean flow minus the nose bridge's mean flow, scaled to an
     eye distance of ``config.work_iod``.
     """
     points = np.asarray(points, dtype=np.float64)
@@ -116,9 +120,12 @@ def roi_flow(
         reference[y0:y1, x0:x1], gray[y0:y1, x0:x1], None, **_FARNEBACK
     )  # (h, w, 2): where each reference pixel moved
     local = points - (x0, y0)
-    boxes = roi_boxes(local, flow.shape, config.roi_size)
-    vectors = np.stack([flow[y : y + s, x : x + s].mean((0, 1)) for x, y, s, _ in boxes])
     side = round(config.roi_size * eye_distance(points))
+    lids = np.stack([local[list(idx)].mean(0) for idx in LIDS])
+    boxes = np.concatenate(
+        [roi_boxes(local, flow.shape, config.roi_size), square_boxes(lids, side, flow.shape)]
+    )
+    vectors = np.stack([flow[y : y + s, x : x + s].mean((0, 1)) for x, y, s, _ in boxes])
     nose = local[list(NOSE_BRIDGE)].mean(0, keepdims=True)
     x, y, s, _ = square_boxes(nose, side, flow.shape)[0]
     head = flow[y : y + s, x : x + s].mean((0, 1))
@@ -141,7 +148,8 @@ def clip_motion(
     face: FaceLandmarks,
     config: MotionConfig | None = None,
 ) -> np.ndarray:
-    """ROI displacement of every frame of a clip against its first frame -> ``(T, R, 2)``.
+    """ROI displacement of every frame of a clip against its first frame -> ``(T, R, 2)``
+    (the ROIS only, not the eyelids).
 
     ``face`` holds the landmarks of the first frame; a clip is short enough that the ROIs
     stay put and the head's drift is removed by the nose subtraction.
@@ -155,7 +163,7 @@ def clip_motion(
         small = _downscale(_gray(frame), scale)
         if reference is None:
             reference = small
-        out.append(roi_flow(reference, small, points, config))
+        out.append(roi_flow(reference, small, points, config)[: len(ROIS)])
     return np.stack(out)
 
 
@@ -208,6 +216,7 @@ class VideoMotion:
 
     numbers: list[int]
     vectors: np.ndarray  # (T, R, 2) float32, px at eye distance work_iod, head motion removed
+    lids: np.ndarray  # (T, 2, 2) float32, the same for the upper eyelids (blinks)
     ear: np.ndarray  # (T,) float32 eye aspect ratio, NaN where untracked
     tracked: np.ndarray  # (T,) bool
     segment: np.ndarray  # (T,) int: index of the tracking run the frame belongs to (-1: none)
@@ -230,7 +239,7 @@ def video_motion(
     if not (isinstance(lag, int) and lag >= 1):
         raise ConfigError(f"lag={lag!r}; use an integer >= 1 frames")
     n = len(numbers)
-    vectors = np.full((n, len(ROIS), 2), np.nan, np.float32)
+    vectors = np.full((n, len(ROIS) + len(LIDS), 2), np.nan, np.float32)
     ear = np.full(n, np.nan, np.float32)
     segment = np.full(n, -1, np.int32)
     boxes = np.zeros((n, 4), np.int32)
@@ -241,7 +250,8 @@ def video_motion(
         vectors[i], ear[i], segment[i], boxes[i] = step
     return VideoMotion(
         numbers=list(numbers),
-        vectors=vectors,
+        vectors=vectors[:, : len(ROIS)],
+        lids=vectors[:, len(ROIS) :],
         ear=ear,
         tracked=segment >= 0,
         segment=segment,

@@ -62,7 +62,8 @@ class IntervalConfig:
     min_s: float = 0.1  # shorter intervals are dropped (noise)
     micro_max_s: float = 0.5  # micro-expression: onset to offset at most this long
     max_s: float = 4.0  # longer intervals are dropped (not an expression)
-    blink_drop: float = 0.75  # blink: eye aspect ratio under this share of the median
+    blink_drop: float = 0.6  # blink: eye aspect ratio under this share of the median
+    lid_ratio: float = 1.5  # ...or the upper lids moving this many times more than the brows
     motion: MotionConfig = field(default_factory=MotionConfig)
 
     def __post_init__(self) -> None:
@@ -192,12 +193,18 @@ def displacement(vectors: np.ndarray, lag: int, baseline: int) -> np.ndarray:
     return d
 
 
-def blink_frames(ear: np.ndarray, drop: float, pad: int) -> np.ndarray:
-    """``(T,)`` bool: the eye aspect ratio under ``drop`` x its median, grown by ``pad``."""
+def blink_frames(
+    ear: np.ndarray, lids: np.ndarray, brows: np.ndarray, config: IntervalConfig, pad: int
+) -> np.ndarray:
+    """``(T,)`` bool: a blink where the eye aspect ratio drops under ``blink_drop`` x its
+    median, or the upper eyelids move more than ``lid_ratio`` x the most moving brow ROI
+    (``lids`` ``(T, 2)``, ``brows`` ``(T, B)`` displacement magnitudes); grown by ``pad``."""
     ear = np.asarray(ear, dtype=np.float64)
-    if np.all(np.isnan(ear)):
-        return np.zeros(len(ear), bool)
-    shut = np.nan_to_num(ear, nan=np.inf) < drop * np.nanmedian(ear)
+    shut = np.zeros(len(ear), bool)
+    if not np.all(np.isnan(ear)):
+        shut |= np.nan_to_num(ear, nan=np.inf) < config.blink_drop * np.nanmedian(ear)
+    with np.errstate(invalid="ignore"):
+        shut |= np.nan_to_num(lids.max(1) > config.lid_ratio * brows.max(1), nan=False)
     if pad > 0 and shut.any():
         shut = np.convolve(shut, np.ones(2 * pad + 1), mode="same") > 0
     return shut
@@ -205,15 +212,18 @@ def blink_frames(ear: np.ndarray, drop: float, pad: int) -> np.ndarray:
 
 def score_curve(motion: VideoMotion, fps: float, config: IntervalConfig) -> np.ndarray:
     """Per-frame spotting score ``(T,)`` (NaN without a face) from a video's ROI motion."""
-    n = len(motion.numbers)
-    magnitude = np.full((n, motion.vectors.shape[1]), np.nan)
+    rois = motion.vectors.shape[1]
+    vectors = np.concatenate([motion.vectors, motion.lids], axis=1)  # (T, R + 2, 2)
+    magnitude = np.full(vectors.shape[:2], np.nan)
     smooth = max(1, round(config.smooth_s * fps))
     for run in np.unique(motion.segment[motion.segment >= 0]):
         idx = np.flatnonzero(motion.segment == run)
-        d = displacement(motion.vectors[idx], motion.lag, round(config.baseline_s * fps))
+        d = displacement(vectors[idx], motion.lag, round(config.baseline_s * fps))
         d = _rolling(d, smooth, "mean")
         magnitude[idx] = np.linalg.norm(d, axis=2)
-    blinks = blink_frames(motion.ear, config.blink_drop, max(1, round(0.05 * fps)))
+    brows = magnitude[:, list(EYE_ADJACENT)]
+    blinks = blink_frames(motion.ear, magnitude[:, rois:], brows, config, round(0.05 * fps))
+    magnitude = magnitude[:, :rois]
     magnitude[np.ix_(blinks, list(EYE_ADJACENT))] = 0.0
     top = np.sort(np.nan_to_num(magnitude, nan=-np.inf), axis=1)[:, -config.top_rois :]
     score = top.mean(1)
