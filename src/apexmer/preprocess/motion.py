@@ -167,40 +167,63 @@ def clip_motion(
     return np.stack(out)
 
 
+def _patch(gray: np.ndarray, box: tuple[int, ...], size: int = 24) -> np.ndarray | None:
+    """The face box of a gray image as a zero-mean, unit-norm ``(size, size)`` patch."""
+    x, y, w, h = box
+    crop = gray[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)]
+    if crop.shape[0] < 4 or crop.shape[1] < 4:
+        return None
+    patch = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    patch -= patch.mean()
+    norm = float(np.linalg.norm(patch))
+    return patch / norm if norm > 0 else None
+
+
 class LandmarkTracker:
     """Landmarks per frame at the cost of a shape fit: detect once, then fit the 68 points
-    in the previous frame's box; detect again when the fit leaves its box (face lost or
-    moved fast) and every ``redetect_every`` frames."""
+    in the previous frame's box. The detector runs again every ``redetect_every`` frames
+    and when the face is lost: the fit leaves its box, or the box no longer looks like the
+    detected face (correlation of a 24 px patch under ``min_similarity``; a shape model
+    fitted to an empty box still returns a face-shaped set of points)."""
 
-    def __init__(self, detector: LandmarkDetector, redetect_every: int = 60) -> None:
+    def __init__(
+        self, detector: LandmarkDetector, redetect_every: int = 60, min_similarity: float = 0.5
+    ) -> None:
         self.detector = detector
         self.redetect_every = max(1, int(redetect_every))
+        self.min_similarity = min_similarity
         self.face: FaceLandmarks | None = None
+        self._template: np.ndarray | None = None
         self._since = 0
         self.detections = 0  # how often the (expensive) detector ran
 
-    def _detect(self, image: np.ndarray) -> FaceLandmarks | None:
+    def _detect(self, gray: np.ndarray) -> FaceLandmarks | None:
         self.detections += 1
         self._since = 0
-        return self.detector.detect(image)
+        self.face = self.detector.detect(gray)
+        self._template = None if self.face is None else _patch(gray, self.face.box)
+        return self.face
 
     def update(self, image: np.ndarray) -> FaceLandmarks | None:
         """Landmarks on ``image`` (gray or BGR), or None when no face is found."""
+        gray = _gray(image)
         self._since += 1
-        if self.face is None or self._since >= self.redetect_every:
-            self.face = self._detect(image)
-            return self.face
+        if self.face is None or self._template is None or self._since >= self.redetect_every:
+            return self._detect(gray)
         x, y, w, h = self.face.box
-        fitted = self.detector.fit(image, self.face.box)
+        fitted = self.detector.fit(gray, self.face.box)
         centre = fitted.points.mean(0)
-        inside = x <= centre[0] <= x + w and y <= centre[1] <= y + h
-        spread = np.ptp(fitted.points[:, 0])
-        if not inside or not 0.4 * w <= spread <= 1.6 * w:
-            self.face = self._detect(image)
-            return self.face
-        # Keep the detector's box size (the model was trained on such boxes), follow the face.
         shift = centre - self.face.points.mean(0)
         box = (round(x + shift[0]), round(y + shift[1]), w, h)
+        inside = x <= centre[0] <= x + w and y <= centre[1] <= y + h
+        spread = np.ptp(fitted.points[:, 0])
+        patch = _patch(gray, box)
+        similar = patch is not None and float((patch * self._template).sum()) >= (
+            self.min_similarity
+        )
+        if not (inside and 0.4 * w <= spread <= 1.6 * w and similar):
+            return self._detect(gray)
+        # Keep the detector's box size (the model was trained on such boxes), follow the face.
         self.face = FaceLandmarks(box=box, points=fitted.points)
         return self.face
 

@@ -51,7 +51,7 @@ class IntervalConfig:
     """Options of ``spot_intervals``; the module doc gives each one's source."""
 
     lag_s: float = 0.25  # reference distance k = round(lag_s * fps) frames (<= 0.5 s)
-    baseline_s: float = 8.0  # running-median detrend window (> 2 x the longest expression)
+    baseline_s: float = 6.0  # running-median detrend window (> 2 x the longest expression)
     smooth_s: float = 0.1  # moving average of the displacement
     top_rois: int = 2  # ROIs averaged into the score (the most moving ones per frame)
     threshold: Literal["mad", "moilanen"] = "mad"
@@ -181,6 +181,19 @@ def _rolling(values: np.ndarray, window: int, how: str) -> np.ndarray:
     return out.to_numpy().reshape(values.shape)
 
 
+def _baseline(chain: np.ndarray, window: int) -> np.ndarray:
+    """Centred running median of ``(N, ...)`` along axis 0. The ends are point-reflected
+    first (about the median of the first/last third of a half window), so a linear drift
+    leaves no offset at the video's ends while an expression there does not move the pivot."""
+    pad = min(window // 2, len(chain) - 1)
+    if pad > 0:
+        q = max(1, pad // 3)
+        head = 2 * np.median(chain[:q], axis=0) - chain[pad:0:-1]
+        tail = 2 * np.median(chain[-q:], axis=0) - chain[-2 : -pad - 2 : -1]
+        chain = np.concatenate([head, chain, tail])
+    return _rolling(chain, window, "median")[pad : len(chain) - pad]
+
+
 def displacement(vectors: np.ndarray, lag: int, baseline: int) -> np.ndarray:
     """ROI displacement ``(N, R, 2)`` from flows against ``t - lag`` ``(N, R, 2)`` of one
     tracking run: summed along each lag chain, each chain detrended by a running median
@@ -189,7 +202,7 @@ def displacement(vectors: np.ndarray, lag: int, baseline: int) -> np.ndarray:
     window = max(3, round(baseline / lag))
     for c in range(min(lag, len(vectors))):
         chain = np.cumsum(vectors[c::lag].astype(np.float64), axis=0)
-        d[c::lag] = chain - _rolling(chain, window, "median")
+        d[c::lag] = chain - _baseline(chain, window)
     return d
 
 
