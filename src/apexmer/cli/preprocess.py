@@ -70,9 +70,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spot-eval")
     def spot_eval(
-        corpus: str = typer.Option(..., "--corpus", help=CORPUS_HELP),
+        corpus: str = typer.Option(
+            ..., "--corpus", help=f"{CORPUS_HELP} | casme2-lv | samm-lv (long videos)"
+        ),
         coding: Path | None = typer.Option(None, "--coding", help="coding sheet"),
-        root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
+        root: Path | None = typer.Option(
+            None, "--root", help="folder of the frame folders (optional with --spotted)"
+        ),
+        spotted: Path | None = typer.Option(
+            None,
+            "--spotted",
+            help="long videos: score intervals from this CSV (video,onset,offset,type) "
+            "instead of running the spotter",
+        ),
+        iou: float = typer.Option(0.5, "--iou", help="long videos: IoU for a true positive"),
         classes: str = typer.Option("all", "--classes"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
@@ -85,7 +96,20 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Spotting error against the labelled apex over a corpus."""
+        """Spotting error against the labelled apex over a corpus; for a long-video corpus
+        (casme2-lv, samm-lv) interval spotting scored the MEGC way (spot_report.md)."""
+        from apexmer.data.long_corpora import LONG_CORPORA
+
+        if corpus.lower() in LONG_CORPORA:
+            _spot_eval_long(corpus, coding, root, spotted, iou, out, as_json)
+            return
+        if root is None or spotted is not None:
+            from apexmer.errors import ConfigError
+
+            raise ConfigError(
+                f"--corpus {corpus} needs --root and takes no --spotted (interval spotting "
+                "is evaluated on casme2-lv and samm-lv)"
+            )
         from apexmer.data.readers import read_corpus
         from apexmer.errors import DataError
         from apexmer.fileio import write_text
@@ -167,6 +191,74 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"manifest: {result.manifest}")
         if result.n_failed:
             typer.echo(f"problems: {result.problems_csv}")
+
+
+def _spot_eval_long(
+    corpus: str,
+    coding: Path | None,
+    root: Path | None,
+    spotted: Path | None,
+    iou: float,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Interval spotting on a long-video corpus, scored the MEGC way; report under --out."""
+    from apexmer import __version__
+    from apexmer.data.long_corpora import read_long_videos
+    from apexmer.errors import ConfigError
+    from apexmer.evaluation.long_video_eval import (
+        evaluate_long_videos,
+        read_spotted_csv,
+        spot_videos,
+    )
+    from apexmer.evaluation.spot_report import REPORT_NAME, write_spot_report
+
+    if out is None:
+        raise ConfigError("spot-eval on long videos writes a report: pass --out FOLDER")
+    if not 0 < iou <= 1:
+        raise ConfigError(f"--iou {iou}: use a fraction in (0, 1] (MEGC: 0.5)")
+    videos = read_long_videos(corpus, coding, root=root)
+    if spotted is not None:
+        spottings = read_spotted_csv(spotted, videos)
+        meta = {"spotter": f"intervals read from {spotted}", "tuning": "not known to apexmer"}
+    else:
+        if root is None:
+            raise ConfigError("pass --root (the frames) to run the spotter, or --spotted CSV")
+        from apexmer.preprocess.landmarks import get_detector
+        from apexmer.spotting.intervals import IntervalConfig
+
+        config = IntervalConfig()
+        with tqdm(total=len(videos), unit="video", desc="spot", dynamic_ncols=True) as bar:
+
+            def progress(done: int, total: int, key: str) -> None:
+                bar.update(done - bar.n)
+                bar.set_postfix_str(key)
+
+            spottings = spot_videos(
+                videos, get_detector("dlib"), config, cache=out / "spotted", progress=progress
+            )
+        meta = {
+            "spotter": "apexmer spot_intervals with IntervalConfig defaults "
+            f"({json.dumps(config.to_dict(), default=str)})",
+            "tuning": "none in this run: IntervalConfig defaults; the threshold is relative "
+            "to each video's own noise (nothing is fitted to a video's or subject's labels)",
+        }
+    result = evaluate_long_videos(videos, spottings, threshold=iou)
+    meta = {"corpus": corpus, "version": __version__, **meta}
+    write_spot_report(out, result, videos, meta)
+    for line in result.skipped:
+        typer.echo(f"skipped {line}", err=True)
+    pooled = {k: c.as_dict() for k, c in result.scores.pooled.items()}
+    if as_json:
+        typer.echo(json.dumps({"iou_threshold": iou, "pooled": pooled}))
+        return
+    for kind, c in pooled.items():
+        scores = "  ".join(
+            f"{name} {'-' if c[name] is None else format(c[name], '.3f')}"
+            for name in ("precision", "recall", "f1")
+        )
+        typer.echo(f"{kind:<8} TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  {scores}")
+    typer.echo(f"report: {out / REPORT_NAME}")
 
 
 class SampleProgress:
