@@ -149,19 +149,27 @@ def spans(events) -> list[Span]:
     return [Span(e.onset, e.offset, e.kind) for e in events if e.kind != "blink"]
 
 
-@pytest.mark.slow
-def test_a_short_synthetic_long_video_is_spotted(tmp_path: Path) -> None:
-    """Two micro-expressions and a blink in 8 s at 320x240, frames 1-based in a folder."""
+@pytest.fixture(scope="module")
+def short_long_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Span]]:
+    """8 s at 320x240 (folder, frames from 1): two micro-expressions and a blink."""
     events = [
         Event(60, 70, "micro", 12, 4.0),
         Event(120, 126, "blink", 5, -6.0),
         Event(170, 181, "micro", "1+2", 4.0),
     ]
-    folder = write_long_video(tmp_path / "video", events, 240, size=(320, 240), seed=3)
+    root = tmp_path_factory.mktemp("longvideo")
+    folder = write_long_video(root / "video", events, 240, size=(320, 240), seed=3)
+    coded = [Span(e.onset + 1, e.offset + 1, e.kind) for e in events if e.kind != "blink"]
+    return folder, coded
+
+
+@pytest.mark.slow
+def test_a_short_synthetic_long_video_is_spotted(short_long_video) -> None:
+    """Two micro-expressions and a blink in 8 s at 320x240, frames 1-based in a folder."""
+    folder, coded = short_long_video
     result = spot_intervals(FolderFrames(folder), fps=FPS)
     assert result.numbers == list(range(1, 241))
     assert result.lag == 8 and result.curve.shape == (240,)
-    coded = [Span(e.onset + 1, e.offset + 1, e.kind) for e in events if e.kind != "blink"]
     spotted = [Span(i.onset, i.offset, i.kind) for i in result.intervals]
     counts = score_video("video", "s1", coded, spotted).counts["micro"]
     assert (counts.tp, counts.fp, counts.fn) == (2, 0, 0), result.table()
@@ -190,3 +198,50 @@ def test_cli_needs_a_frame_rate_for_a_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["spot-intervals", "--frames", str(folder)])
     assert result.exit_code != 0
     assert "--fps" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_predictor_spot_classifies_each_spotted_micro_expression(
+    short_long_video, tmp_path: Path
+) -> None:
+    from apexmer.inference import Predictor
+    from test_predictor import CLASSES, make_checkpoint
+
+    folder, coded = short_long_video
+    predictor = Predictor.from_checkpoint(make_checkpoint(tmp_path / "model"))
+    table = predictor.spot(folder, fps=FPS)
+    assert len(table) == 2 and table["type"].tolist() == ["micro", "micro"]
+    spotted = [Span(r.onset, r.offset, r.type) for r in table.itertuples()]
+    assert score_video("v", "s", coded, spotted).counts["micro"].tp == 2
+    assert table["pred_label"].isin(CLASSES).all() and table["error"].isna().all()
+    probs = table[[f"prob_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (table["confidence"] == probs.max(1)).all()
+    assert (
+        (table["onset"] <= table["apex_classified"]) & (table["apex_classified"] <= table["offset"])
+    ).all()
+    assert table["onset_s"].tolist() == pytest.approx(
+        [(n - 1) / FPS for n in table["onset"]], abs=1e-3
+    )
+
+    # the CLI: same rows, with the input, as CSV and JSON
+    out = tmp_path / "intervals.csv"
+    args = [
+        "predict",
+        "--checkpoint",
+        str(tmp_path / "model"),
+        "--input_path",
+        str(folder),
+        "--long",
+        "--fps",
+        "30",
+        "--output_path",
+        str(out),
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["onset"] for r in rows] == table["onset"].tolist()
+    assert [r["pred_label"] for r in rows] == table["pred_label"].tolist()
+    assert out.read_text().startswith("input,interval,onset,apex,offset,onset_s")

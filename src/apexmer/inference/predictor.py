@@ -31,8 +31,10 @@ from apexmer.config import build_config
 from apexmer.data.dataset import frame_difference, prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
 from apexmer.errors import ApexmerError, DataError
+from apexmer.inference.long_video import recognise_intervals
 from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
+from apexmer.spotting.intervals import IntervalConfig
 from apexmer.training.checkpoint import load_checkpoint
 from apexmer.training.engine import predict_proba
 
@@ -408,3 +410,15 @@ class Predictor:
         out.crop, out.apex_crop = res.crops[self.frame], res.crops["apex"]
         out.onset_crop = res.crops["onset"]
         out.apex_frame = source.read(res.apex)
+
+    def spot(
+        self,
+        video: Source,
+        fps: float | None = None,
+        config: IntervalConfig | None = None,
+    ) -> pd.DataFrame:
+        """Spot the expression intervals of a long ``video`` (file, frame folder or
+        FrameSource) and classify each micro-expression: one row per interval, frames and
+        seconds, type, ``pred_label`` and ``prob_<class>`` (``inference.long_video``)."""
+        source = video if hasattr(video, "read") else open_frames(video)
+        return recognise_intervals(self, source, fps, config).table()
