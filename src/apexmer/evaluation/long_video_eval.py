@@ -65,12 +65,13 @@ def _cache_name(video: LongVideo) -> str:
     return f"{video.subject}__{video.video}.json"
 
 
-def _load_cached(path: Path, config: dict[str, Any]) -> VideoSpotting | None:
+def _load_cached(path: Path, config: dict[str, Any], video: LongVideo) -> VideoSpotting | None:
+    """The saved result when it was spotted with ``config`` from the same frames."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if saved.get("config") != config:
+    if saved.get("config") != config or saved.get("source") != _source_of(video):
         return None
     curve = np.array([np.nan if v is None else v for v in saved["curve"]], dtype=np.float64)
     return VideoSpotting(
@@ -102,7 +103,9 @@ def spot_videos(
     out: dict[str, VideoSpotting] = {}
     for done, video in enumerate(video_set.videos, start=1):
         path = cache / _cache_name(video) if cache is not None else None
-        cached = _load_cached(path, settings) if path is not None and path.is_file() else None
+        cached = (
+            _load_cached(path, settings, video) if path is not None and path.is_file() else None
+        )
         if cached is not None:
             out[video.key] = cached
         elif video.frames is None:
@@ -110,7 +113,7 @@ def spot_videos(
         else:
             out[video.key] = _spot_one(video, detector, config)
             if path is not None and not out[video.key].problem:
-                write_json(path, _spotting_json(out[video.key], settings))
+                write_json(path, _spotting_json(out[video.key], settings, _source_of(video)))
         if progress is not None:
             progress(done, len(video_set.videos), video.key)
     return out
@@ -132,11 +135,17 @@ def _spot_one(
     )
 
 
-def _spotting_json(s: VideoSpotting, config: dict[str, Any]) -> dict[str, Any]:
+def _source_of(video: LongVideo) -> dict[str, Any]:
+    """What identifies the frames a result came from: their path, count and fps."""
+    return {"frames": str(video.frames), "n_frames": video.n_frames, "fps": video.fps}
+
+
+def _spotting_json(s: VideoSpotting, config: dict[str, Any], source: dict) -> dict[str, Any]:
     curve = [] if s.curve is None else s.curve.tolist()
     return {
         "key": s.key,
         "config": config,
+        "source": source,
         "intervals": [_interval_json(i) for i in s.intervals],
         "numbers": list(s.numbers),
         "curve": [None if not math.isfinite(v) else round(v, 6) for v in curve],
