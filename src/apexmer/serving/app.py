@@ -41,6 +41,7 @@ from apexmer.inference.predictor import (
     Predictor,
     describe_input,
 )
+from apexmer.serving.long_video import add_long_video_routes
 from apexmer.training.checkpoint import REQUIRED_KEYS
 
 STATIC = Path(__file__).parent / "static"
@@ -482,6 +483,7 @@ def create_app(
         finally:
             state["pending"] -= 1
 
+    add_long_video_routes(app, pool, state, open_upload, png_data_url)
     return app
 
 
