@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from apexmer.cli.main import app
 from apexmer.data.long_corpora import read_long_videos
+from apexmer.data.long_videos import Interval, LongVideo, LongVideoSet
 from apexmer.data.synth_long import LONG_CODING_NAME, LONG_TRUTH_NAME, write_long_corpus
 from apexmer.errors import DataError
-from apexmer.evaluation.long_video_eval import evaluate_long_videos, read_spotted_csv
+from apexmer.evaluation.long_video_eval import (
+    VideoSpotting,
+    evaluate_long_videos,
+    read_spotted_csv,
+    tune_loso,
+)
 from corpus_files import (
     write_casme2_lv_frames,
     write_casme2_lv_workbook,
@@ -140,3 +147,43 @@ def test_spot_eval_runs_the_spotter_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)  # resumes from the cache: same scores
     assert json.loads(again.stdout.strip().splitlines()[-1])["pooled"] == pooled
     assert cached[0].stat().st_mtime_ns == stamp
+    tuned = CliRunner().invoke(app, [*args, "--loso-tune"])  # one subject: default kept
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads((out / "spot_eval.json").read_text())["loso_chosen"] == {"s15": 8.0}
+
+
+def _bump_video(subject: str, rng, true_height: float, spurious_height: float | None):
+    """A 600-frame score curve: bounded noise (uniform in [-1, 1]), coded 9-frame bumps of
+    ``true_height``, uncoded bumps of ``spurious_height`` between them."""
+    curve = rng.uniform(-1, 1, 600)
+    bump = np.sin(np.linspace(0, np.pi, 9))
+    intervals = []
+    for k, start in enumerate(range(40, 560, 100)):
+        curve[start : start + 9] += true_height * bump
+        intervals.append(Interval(start + 1, start + 5, start + 9, "micro", row=k))
+        if spurious_height is not None:
+            curve[start + 50 : start + 59] += spurious_height * bump
+    video = LongVideo("casme2-lv", subject, f"{subject}_0101", None, 30.0, tuple(intervals))
+    spotting = VideoSpotting(video.key, (), curve, tuple(range(1, 601)), None)
+    return video, spotting
+
+
+def test_loso_tuning_never_uses_the_held_out_subject():
+    rng = np.random.default_rng(0)
+    # subject a: weak true bumps (height 4.5: found only with mad_k <= 5), nothing else;
+    # subject b: strong true bumps (9.5: mad_k <= 10) and uncoded ones (5: mad_k <= 5).
+    a, spot_a = _bump_video("a", rng, 4.5, None)
+    b, spot_b = _bump_video("b", rng, 9.5, 5.0)
+    videos = LongVideoSet([a, b], "casme2-lv", "test")
+    spottings = {a.key: spot_a, b.key: spot_b}
+    tuned, tuning = tune_loso(videos, spottings)
+    # a gets the best value on b (8 and 10 both perfect: the larger), b the best on a (3-5)
+    assert tuning.chosen == {"a": 10.0, "b": 5.0}
+    scores = evaluate_long_videos(videos, tuned).scores
+    by_key = {v.key: v.counts["micro"] for v in scores.videos}
+    assert by_key[a.key].tp == 0  # a's own best (mad_k <= 5) was not used for a
+    assert by_key[b.key].tp == 6 and by_key[b.key].fp == 6  # b's spurious bumps pass 5
+    assert "per held-out subject: a: 10, b: 5" in tuning.describe()
+    # one subject alone: nothing to tune on, the config's value stays
+    _, only = tune_loso(LongVideoSet([a], "casme2-lv", "t"), {a.key: spot_a})
+    assert only.chosen == {"a": 8.0}

@@ -84,6 +84,11 @@ def register(app: typer.Typer) -> None:
             "instead of running the spotter",
         ),
         iou: float = typer.Option(0.5, "--iou", help="long videos: IoU for a true positive"),
+        loso_tune: bool = typer.Option(
+            False,
+            "--loso-tune",
+            help="long videos: choose the spotter's threshold (mad_k) leave-one-subject-out",
+        ),
         classes: str = typer.Option("all", "--classes"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
@@ -101,14 +106,14 @@ def register(app: typer.Typer) -> None:
         from apexmer.data.long_corpora import LONG_CORPORA
 
         if corpus.lower() in LONG_CORPORA:
-            _spot_eval_long(corpus, coding, root, spotted, iou, out, as_json)
+            _spot_eval_long(corpus, coding, root, spotted, iou, loso_tune, out, as_json)
             return
-        if root is None or spotted is not None:
+        if root is None or spotted is not None or loso_tune:
             from apexmer.errors import ConfigError
 
             raise ConfigError(
-                f"--corpus {corpus} needs --root and takes no --spotted (interval spotting "
-                "is evaluated on casme2-lv and samm-lv)"
+                f"--corpus {corpus} needs --root and takes no --spotted or --loso-tune "
+                "(interval spotting is evaluated on casme2-lv and samm-lv)"
             )
         from apexmer.data.readers import read_corpus
         from apexmer.errors import DataError
@@ -199,6 +204,7 @@ def _spot_eval_long(
     root: Path | None,
     spotted: Path | None,
     iou: float,
+    loso_tune: bool,
     out: Path | None,
     as_json: bool,
 ) -> None:
@@ -210,6 +216,7 @@ def _spot_eval_long(
         evaluate_long_videos,
         read_spotted_csv,
         spot_videos,
+        tune_loso,
     )
     from apexmer.evaluation.spot_report import REPORT_NAME, write_spot_report
 
@@ -219,6 +226,8 @@ def _spot_eval_long(
         raise ConfigError(f"--iou {iou}: use a fraction in (0, 1] (MEGC: 0.5)")
     videos = read_long_videos(corpus, coding, root=root)
     if spotted is not None:
+        if loso_tune:
+            raise ConfigError("--loso-tune moves apexmer's spotter threshold; not with --spotted")
         spottings = read_spotted_csv(spotted, videos)
         meta = {"spotter": f"intervals read from {spotted}", "tuning": "not known to apexmer"}
     else:
@@ -243,6 +252,10 @@ def _spot_eval_long(
             "tuning": "none in this run: IntervalConfig defaults; the threshold is relative "
             "to each video's own noise (nothing is fitted to a video's or subject's labels)",
         }
+        if loso_tune:
+            spottings, tuning = tune_loso(videos, spottings, config, iou_threshold=iou)
+            meta["tuning"] = tuning.describe()
+            meta["loso_chosen"] = tuning.chosen
     result = evaluate_long_videos(videos, spottings, threshold=iou)
     meta = {"corpus": corpus, "version": __version__, **meta}
     write_spot_report(out, result, videos, meta)

@@ -6,10 +6,12 @@ Two sources of spotted intervals, scored identically:
   spotter's threshold is relative to each video's own noise (``IntervalConfig``).
 - ``read_spotted_csv``: intervals found by any other method, as a CSV.
 
-``evaluate_long_videos`` then scores them (``evaluation.intervals``): coded intervals of a
-video that could not be spotted (no frames, no face) stay in the score as false
-negatives and the video is reported; coded intervals without an offset are completed by
-``data.long_videos.coded_span`` and those that cannot be completed are listed.
+``tune_loso`` optionally moves the spotter's threshold leave-one-subject-out (each
+subject's videos get the value that scored best on the other subjects), from the curves
+already computed. ``evaluate_long_videos`` then scores them (``evaluation.intervals``):
+coded intervals of a video that could not be spotted (no frames, no face) stay in the
+score as false negatives and the video is reported; coded intervals without an offset are
+completed by ``data.long_videos.coded_span`` and those that cannot be completed are listed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,24 @@ import pandas as pd
 
 from apexmer.data.frames import open_frames
 from apexmer.data.long_videos import Interval, LongVideo, LongVideoSet, coded_span
-from apexmer.errors import ApexmerError, DataError
-from apexmer.evaluation.intervals import IOU_THRESHOLD, Span, SpotScores, pool_scores, score_video
+from apexmer.errors import ApexmerError, ConfigError, DataError
+from apexmer.evaluation.intervals import (
+    IOU_THRESHOLD,
+    Counts,
+    Span,
+    SpotScores,
+    pool_scores,
+    score_video,
+)
 from apexmer.fileio import write_json
 from apexmer.preprocess.landmarks import LandmarkDetector
-from apexmer.spotting.intervals import IntervalConfig, SpottedInterval, spot_intervals
+from apexmer.spotting.intervals import (
+    IntervalConfig,
+    SpottedInterval,
+    find_intervals,
+    spot_intervals,
+    threshold_of,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,6 +212,21 @@ def read_spotted_csv(path: str | Path, video_set: LongVideoSet) -> dict[str, Vid
     return {k: VideoSpotting(k, tuple(v)) for k, v in found.items()}
 
 
+def coded_spans(video: LongVideo) -> tuple[list[tuple[Interval, Span]], list[str]]:
+    """The scored span of each coded interval of ``video``, and the ones left out (why)."""
+    pairs, left_out = [], []
+    for interval in video.intervals:
+        span = coded_span(interval)
+        if span is None:
+            left_out.append(
+                f"{video.key} {interval.name or interval.onset} (row {interval.row}): no "
+                "offset and no apex; left out of the score"
+            )
+            continue
+        pairs.append((interval, Span(span[0], span[1], interval.kind)))
+    return pairs, left_out
+
+
 def evaluate_long_videos(
     video_set: LongVideoSet,
     spottings: dict[str, VideoSpotting],
@@ -211,19 +241,89 @@ def evaluate_long_videos(
             skipped.append(
                 f"{video.key}: {spotting.problem} ({n} coded interval(s) count as false negatives)"
             )
-        pairs = []
-        for interval in video.intervals:
-            span = coded_span(interval)
-            if span is None:
-                unscored.append(
-                    f"{video.key} {interval.name or interval.onset} (row {interval.row}): no "
-                    "offset and no apex; left out of the score"
-                )
-                continue
-            pairs.append((interval, Span(span[0], span[1], interval.kind)))
+        pairs, left_out = coded_spans(video)
+        unscored += left_out
         coded_of[video.key] = pairs
         spotted = [Span(i.onset, i.offset, i.kind) for i in spotting.intervals]
         scores.append(
             score_video(video.key, video.subject, [s for _, s in pairs], spotted, threshold)
         )
     return LongEvalResult(pool_scores(scores, threshold), spottings, coded_of, unscored, skipped)
+
+
+MAD_K_GRID = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
+
+
+@dataclass(frozen=True)
+class LosoTuning:
+    """A spotter threshold chosen leave-one-subject-out: each subject's videos are spotted
+    with the value that scored best (overall F1, pooled) on the other subjects' videos."""
+
+    parameter: str
+    grid: tuple[float, ...]
+    chosen: dict[str, float]  # held-out subject -> value used for its videos
+    criterion: str = "overall F1 pooled over the other subjects' videos"
+
+    def describe(self) -> str:
+        values = ", ".join(f"{s}: {v:g}" for s, v in sorted(self.chosen.items()))
+        return (
+            f"{self.parameter} chosen leave-one-subject-out from {list(self.grid)} on the "
+            f"{self.criterion}; per held-out subject: {values}"
+        )
+
+
+def tune_loso(
+    video_set: LongVideoSet,
+    spottings: dict[str, VideoSpotting],
+    config: IntervalConfig | None = None,
+    grid: tuple[float, ...] = MAD_K_GRID,
+    iou_threshold: float = IOU_THRESHOLD,
+) -> tuple[dict[str, VideoSpotting], LosoTuning]:
+    """Re-threshold each spotted curve with ``mad_k`` chosen leave-one-subject-out.
+
+    The spotter's curves are kept; only the threshold ``median + mad_k x MAD`` moves, so
+    no video is spotted twice. A subject never sees its own labels: its value is the best
+    on the other subjects (ties go to the larger, more conservative value). With a single
+    subject there is nothing to tune on and the config's value is kept.
+    """
+    config = config or IntervalConfig()
+    if config.threshold != "mad":
+        raise ConfigError("leave-one-subject-out tuning moves mad_k; use threshold='mad'")
+    videos = [v for v in video_set if spottings.get(v.key) and spottings[v.key].curve is not None]
+    found: dict[tuple[str, float], list[SpottedInterval]] = {}
+    counts: dict[float, dict[str, Counts]] = {value: {} for value in grid}
+    for video in videos:
+        spotting = spottings[video.key]
+        coded = [span for _, span in coded_spans(video)[0]]
+        for value in grid:
+            tuned = replace(config, mad_k=value)
+            bar = threshold_of(spotting.curve, tuned)
+            intervals = find_intervals(
+                spotting.curve, list(spotting.numbers), video.fps, tuned, bar
+            )
+            found[(video.key, value)] = intervals
+            spotted = [Span(i.onset, i.offset, i.kind) for i in intervals]
+            score = score_video(video.key, video.subject, coded, spotted, iou_threshold)
+            counts[value][video.key] = score.counts["overall"]
+    chosen: dict[str, float] = {}
+    for subject in sorted({v.subject for v in videos}):
+        others = [v.key for v in videos if v.subject != subject]
+        if not others:
+            chosen[subject] = config.mad_k
+            continue
+
+        def f1(value: float, others: list[str] = others) -> float:
+            pooled = sum((counts[value][k] for k in others), Counts())
+            return pooled.f1 or 0.0
+
+        chosen[subject] = max(sorted(grid, reverse=True), key=f1)
+    out = dict(spottings)
+    for video in videos:
+        value = chosen[video.subject]
+        spotting = spottings[video.key]
+        out[video.key] = replace(
+            spotting,
+            intervals=tuple(found[(video.key, value)]),
+            threshold=threshold_of(spotting.curve, replace(config, mad_k=value)),
+        )
+    return out, LosoTuning("mad_k", tuple(grid), chosen)
