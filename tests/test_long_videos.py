@@ -166,12 +166,14 @@ def test_samm_lv_bad_rows(tmp_path):
         ("abc", "006_1_3", 10, 12, 20, "Macro", 12),
         ("006", "006_1_4", "x", 12, 20, "Macro", 12),
         ("006", "006_1_5", 10, -1, 20, "Macro", 12),  # apex not coded: kept
+        ("006", "006_1_6", 30, "/", 40, "Macro", 12),  # apex unusable: kept without it
     ]
     result = read_long_videos("samm-lv", write_samm_lv_sheet(tmp_path / "s.xlsx", rows=rows))
     assert [p.row for p in result.problems] == [2, 3, 4]
     (video,) = result.videos
-    assert video.intervals[0].apex is None
+    assert [i.apex for i in video.intervals] == [None, None]
     assert any("apex not coded" in str(w) for w in result.warnings)
+    assert any("row 6" in str(w) and "'/' is not a frame number" in str(w) for w in result.warnings)
 
 
 def test_frame_cell():

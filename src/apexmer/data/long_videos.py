@@ -178,8 +178,12 @@ def interval_from_cells(
     """An Interval from three frame cells and the notes to report (rounding, offset or apex
     not coded); RowError when the row cannot be placed (no onset, onset after offset)."""
     onset, n_on = frame_cell(onset_cell, "onset")
-    apex, n_apex = frame_cell(apex_cell, "apex")
     offset, n_off = frame_cell(offset_cell, "offset")
+    try:  # an unusable apex does not stop the interval from being scored
+        apex, n_apex = frame_cell(apex_cell, "apex")
+        bad_apex = ""
+    except RowError:
+        apex, n_apex, bad_apex = None, "", cell_text(apex_cell)
     rounded = [n for n in (n_on, n_apex, n_off) if n]
     notes = ["fractional frame numbers: " + ", ".join(rounded)] if rounded else []
     if onset is None:
@@ -194,7 +198,9 @@ def interval_from_cells(
         )
     elif onset > offset:
         raise RowError(f"onset {onset} is after offset {offset}. Fix: correct the frame numbers")
-    if apex is None:
+    if bad_apex:
+        notes.append(f"apex {bad_apex!r} is not a frame number; kept without an apex")
+    elif apex is None:
         notes.append(f"apex not coded ({cell_text(apex_cell) or 'empty'}); kept")
     if apex is not None and not (onset <= apex <= (offset if offset is not None else apex)):
         notes.append(f"apex {apex} is outside [{onset}, {offset}]; kept as published")
