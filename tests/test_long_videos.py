@@ -124,6 +124,9 @@ def test_casme2_lv_missing_sheet_is_one_clear_error(tmp_path):
     book.save(path)
     with pytest.raises(DataError, match=r"no sheet 'naming rule1'.*Fix"):
         read_long_videos("casme2-lv", path)
+    empty_rule = write_casme2_lv_workbook(tmp_path / "e.xlsx", rule2=[("code", "name")])
+    with pytest.raises(DataError, match=r"'naming rule2' has no rows of video code"):
+        read_long_videos("casme2-lv", empty_rule)
 
 
 def test_samm_lv_sheet_quirks(tmp_path):

@@ -37,6 +37,7 @@ from apexmer.data.long_videos import (
 )
 from apexmer.data.sample import Problem
 from apexmer.data.sheets import RowError, cell_text, frames_root, read_raw_sheet
+from apexmer.errors import DataError
 
 DATASET = "casme2-lv"
 FPS = 30.0
@@ -99,6 +100,14 @@ def read_casme2_lv(coding: str | Path, root: str | Path | None = None) -> LongVi
     code = read_raw_sheet(coding, CODE_SHEET, CASME2_LV_FIX)
     rule1, problems = read_naming_rule1(read_raw_sheet(coding, RULE1_SHEET, CASME2_LV_FIX), source)
     rule2 = read_naming_rule2(read_raw_sheet(coding, RULE2_SHEET, CASME2_LV_FIX))
+    for sheet, rule, shape in (
+        (RULE1_SHEET, rule1, "folder number, folder name, subject index (15, s15, 1)"),
+        (RULE2_SHEET, rule2, "video code, video name (0101, disgust1)"),
+    ):
+        if not rule:
+            raise DataError(
+                f"sheet {sheet!r} has no rows of {shape}", file=coding, fix=CASME2_LV_FIX
+            )
     warnings: list[Problem] = []
     grouped: dict[tuple[str, str], list[Interval]] = defaultdict(list)
     names: dict[tuple[str, str], str] = {}
