@@ -125,5 +125,7 @@ def test_cli_writes_the_casme2_lv_layout_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (videos.videos[0].frames / "img1.jpg").stat().st_mtime_ns == stamp
+    other = CliRunner().invoke(app, [*args, "--seed", "1"])  # other frames: refused
+    assert other.exit_code != 0 and "other settings" in str(other.exception)
     bad = CliRunner().invoke(app, [*args, "--jitter", "1"])
     assert bad.exit_code != 0 and "do not apply to --long" in str(bad.exception)

@@ -30,15 +30,17 @@ Each frame is the subject's neutral face (``synth.subject_identity``) under
 - sensor noise (``synth.add_sensor_noise``, sigma 2 grey levels).
 Frames are rendered and written one at a time (memory stays bounded for any duration);
 each video is written into a hidden folder and renamed when complete, so a killed run
-resumes by skipping finished videos. One seed gives the same pixels.
+resumes by skipping finished videos (a folder stamped with other settings is refused
+unless ``overwrite``). One seed gives the same pixels.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -62,6 +64,7 @@ LONG_CODING_NAME = "CAS(ME)^2code_final.xlsx"
 LONG_FRAMES_DIR = "rawpic"
 LONG_VIDEOS_DIR = "videos"
 LONG_TRUTH_NAME = "ground_truth.csv"
+STAMP_NAME = ".synth_long.json"  # in each frame folder: the plan; frame readers skip dot files
 FPS = 30.0
 MICRO_SECONDS = (0.2, 0.5)
 MACRO_SECONDS = (0.7, 3.5)
@@ -403,6 +406,12 @@ def write_long_corpus(
             identities[plan.subject_index] = subject_identity(seed, plan.subject_index, plan.size)
         folder = frames_root / plan.subject / plan.folder
         movie = out / LONG_VIDEOS_DIR / plan.subject / f"{plan.folder}.mp4" if mp4 else None
+        if folder.is_dir() and _stamp(folder) != _plan_json(plan):
+            raise DataError(
+                "frames left by a run with other settings",
+                file=folder,
+                fix="choose an empty OUT folder or pass --overwrite",
+            )
         if not folder.is_dir() or (movie is not None and not movie.is_file()):
             _write_video(plan, identities[plan.subject_index], folder, movie)
         if progress is not None:
@@ -451,9 +460,21 @@ def _write_video(plan: LongVideoPlan, identity: Identity, folder: Path, movie: P
             writer.release()
     if writer is not None:
         tmp_movie.replace(movie)
+    (partial / STAMP_NAME).write_text(_plan_json(plan))
     if folder.exists():
         shutil.rmtree(folder)
     partial.rename(folder)
+
+
+def _plan_json(plan: LongVideoPlan) -> str:
+    return json.dumps(asdict(plan), sort_keys=True)
+
+
+def _stamp(folder: Path) -> str | None:
+    try:
+        return (folder / STAMP_NAME).read_text()
+    except OSError:
+        return None
 
 
 def ground_truth_table(plans: list[LongVideoPlan]) -> pd.DataFrame:
