@@ -65,11 +65,11 @@ def _long_summary(corpus: str, coding: Path | None, root: Path | None, as_json: 
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    typer.echo(f"coding version  {info['coding_version']}")
+    typer.echo(f"{'coding version':<18}{info['coding_version']}")
     for key in ("videos", "expressions", "micro", "macro", "subjects", "offset_not_coded"):
-        typer.echo(f"{key:<16}{info[key]}")
+        typer.echo(f"{key:<18}{info[key]}")
     for key in ("problems", "warnings"):
-        typer.echo(f"{key:<16}{len(info[key])}")
+        typer.echo(f"{key:<18}{len(info[key])}")
         for line in info[key]:
             typer.echo(f"  {line}")
 
