@@ -21,6 +21,7 @@ from apexmer.evaluation.long_video_eval import (
     read_spotted_csv,
     tune_loso,
 )
+from apexmer.spotting.intervals import IntervalConfig
 from corpus_files import (
     write_casme2_lv_frames,
     write_casme2_lv_workbook,
@@ -149,7 +150,8 @@ def test_spot_eval_runs_the_spotter_and_resumes(tmp_path):
     assert cached[0].stat().st_mtime_ns == stamp
     tuned = CliRunner().invoke(app, [*args, "--loso-tune"])  # one subject: default kept
     assert tuned.exit_code == 0, tuned.output
-    assert json.loads((out / "spot_eval.json").read_text())["loso_chosen"] == {"s15": 8.0}
+    chosen = json.loads((out / "spot_eval.json").read_text())["loso_chosen"]
+    assert chosen == {"s15": IntervalConfig().mad_k}
 
 
 def _bump_video(subject: str, rng, true_height: float, spurious_height: float | None):
@@ -170,20 +172,40 @@ def _bump_video(subject: str, rng, true_height: float, spurious_height: float | 
 
 def test_loso_tuning_never_uses_the_held_out_subject():
     rng = np.random.default_rng(0)
-    # subject a: weak true bumps (height 4.5: found only with mad_k <= 5), nothing else;
-    # subject b: strong true bumps (9.5: mad_k <= 10) and uncoded ones (5: mad_k <= 5).
+    # subject a: weak true bumps only (found with a low mad_k);
+    # subject b: strong true bumps and weaker uncoded ones (only a high mad_k is right).
     a, spot_a = _bump_video("a", rng, 4.5, None)
     b, spot_b = _bump_video("b", rng, 9.5, 5.0)
     videos = LongVideoSet([a, b], "casme2-lv", "test")
     spottings = {a.key: spot_a, b.key: spot_b}
     tuned, tuning = tune_loso(videos, spottings)
-    # a gets the best value on b (8 and 10 both perfect: the larger), b the best on a (3-5)
-    assert tuning.chosen == {"a": 10.0, "b": 5.0}
-    scores = evaluate_long_videos(videos, tuned).scores
-    by_key = {v.key: v.counts["micro"] for v in scores.videos}
-    assert by_key[a.key].tp == 0  # a's own best (mad_k <= 5) was not used for a
-    assert by_key[b.key].tp == 6 and by_key[b.key].fp == 6  # b's spurious bumps pass 5
-    assert "per held-out subject: a: 10, b: 5" in tuning.describe()
+
+    def f1_at(value: float) -> dict[str, float]:
+        """Each video's overall F1 with every video thresholded at ``value``."""
+        at, _ = tune_loso(videos, spottings, grid=(value,))
+        return {
+            v.key: v.counts["overall"].f1 or 0.0
+            for v in evaluate_long_videos(videos, at).scores.videos
+        }
+
+    grid = tuning.grid
+    table = {value: f1_at(value) for value in grid}
+    best = {  # best value on each video alone (ties: the larger)
+        key: max(sorted(grid, reverse=True), key=lambda v, key=key: table[v][key])
+        for key in (a.key, b.key)
+    }
+    # each subject gets the best value on the OTHER subject, never its own
+    assert tuning.chosen == {"a": best[b.key], "b": best[a.key]}
+    assert table[tuning.chosen["a"]][a.key] < table[best[a.key]][a.key]
+    assert table[tuning.chosen["b"]][b.key] < table[best[b.key]][b.key]
+    scores = {
+        v.key: v.counts["overall"].f1 for v in evaluate_long_videos(videos, tuned).scores.videos
+    }
+    assert scores == {
+        a.key: table[tuning.chosen["a"]][a.key],
+        b.key: table[tuning.chosen["b"]][b.key],
+    }
+    assert f"per held-out subject: a: {tuning.chosen['a']:g}" in tuning.describe()
     # one subject alone: nothing to tune on, the config's value stays
     _, only = tune_loso(LongVideoSet([a], "casme2-lv", "t"), {a.key: spot_a})
-    assert only.chosen == {"a": 8.0}
+    assert only.chosen == {"a": IntervalConfig().mad_k}
