@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2)
     parser.add_argument("--videos", type=int, default=2, help="videos per subject")
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=1, help="seed 0 was used to tune")
     parser.add_argument("--memory-seconds", type=float, nargs="*", default=[30.0, 120.0])
     parser.add_argument("--measure-one", help=argparse.SUPPRESS)
     args = parser.parse_args()

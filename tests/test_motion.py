@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -185,3 +187,41 @@ def test_video_motion_streams_each_frame_once_and_restarts_after_a_lost_face(
 def test_bad_motion_config_is_refused(options) -> None:
     with pytest.raises(ConfigError):
         MotionConfig(**options)
+
+
+@pytest.mark.slow
+def test_motion_apex_spotter_finds_the_coded_apex(tmp_path) -> None:
+    """SpotConfig(method="motion") on synthetic clips (real photo, raised-cosine expression,
+    sensor noise): the coded apex within one frame, also through `apexmer spot`."""
+    from typer.testing import CliRunner
+
+    from apexmer.cli.main import app
+    from apexmer.data.synth import render_clip
+    from apexmer.preprocess.spotting import SpotConfig, spot_clip
+
+    face = subject_identity(2, 1)
+    rng = np.random.default_rng(5)
+    for emotion, n, apex in (("happiness", 20, 7), ("surprise", 31, 19), ("disgust", 12, 5)):
+        frames = render_clip(face.image, face.landmarks, emotion, n, apex, 4.0, rng)
+        res = spot_clip(ArrayFrames(frames), config=SpotConfig(method="motion"))
+        assert abs(res.apex_index - apex) <= 1, (emotion, res.apex_index, apex)
+        assert res.curve.shape == (n,) and not np.isnan(res.curve).any()
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"img{i + 1}.png"), frame)
+    args = ["spot", "--frames", str(folder), "--spot-method", "motion", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert abs(json.loads(result.output)["apex"] - (apex + 1)) <= 1
+
+
+def test_spot_method_option_travels_with_the_preprocessing_settings() -> None:
+    from apexmer.preprocess.pipeline import PreprocessConfig
+    from apexmer.preprocess.spotting import SpotConfig
+
+    config = PreprocessConfig(spot=SpotConfig(method="motion"))
+    assert PreprocessConfig.from_dict(config.to_dict()).spot.method == "motion"
+    assert PreprocessConfig.from_dict({"spot": {"lag": 3}}).spot.method == "paper"
+    with pytest.raises(ConfigError, match="method"):
+        SpotConfig(method="optical")
