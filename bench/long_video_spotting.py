@@ -33,7 +33,7 @@ from apexmer.data.synth_long import write_long_corpus
 from apexmer.evaluation.intervals import Span, pool_scores, score_video
 from apexmer.preprocess.landmarks import get_detector
 from apexmer.spotting import IntervalConfig, spot_intervals
-from apexmer.spotting.intervals import find_intervals, score_curve, threshold_of
+from apexmer.spotting.intervals import intervals_from_motion
 
 
 def one_core() -> None:
@@ -103,10 +103,7 @@ def main() -> None:
             frames += len(source.numbers)
             spotted = [Span(i.onset, i.offset, i.kind) for i in result.intervals]
             ours.append(score_video(plan.folder, plan.subject, coded, spotted))
-            curve = score_curve(result.motion, plan.fps, moilanen)
-            found = find_intervals(
-                curve, result.numbers, plan.fps, moilanen, threshold_of(curve, moilanen)
-            )
+            found = intervals_from_motion(result.motion, plan.fps, moilanen).intervals
             base = [Span(i.onset, i.offset, i.kind) for i in found]
             baseline.append(score_video(plan.folder, plan.subject, coded, base))
         n_micro = int((truth.kind == "micro").sum())
@@ -115,8 +112,10 @@ def main() -> None:
             f"{len(info.plans)} synthetic videos x {args.seconds:g} s, 640x480 at 30 fps: "
             f"{n_micro} micro, {n_macro} macro, {int((truth.kind == 'blink').sum())} blinks"
         )
-        print(f"  spot_intervals (median + 8 MAD): {f1_text(pool_scores(ours))}")
-        print(f"  Moilanen threshold (p = 0.5)  : {f1_text(pool_scores(baseline))}")
+        print(f"  spot_intervals (median + {config.mad_k:g} MAD): {f1_text(pool_scores(ours))}")
+        print(
+            f"  Moilanen threshold (p = {moilanen.moilanen_p:g}): {f1_text(pool_scores(baseline))}"
+        )
         print(
             f"  speed, one thread, JPEG decode + landmarks + flow: {frames / spot_s:.1f} fps "
             f"wall clock, {frames / spot_cpu:.1f} fps of CPU time "

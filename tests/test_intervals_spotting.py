@@ -128,6 +128,7 @@ def test_blinks_from_eyelids_or_eye_aspect_ratio() -> None:
         {"edge": 1.0},
         {"min_s": 0.6},
         {"baseline_s": 0.4},
+        {"micro_baseline_s": 12.0},
     ],
 )
 def test_bad_interval_config_is_refused(options) -> None:
