@@ -37,8 +37,10 @@ from apexmer.errors import ConfigError
 from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector
 from apexmer.preprocess.rois import ROIS, eye_distance, roi_boxes, square_boxes
 
-# Nose bridge (27-30): its flow is the head's motion, subtracted from every ROI.
-NOSE_BRIDGE = (27, 28, 29, 30)
+# Lower nose bridge (29-30): its flow is the head's motion, subtracted from every ROI (27
+# and 28 sit between the eyes, where a blink drags the skin: measured, the whole face
+# then seemed to move).
+NOSE_BRIDGE = (29, 30)
 # ROIs whose skin moves when the eyelids close (the brows sit right above the lids).
 EYE_ADJACENT = tuple(i for i, (name, _) in enumerate(ROIS) if name.startswith(("brow", "glab")))
 # The upper eyelids (centre of points 37-38 and 43-44): measured only to recognise blinks,
