@@ -246,3 +246,11 @@ def test_predictor_spot_classifies_each_spotted_micro_expression(
     assert [r["onset"] for r in rows] == table["onset"].tolist()
     assert [r["pred_label"] for r in rows] == table["pred_label"].tolist()
     assert out.read_text().startswith("input,interval,onset,apex,offset,onset_s")
+
+
+def test_a_run_into_the_video_edge_is_dropped() -> None:
+    curve = bumps(300, [(100, 110, 1.0)])
+    curve[290:] += 1.0  # rises to the last frame: the one-sided baseline, not an expression
+    found = find_intervals(curve, list(range(300)), FPS, IntervalConfig())
+    assert [(i.onset, i.offset) for i in found] == [(found[0].onset, found[0].offset)]
+    assert 100 <= found[0].onset <= found[0].offset <= 110

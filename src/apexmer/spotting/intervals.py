@@ -35,7 +35,8 @@ Training-free, in four steps (options in ``IntervalConfig``, each with its sourc
    shorter than ``min_s`` are noise, those up to ``micro_max_s`` (0.5 s, the MEGC and
    CAS(ME)^2/SAMM-LV definition) are micro, longer ones macro (up to ``max_s``). Micro
    intervals come from the short-window score, macro ones from the long-window score; a
-   micro interval inside a macro one is dropped.
+   micro interval inside a macro one is dropped, and so is an interval that runs into the
+   first or last frame (the detrending baseline is one-sided there).
 
 Defaults were chosen on synthetic videos (``tests/long_clips.py`` and ``synth --long``
 seed 0) and are reported on other seeds in ``bench/long_video_spotting.py``.
@@ -323,6 +324,8 @@ def find_intervals(
         found.append((onset, apex, offset))
     out = []
     for onset, apex, offset in found:
+        if onset == 0 or offset == len(values) - 1:
+            continue  # runs into the video's edge, where the detrending is one-sided
         seconds = (numbers[offset] - numbers[onset] + 1) / fps
         if seconds < config.min_s or seconds > config.max_s:
             continue
