@@ -41,7 +41,13 @@ def _predict_long(
 
     tables = []
     for path in paths:
-        table = recognise_intervals(predictor, open_frames(path), fps).table()
+        source = open_frames(path)
+        try:
+            table = recognise_intervals(predictor, source, fps).table()
+        finally:
+            close = getattr(source, "close", None)  # streaming video sources hold a decoder
+            if close is not None:
+                close()
         table.insert(0, "input", str(path))
         tables.append(table)
         if not as_json:

@@ -420,5 +420,12 @@ class Predictor:
         """Spot the expression intervals of a long ``video`` (file, frame folder or
         FrameSource) and classify each micro-expression: one row per interval, frames and
         seconds, type, ``pred_label`` and ``prob_<class>`` (``inference.long_video``)."""
-        source = video if hasattr(video, "read") else open_frames(video)
-        return recognise_intervals(self, source, fps, config).table()
+        if hasattr(video, "read"):
+            return recognise_intervals(self, video, fps, config).table()
+        source = open_frames(video)
+        try:
+            return recognise_intervals(self, source, fps, config).table()
+        finally:
+            close = getattr(source, "close", None)  # streaming video sources hold a decoder
+            if close is not None:
+                close()
