@@ -254,3 +254,16 @@ def test_a_run_into_the_video_edge_is_dropped() -> None:
     found = find_intervals(curve, list(range(300)), FPS, IntervalConfig())
     assert [(i.onset, i.offset) for i in found] == [(found[0].onset, found[0].offset)]
     assert 100 <= found[0].onset <= found[0].offset <= 110
+
+
+def test_micro_from_the_short_scale_macro_from_the_long_one() -> None:
+    from apexmer.spotting.intervals import intervals_from_curves
+
+    micro_curve = bumps(900, [(100, 110, 1.0), (400, 410, 1.0)])
+    macro_curve = bumps(900, [(380, 440, 2.0), (700, 759, 2.0)], seed=1)
+    found = intervals_from_curves(
+        micro_curve, macro_curve, list(range(900)), FPS, IntervalConfig()
+    ).intervals
+    # the micro at 400 lies inside the macro at 380-440 and goes; a short run in the macro
+    # curve or a long one in the micro curve would be the other scale's business
+    assert [(i.kind, i.onset // 100) for i in found] == [("micro", 1), ("macro", 3), ("macro", 7)]

@@ -352,15 +352,17 @@ class TwoScaleIntervals:
     macro_threshold: float
 
 
-def intervals_from_motion(
-    motion: VideoMotion, fps: float, config: IntervalConfig
+def intervals_from_curves(
+    micro_curve: np.ndarray,
+    macro_curve: np.ndarray,
+    numbers: list[int],
+    fps: float,
+    config: IntervalConfig,
 ) -> TwoScaleIntervals:
     """Micro intervals from the short-baseline score, macro ones from the long-baseline
-    score, micro ones inside a macro one dropped; sorted by onset."""
-    micro_curve = score_curve(motion, fps, config, config.micro_baseline_s)
-    macro_curve = score_curve(motion, fps, config, config.baseline_s)
+    score, micro ones inside a macro one dropped; sorted by onset. Pure: re-thresholding
+    (another ``mad_k``) needs only the two curves."""
     micro_thr, macro_thr = threshold_of(micro_curve, config), threshold_of(macro_curve, config)
-    numbers = motion.numbers
     micro = [
         i for i in find_intervals(micro_curve, numbers, fps, config, micro_thr) if i.kind == "micro"
     ]
@@ -376,6 +378,19 @@ def intervals_from_motion(
         micro_threshold=micro_thr,
         macro_curve=macro_curve,
         macro_threshold=macro_thr,
+    )
+
+
+def intervals_from_motion(
+    motion: VideoMotion, fps: float, config: IntervalConfig
+) -> TwoScaleIntervals:
+    """Both scores of a video's ROI motion, then ``intervals_from_curves``."""
+    return intervals_from_curves(
+        score_curve(motion, fps, config, config.micro_baseline_s),
+        score_curve(motion, fps, config, config.baseline_s),
+        motion.numbers,
+        fps,
+        config,
     )
 
 
