@@ -267,3 +267,12 @@ def test_micro_from_the_short_scale_macro_from_the_long_one() -> None:
     # the micro at 400 lies inside the macro at 380-440 and goes; a short run in the macro
     # curve or a long one in the micro curve would be the other scale's business
     assert [(i.kind, i.onset // 100) for i in found] == [("micro", 1), ("macro", 3), ("macro", 7)]
+
+
+def test_a_video_without_a_face_is_a_clear_error() -> None:
+    from apexmer.data.frames import ArrayFrames
+    from apexmer.errors import NoFaceError
+
+    blank = ArrayFrames([np.full((120, 160, 3), 128, np.uint8)] * 12, name="empty.mp4")
+    with pytest.raises(NoFaceError, match=r"empty\.mp4: no face found in any of its 12 frames"):
+        spot_intervals(blank, fps=FPS)
