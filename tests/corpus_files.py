@@ -302,3 +302,132 @@ def write_casme3_sheet(path: Path, rows: Iterable[Sequence[Any]] = CASME3_ROWS) 
         book.active.append(list(row))
     book.save(path)
     return path
+
+
+# ---------------------------------------------------------------- long videos (METHOD.md 12)
+# Written from the published facts, independently of apexmer.data.synth_long.
+
+# CAS(ME)^2 "naming rule1": folder number, folder name, subject index.
+CASME2_LV_RULE1 = ((15, "s15", 1), (16, "s16", 2), (19, "s19", 3))
+# "naming rule2": video code, name; some codes as numbers (the leading zero lost in Excel).
+CASME2_LV_RULE2 = (
+    ("0101", "disgust1"),
+    ("0102", "disgust2"),
+    (401, "anger1"),
+    (402, "anger2"),
+    ("0502", "happy1"),
+    (503, "happy2"),
+    ("0505", "happy3"),
+    ("0507", "happy4"),
+    ("0508", "happy5"),
+)
+# CASFEcode_final rows: subject index, expression, onset, apex, offset, AUs, objective
+# class, type, emotion word (the duration formula is added by the writer).
+CASME2_LV_ROWS: tuple[tuple[Any, ...], ...] = (
+    (1, "disgust1_1", 557, 572, 608, "4+10+14", "negative", "macro-expression", "disgust"),
+    (1, "disgust1_2", 2010, 2016, 2022, 4, "negative", "micro-expression", "disgust"),
+    (1, "anger1_1", 120, 131, 0, "4+7", "negative", "macro-expression", "anger"),
+    (2, "happy1_1", 300, 320, 360, 12, "positive", "macro-expression", "happy"),
+    (2, "happy1_2", 900, 905, 912, "R12", "positive", "micro-expression", "happy"),
+    (3, "disgust2_1", 40, 52, 0, "9", "negative", "macro-expression", "disgust"),
+    (3, "happy3_1", 77, 80, 89, "6+12", "others", "micro-expression", "others"),
+)
+
+
+def write_casme2_lv_workbook(
+    path: Path,
+    rows: Iterable[Sequence[Any]] = CASME2_LV_ROWS,
+    rule1: Iterable[Sequence[Any]] = CASME2_LV_RULE1,
+    rule2: Iterable[Sequence[Any]] = CASME2_LV_RULE2,
+    placeholder: bool = True,
+    trailing_empty: int = 3,
+) -> Path:
+    """CAS(ME)^2code_final.xlsx: ``CASFEcode_final`` without a header (a first row of
+    ``###`` placeholders when ``placeholder``), a duration formula in column 10, trailing
+    rows holding only a dragged-down formula or empty strings; ``naming rule1`` one row per
+    expression; ``naming rule2`` one row per video."""
+    rows = [list(r) for r in rows]
+    book = openpyxl.Workbook()
+    code = book.active
+    code.title = "CASFEcode_final"
+    if placeholder:
+        code.append(["###"] * 9 + [None])
+    first = 2 if placeholder else 1
+    for n, r in enumerate(rows, start=first):
+        code.append([*r, f"=(E{n}-C{n})/30"])
+    for n in range(first + len(rows), first + len(rows) + trailing_empty):
+        code.append(["", None, None, None, None, None, None, None, None, f"=(E{n}-C{n})/30"])
+    rule1_sheet = book.create_sheet("naming rule1")
+    index_of = {index: (number, name) for number, name, index in rule1}
+    for r in rows:  # one row per expression (indices missing from rule1 get none)
+        if r[0] in index_of:
+            rule1_sheet.append([*index_of[r[0]], r[0]])
+    rule2_sheet = book.create_sheet("naming rule2")
+    for video_code, name in rule2:
+        rule2_sheet.append([video_code, name])
+    book.save(path)
+    return path
+
+
+def write_casme2_lv_frames(
+    root: Path, videos: Iterable[tuple[str, str, int]], cropped: bool = False
+) -> Path:
+    """Frame folders ``root/s15/15_0101<description>/img1.jpg`` (``img_1.jpg`` when
+    ``cropped``) for ``(subject folder, <number>_<code><description>, n_frames)``."""
+    pattern = "img_{}.jpg" if cropped else "img{}.jpg"
+    for subject, folder, n_frames in videos:
+        write_frames(root / subject / folder, range(1, n_frames + 1), pattern, (8, 8))
+    return root
+
+
+SAMM_LV_HEADER = [
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset",
+    "Apex",
+    "Offset",
+    "Duration",
+    "Type",
+    "Action Units",
+    "Notes",
+]
+# subject (text), filename, onset, apex, offset, type, AUs; fractional frames in macro rows.
+SAMM_LV_ROWS: tuple[tuple[Any, ...], ...] = (
+    ("006", "006_1_1", 566.4, 590.6, 801.2, "Macro", "R12+L14"),
+    ("006", "006_1_2", 1200, 1230, 1290, "Micro - 1/2", "4"),
+    ("006", "006_2_1", 3000, 3110, 3500, "Macro", "1+2+5"),
+    ("007", "007_3_1", 800, 815, 850, "Micro - 1/2", "14"),
+    ("011", "011_5_1", 100.5, 130, 170.5, "Macro", "4+10+14"),
+)
+
+
+def write_samm_lv_sheet(
+    path: Path, rows: Iterable[Sequence[Any]] = SAMM_LV_ROWS, other_sheet: bool = True
+) -> Path:
+    """SAMM Long Videos coding sheet: ``FACS_Movement_Only`` with the header in row 1,
+    Subject as text with leading zeros; another sheet before it when ``other_sheet``."""
+    book = openpyxl.Workbook()
+    if other_sheet:
+        book.active.title = "Read Me"
+        book.active.append(["SAMM Long Videos; see FACS_Movement_Only"])
+        sheet = book.create_sheet("FACS_Movement_Only")
+    else:
+        sheet = book.active
+        sheet.title = "FACS_Movement_Only"
+    sheet.append(SAMM_LV_HEADER)
+    for subject, name, onset, apex, offset, kind, aus in rows:
+        numbers = all(isinstance(v, (int, float)) for v in (onset, offset))
+        duration = offset - onset + 1 if numbers else ""
+        sheet.append([subject, name, "2", onset, apex, offset, duration, kind, aus, None])
+    for row in sheet.iter_rows(min_row=2, max_col=1):
+        row[0].number_format = "@"  # Subject as text, as published
+    book.save(path)
+    return path
+
+
+def write_samm_lv_frames(root: Path, videos: Iterable[tuple[str, int]]) -> Path:
+    """``root/006_1/006_1_0001.jpg`` ... for ``(video, n_frames)``."""
+    for video, n_frames in videos:
+        write_frames(root / video, range(1, n_frames + 1), video + "_{:04d}.jpg", (8, 8))
+    return root

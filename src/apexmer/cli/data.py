@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
+from apexmer.data.long_corpora import LONG_CORPORA, read_long_videos
 from apexmer.data.manifest import write_manifest
 from apexmer.data.readers import CORPORA, read_corpus
+from apexmer.errors import DataError
 
 data_app = typer.Typer(
     help="Corpora: read coding sheets and frame folders, report problems.", no_args_is_help=True
@@ -18,7 +20,7 @@ data_app = typer.Typer(
 
 @data_app.command("summary")
 def summary(
-    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join(CORPORA)}.")],
+    corpus: Annotated[str, typer.Option(help=f"One of: {', '.join([*CORPORA, *LONG_CORPORA])}.")],
     coding: Annotated[
         Path | None,
         typer.Option(help="Coding sheet, MEGC list or manifest (for smic: the folder)."),
@@ -45,6 +47,14 @@ def summary(
 ) -> None:
     """Count samples, subjects and classes; list every problem (a row or sample left out)
     and every warning (kept, but flagged)."""
+    if corpus.lower() in LONG_CORPORA:
+        if classes is not None:
+            raise DataError(
+                f"{corpus} codes intervals (micro/macro), not classes; --classes does not apply",
+                fix="drop --classes",
+            )
+        _long_summary(corpus, coding, root, as_json)
+        return
     info = read_corpus(corpus, coding=coding, root=root, classes=classes, layout=layout).summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -95,6 +105,21 @@ def manifest(
         f"{len(samples)} samples, {len({s.group for s in samples})} subjects ({counts}), "
         f"{len(samples.problems)} problems -> {out}"
     )
+
+
+def _long_summary(corpus: str, coding: Path | None, root: Path | None, as_json: bool) -> None:
+    """Long-video corpora: videos, expressions (micro/macro), subjects, problems, warnings."""
+    info = read_long_videos(corpus, coding, root=root).summary()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{'coding version':<18}{info['coding_version']}")
+    for key in ("videos", "expressions", "micro", "macro", "subjects", "offset_not_coded"):
+        typer.echo(f"{key:<18}{info[key]}")
+    for key in ("problems", "warnings"):
+        typer.echo(f"{key:<18}{len(info[key])}")
+        for line in info[key]:
+            typer.echo(f"  {line}")
 
 
 def register(app: typer.Typer) -> None:

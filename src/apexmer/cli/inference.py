@@ -29,6 +29,48 @@ def _write_crops(results: list, folder: Path) -> list[Path]:
     return written
 
 
+def _predict_long(
+    predictor, paths: list[Path], fps: float | None, output_path: Path | None, as_json: bool
+) -> None:
+    """``predict --long``: spot and classify each long video; one row per interval."""
+    import pandas as pd
+
+    from apexmer.data.frames import open_frames
+    from apexmer.fileio import write_text
+    from apexmer.inference.long_video import recognise_intervals
+
+    tables = []
+    for path in paths:
+        source = open_frames(path)
+        try:
+            table = recognise_intervals(predictor, source, fps).table()
+        finally:
+            close = getattr(source, "close", None)  # streaming video sources hold a decoder
+            if close is not None:
+                close()
+        table.insert(0, "input", str(path))
+        tables.append(table)
+        if not as_json:
+            typer.echo(f"{path}: {len(table)} intervals ({(table['type'] == 'micro').sum()} micro)")
+            for row in table.itertuples():
+                label = (
+                    f"{row.pred_label} ({row.confidence:.2f})"
+                    if isinstance(row.pred_label, str)
+                    else (row.error or "not classified")
+                )
+                typer.echo(
+                    f"  {row.type:5} {row.onset_s:7.2f}-{row.offset_s:.2f} s  frames "
+                    f"{row.onset}-{row.apex}-{row.offset}  {label}"
+                )
+    table = pd.concat(tables, ignore_index=True)
+    if output_path is not None:
+        write_text(output_path, table.to_csv(index=False))
+        if not as_json:
+            typer.echo(f"intervals: {output_path}")
+    if as_json:
+        typer.echo(table.to_json(orient="records", indent=2))
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -85,11 +127,27 @@ def register(app: typer.Typer) -> None:
         onset: int | None = typer.Option(None, "--onset", help="onset frame (default: first)"),
         offset: int | None = typer.Option(None, "--offset", help="offset frame (default: last)"),
         as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
+        long: bool = typer.Option(
+            False,
+            "--long",
+            help="long videos: spot the expression intervals, classify each micro-expression",
+        ),
+        fps: float | None = typer.Option(
+            None, "--fps", help="with --long: frame rate (default: the video's)"
+        ),
     ) -> None:
-        """Recognise the micro-expression of each clip (exit 1 if any input failed)."""
+        """Recognise the micro-expression of each clip (exit 1 if any input failed).
+
+        With --long each input is one long video: one row per spotted interval."""
         from apexmer.errors import DataError
         from apexmer.fileio import write_text
         from apexmer.inference import Predictor, find_clips
+
+        if long:
+            paths = [*input_path, *(more or [])]
+            predictor = Predictor.from_checkpoint(checkpoint, device=device)
+            _predict_long(predictor, paths, fps, output_path, as_json)
+            return
 
         clips: list[Path] = []
         for path in [*input_path, *(more or [])]:

@@ -19,7 +19,15 @@ app = typer.Typer(
 )
 
 # Modules under apexmer.cli that define ``register(app)``; each owns its commands.
-COMMAND_MODULES = ("synth", "data", "preprocess", "models", "experiment", "inference")
+COMMAND_MODULES = (
+    "synth",
+    "data",
+    "preprocess",
+    "spotting",
+    "models",
+    "experiment",
+    "inference",
+)
 
 
 def _version(value: bool) -> None:

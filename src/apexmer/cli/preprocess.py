@@ -12,13 +12,24 @@ CORPUS_HELP = "casme2 | samm | casme3 | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
+METHOD_HELP = "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed)"
 
 
-def _spot_config(offset_term: bool, landmarks: str, lag: int, denominator: str = "backward"):
+def _spot_config(
+    offset_term: bool,
+    landmarks: str,
+    lag: int,
+    denominator: str = "backward",
+    method: str = "paper",
+):
     from apexmer.preprocess.spotting import SpotConfig
 
     return SpotConfig(
-        offset_term=offset_term, landmarks=landmarks, lag=lag, denominator=denominator
+        offset_term=offset_term,
+        landmarks=landmarks,
+        lag=lag,
+        denominator=denominator,
+        method=method,
     )
 
 
@@ -34,6 +45,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -47,7 +59,7 @@ def register(app: typer.Typer) -> None:
             onset,
             offset,
             get_detector(detector),
-            _spot_config(offset_term, landmarks, lag, denominator),
+            _spot_config(offset_term, landmarks, lag, denominator, method),
         )
         record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
         payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
@@ -58,21 +70,51 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spot-eval")
     def spot_eval(
-        corpus: str = typer.Option(..., "--corpus", help=CORPUS_HELP),
+        corpus: str = typer.Option(
+            ..., "--corpus", help=f"{CORPUS_HELP} | casme2-lv | samm-lv (long videos)"
+        ),
         coding: Path | None = typer.Option(None, "--coding", help="coding sheet"),
-        root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
+        root: Path | None = typer.Option(
+            None, "--root", help="folder of the frame folders (optional with --spotted)"
+        ),
+        spotted: Path | None = typer.Option(
+            None,
+            "--spotted",
+            help="long videos: score intervals from this CSV (video,onset,offset,type) "
+            "instead of running the spotter",
+        ),
+        iou: float = typer.Option(0.5, "--iou", help="long videos: IoU for a true positive"),
+        loso_tune: bool = typer.Option(
+            False,
+            "--loso-tune",
+            help="long videos: choose the spotter's threshold (mad_k) leave-one-subject-out",
+        ),
         classes: str = typer.Option("all", "--classes"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         workers: int = typer.Option(1, "--workers"),
         out: Path | None = typer.Option(
             None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
         ),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Spotting error against the labelled apex over a corpus."""
+        """Spotting error against the labelled apex over a corpus; for a long-video corpus
+        (casme2-lv, samm-lv) interval spotting scored the MEGC way (spot_report.md)."""
+        from apexmer.data.long_corpora import LONG_CORPORA
+
+        if corpus.lower() in LONG_CORPORA:
+            _spot_eval_long(corpus, coding, root, spotted, iou, loso_tune, out, as_json)
+            return
+        if root is None or spotted is not None or loso_tune:
+            from apexmer.errors import ConfigError
+
+            raise ConfigError(
+                f"--corpus {corpus} needs --root and takes no --spotted or --loso-tune "
+                "(interval spotting is evaluated on casme2-lv and samm-lv)"
+            )
         from apexmer.data.readers import read_corpus
         from apexmer.errors import DataError
         from apexmer.fileio import write_text
@@ -84,7 +126,9 @@ def register(app: typer.Typer) -> None:
 
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         table = evaluate_spotting(
-            samples, _spot_config(offset_term, landmarks, lag, denominator), workers=workers
+            samples,
+            _spot_config(offset_term, landmarks, lag, denominator, method),
+            workers=workers,
         )
         scores = spotting_scores(table["error"].to_list())
         for _, row in table[table["problem"] != ""].iterrows():
@@ -128,6 +172,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
         align_per: str = typer.Option(
             "clip",
             "--align-per",
@@ -157,7 +202,7 @@ def register(app: typer.Typer) -> None:
             detector=detector,
             apex=apex,
             apex_outside=apex_outside,
-            spot=_spot_config(offset_term, landmarks, lag, denominator),
+            spot=_spot_config(offset_term, landmarks, lag, denominator, method),
             align_per=align_per,
             align=AlignConfig(size=size),
             flow=None if flow == "none" else FlowConfig(flow, remove_global=flow_global),
@@ -174,6 +219,82 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"problems: {result.problems_csv}")
         if warned := sum(p.is_warning for p in result.problems):
             typer.echo(f"{warned} warnings (samples kept, flagged): {result.problems_csv}")
+
+
+def _spot_eval_long(
+    corpus: str,
+    coding: Path | None,
+    root: Path | None,
+    spotted: Path | None,
+    iou: float,
+    loso_tune: bool,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Interval spotting on a long-video corpus, scored the MEGC way; report under --out."""
+    from apexmer import __version__
+    from apexmer.data.long_corpora import read_long_videos
+    from apexmer.errors import ConfigError
+    from apexmer.evaluation.long_video_eval import (
+        evaluate_long_videos,
+        read_spotted_csv,
+        spot_videos,
+        tune_loso,
+    )
+    from apexmer.evaluation.spot_report import REPORT_NAME, write_spot_report
+
+    if out is None:
+        raise ConfigError("spot-eval on long videos writes a report: pass --out FOLDER")
+    if not 0 < iou <= 1:
+        raise ConfigError(f"--iou {iou}: use a fraction in (0, 1] (MEGC: 0.5)")
+    videos = read_long_videos(corpus, coding, root=root)
+    if spotted is not None:
+        if loso_tune:
+            raise ConfigError("--loso-tune moves apexmer's spotter threshold; not with --spotted")
+        spottings = read_spotted_csv(spotted, videos)
+        meta = {"spotter": f"intervals read from {spotted}", "tuning": "not known to apexmer"}
+    else:
+        if root is None:
+            raise ConfigError("pass --root (the frames) to run the spotter, or --spotted CSV")
+        from apexmer.preprocess.landmarks import get_detector
+        from apexmer.spotting.intervals import IntervalConfig
+
+        config = IntervalConfig()
+        with tqdm(total=len(videos), unit="video", desc="spot", dynamic_ncols=True) as bar:
+
+            def progress(done: int, total: int, key: str) -> None:
+                bar.update(done - bar.n)
+                bar.set_postfix_str(key)
+
+            spottings = spot_videos(
+                videos, get_detector("dlib"), config, cache=out / "spotted", progress=progress
+            )
+        meta = {
+            "spotter": "apexmer spot_intervals with IntervalConfig defaults "
+            f"({json.dumps(config.to_dict(), default=str)})",
+            "tuning": "none in this run: IntervalConfig defaults; the threshold is relative "
+            "to each video's own noise (nothing is fitted to a video's or subject's labels)",
+        }
+        if loso_tune:
+            spottings, tuning = tune_loso(videos, spottings, config, iou_threshold=iou)
+            meta["tuning"] = tuning.describe()
+            meta["loso_chosen"] = tuning.chosen
+    result = evaluate_long_videos(videos, spottings, threshold=iou)
+    meta = {"corpus": corpus, "version": __version__, **meta}
+    write_spot_report(out, result, videos, meta)
+    for line in result.skipped:
+        typer.echo(f"skipped {line}", err=True)
+    pooled = {k: c.as_dict() for k, c in result.scores.pooled.items()}
+    if as_json:
+        typer.echo(json.dumps({"iou_threshold": iou, "pooled": pooled}))
+        return
+    for kind, c in pooled.items():
+        scores = "  ".join(
+            f"{name} {'-' if c[name] is None else format(c[name], '.3f')}"
+            for name in ("precision", "recall", "f1")
+        )
+        typer.echo(f"{kind:<8} TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  {scores}")
+    typer.echo(f"report: {out / REPORT_NAME}")
 
 
 class SampleProgress:

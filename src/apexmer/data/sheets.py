@@ -38,25 +38,7 @@ def open_sheet(
     for one holding all ``header_keys``. Empty header cells become ``Unnamed: <i>`` (as in
     pandas). A missing file, a file that is not an xlsx, or a missing sheet raises DataError.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("coding sheet not found", file=path, fix=fix)
-    try:
-        with pd.ExcelFile(path, engine="openpyxl") as book:
-            if isinstance(sheet, str) and sheet not in book.sheet_names:
-                raise DataError(
-                    f"no sheet {sheet!r}; found sheets: {', '.join(book.sheet_names)}",
-                    file=path,
-                    fix=fix,
-                )
-            raw = pd.read_excel(book, sheet_name=sheet, header=None, dtype=object)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(
-            f"not a readable .xlsx spreadsheet ({type(exc).__name__}: {exc})", file=path, fix=fix
-        ) from None
-    raw.index = raw.index + 1  # 1-based sheet rows
+    raw = read_raw_sheet(path, sheet, fix)
     keys = [k.lower() for k in header_keys]
     if header_row is None:
         header_row = next(
@@ -76,6 +58,34 @@ def open_sheet(
     table = raw.loc[header_row + 1 :].copy()
     table.columns = names
     return table.dropna(how="all")
+
+
+def read_raw_sheet(
+    path: str | Path, sheet: str | int = 0, fix: str = "use the original coding sheet"
+) -> pd.DataFrame:
+    """Every cell of one sheet, no header, indexed by 1-based sheet row (for sheets with
+    no header row, such as CAS(ME)^2's ``CASFEcode_final``). A missing file, a file that is
+    not an xlsx, or a missing sheet raises DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("coding sheet not found", file=path, fix=fix)
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            if isinstance(sheet, str) and sheet not in book.sheet_names:
+                raise DataError(
+                    f"no sheet {sheet!r}; found sheets: {', '.join(book.sheet_names)}",
+                    file=path,
+                    fix=fix,
+                )
+            raw = pd.read_excel(book, sheet_name=sheet, header=None, dtype=object)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"not a readable .xlsx spreadsheet ({type(exc).__name__}: {exc})", file=path, fix=fix
+        ) from None
+    raw.index = raw.index + 1  # 1-based sheet rows
+    return raw
 
 
 def require_columns(

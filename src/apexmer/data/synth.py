@@ -101,6 +101,8 @@ AU_MOTION: dict[int, tuple[tuple[int, float, float], ...]] = {
     17: ((7, 0, -0.6), (8, 0, -1), (9, 0, -0.6), (56, 0, -0.6), (57, 0, -0.8), (58, 0, -0.6)),
     20: ((48, -1, 0.2), (54, 1, 0.2), (59, -0.5, 0), (55, 0.5, 0)),
     24: ((50, 0, 0.6), (51, 0, 0.7), (52, 0, 0.6), (56, 0, -0.6), (57, 0, -0.7), (58, 0, -0.6)),
+    # AU45 blink: the upper lids come down (used by synth_long's eye blinks, no emotion).
+    45: ((37, 0, 1), (38, 0, 1), (43, 0, 1), (44, 0, 1)),
 }
 
 # 2019 "Objective Classes" (Davison et al. 2018): I happiness AUs, II surprise, III

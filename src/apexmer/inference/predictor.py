@@ -41,9 +41,11 @@ from apexmer.config import DataConfig, build_config
 from apexmer.data.crops import prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
 from apexmer.errors import ApexmerError, DataError, WeightsError
+from apexmer.inference.long_video import recognise_intervals
 from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
+from apexmer.spotting.intervals import IntervalConfig
 from apexmer.training.checkpoint import load_checkpoint, with_legacy_input
 from apexmer.training.engine import predict_proba
 from apexmer.training.inputs import get_input
@@ -507,3 +509,22 @@ class Predictor:
         out.flow = res.flows.get("apex")
         out.stored_input = get_input(self.input_kind).from_clip(res, self.config.data)
         out.apex_frame = source.read(res.apex) if keep_frame else None
+
+    def spot(
+        self,
+        video: Source,
+        fps: float | None = None,
+        config: IntervalConfig | None = None,
+    ) -> pd.DataFrame:
+        """Spot the expression intervals of a long ``video`` (file, frame folder or
+        FrameSource) and classify each micro-expression: one row per interval, frames and
+        seconds, type, ``pred_label`` and ``prob_<class>`` (``inference.long_video``)."""
+        if hasattr(video, "read"):
+            return recognise_intervals(self, video, fps, config).table()
+        source = open_frames(video)
+        try:
+            return recognise_intervals(self, source, fps, config).table()
+        finally:
+            close = getattr(source, "close", None)  # streaming video sources hold a decoder
+            if close is not None:
+                close()

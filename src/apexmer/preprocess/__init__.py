@@ -18,12 +18,11 @@ from apexmer.preprocess.landmarks import (
     get_detector,
     register_detector,
 )
+from apexmer.preprocess.rois import ROIS, roi_boxes
 from apexmer.preprocess.spotting import (
-    ROIS,
     SpotConfig,
     SpotResult,
     intensity_curve,
-    roi_boxes,
     spot_apex,
     spot_clip,
 )

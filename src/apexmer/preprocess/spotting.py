@@ -29,6 +29,13 @@ within 1 frame (all 63 errors are +1 or +2 frames; MAE 1.48); the symmetric form
 [--denominator symmetric]`` on ``apexmer synth CORPUS``. The paper's form stays the
 default; the Predictor and ``apexmer preprocess`` take either.
 
+``method="motion"`` (an apexmer option built on the long-video motion signal,
+``preprocess.motion``) replaces eq. 5-6 by the optical flow of each ROI against the onset
+frame, the nose bridge's flow subtracted (head motion), in the ``motion_rois`` ROIs that
+move most over the clip, smoothed over ``motion_smooth`` frames; the apex is its maximum.
+It uses no lag, no offset term and no per-frame landmarks (those options are ignored).
+Measured against the coded apex in ``bench/apex_methods.py`` (figures in bench/README.md).
+
 Measured with ``bench/spotting_bench.py`` (synthetic brow raise on a real photo, 66 frames):
 ``blur`` (Gaussian sigma before differencing) changed nothing at sensor noise sigma 2 and
 cut the mean error from 1.25 to 1.08 frames at sigma 6, so it stays off by default, as in the
@@ -48,22 +55,8 @@ import numpy as np
 from apexmer.data.frames import FrameSource
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
-
-# The 10 ROIs: name and the landmark indices whose mean is the box centre (iBUG-68,
-# 0-based; left/right = image side). Chosen where micro-expression AUs move skin; the eye
-# corners are left out on purpose: blinks are frequent in these clips and are not AUs.
-ROIS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("brow_inner_left", (21,)),  # AU1 inner brow raiser, AU4 brow lowerer
-    ("brow_inner_right", (22,)),
-    ("brow_outer_left", (17, 18)),  # AU2 outer brow raiser
-    ("brow_outer_right", (25, 26)),
-    ("glabella", (21, 22, 27)),  # AU4 furrow between the brows
-    ("nose_wing_left", (31,)),  # AU9 nose wrinkler, AU10 upper lip raiser
-    ("nose_wing_right", (35,)),
-    ("mouth_corner_left", (48,)),  # AU12 lip corner puller, AU14, AU15
-    ("mouth_corner_right", (54,)),
-    ("chin", (57, 8)),  # AU17 chin raiser (between lower lip and chin tip)
-)
+from apexmer.preprocess.motion import MotionConfig, clip_motion
+from apexmer.preprocess.rois import ROIS, crop_rois, roi_boxes
 
 
 @dataclass(frozen=True)
@@ -77,10 +70,15 @@ class SpotConfig:
     roi_size: float = 0.5  # ROI side, fraction of eye distance
     blur: float = 0.0  # Gaussian sigma in px before differencing
     denominator: Literal["backward", "symmetric"] = "backward"  # paper: backward (eq. 5)
+    method: Literal["paper", "motion"] = "paper"  # motion: ROI flow vs onset (module doc)
+    motion_rois: int = 2  # method="motion": ROIs averaged (the most moving over the clip)
+    motion_smooth: int = 3  # method="motion": centred moving average, frames
 
     @property
     def min_frames(self) -> int:
         """Shortest clip with at least one scored frame."""
+        if self.method == "motion":
+            return 2
         skip_end = self.denominator == "symmetric" and self.first_frames == "skip"
         return 2 * self.lag + 1 if skip_end else self.lag + 1
 
@@ -105,6 +103,15 @@ class SpotConfig:
                 f"SpotConfig.denominator={self.denominator!r}; use 'backward' "
                 "(the paper) or 'symmetric'"
             )
+        if self.method not in ("paper", "motion"):
+            raise ConfigError(
+                f"SpotConfig.method={self.method!r}; use 'paper' (eq. 5-6, the default) or "
+                "'motion' (ROI optical flow against the onset)"
+            )
+        if not (isinstance(self.motion_rois, int) and 1 <= self.motion_rois <= len(ROIS)):
+            raise ConfigError(f"SpotConfig.motion_rois={self.motion_rois!r}; use 1..{len(ROIS)}")
+        if not (isinstance(self.motion_smooth, int) and self.motion_smooth >= 1):
+            raise ConfigError(f"SpotConfig.motion_smooth={self.motion_smooth!r}; use >= 1")
         if not self.blur >= 0:
             raise ConfigError(f"SpotConfig.blur={self.blur}; use a sigma >= 0 (0 = off)")
 
@@ -131,41 +138,6 @@ class SpotResult:
             "numbers": list(self.numbers),
             "curve": [None if np.isnan(v) else float(v) for v in self.curve],
         }
-
-
-def eye_distance(points: np.ndarray) -> float:
-    """Distance between the eye centres (mean of points 36-41 and 42-47)."""
-    points = np.asarray(points, dtype=np.float64)
-    return float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
-
-
-def roi_boxes(
-    points: np.ndarray, shape: tuple[int, ...], size: float = 0.5, side: int | None = None
-) -> np.ndarray:
-    """(10, 4) int boxes x, y, w, h of the ROIS around 68 ``points`` in an image of ``shape``.
-
-    Every box is a square of side ``size`` x eye distance (or ``side`` pixels when given),
-    centred on its landmarks and shifted, not shrunk, to lie inside the image.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    height, width = int(shape[0]), int(shape[1])
-    if side is None:
-        side = round(size * eye_distance(points))
-    side = int(min(max(side, 2), height, width))
-    centres = np.stack([points[list(idx)].mean(0) for _, idx in ROIS])  # (10, 2)
-    xy = np.round(centres - side / 2).astype(np.int64)
-    xy[:, 0] = np.clip(xy[:, 0], 0, width - side)
-    xy[:, 1] = np.clip(xy[:, 1], 0, height - side)
-    return np.concatenate([xy, np.full((len(ROIS), 2), side, np.int64)], axis=1)
-
-
-def crop_rois(gray: np.ndarray, boxes: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-    """Crops ``(R, s, s)`` of one gray frame ``(H, W)`` at equal-sized ``boxes``."""
-    boxes = np.asarray(boxes)
-    side = int(boxes[0, 2])
-    if np.any(boxes[:, 2:] != side):
-        raise ValueError("crop_rois needs square boxes of one size (as roi_boxes makes)")
-    return np.stack([gray[y : y + side, x : x + side] for x, y, _, _ in boxes]).astype(dtype)
 
 
 # Float32 bytes of one block of frames in curve_from_crops; its temporaries are a few
@@ -218,6 +190,22 @@ def curve_from_crops(
         score[: config.lag] = np.nan
         if config.denominator == "symmetric":
             score[n - config.lag :] = np.nan
+    return score
+
+
+def motion_curve(vectors: np.ndarray, config: SpotConfig | None = None) -> np.ndarray:
+    """Score of every frame from ROI displacements against the onset ``(T, R, 2)`` -> ``(T,)``:
+    the mean magnitude of the ``motion_rois`` ROIs that move most over the clip, smoothed."""
+    config = config or SpotConfig(method="motion")
+    magnitude = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=2)  # (T, R)
+    top = np.argsort(magnitude.max(0))[-config.motion_rois :]
+    score = magnitude[:, top].mean(1)
+    width = min(config.motion_smooth, len(score))
+    if width > 1:  # centred moving average; the edges average what they have
+        kernel = np.ones(width)
+        score = np.convolve(score, kernel, "same") / np.convolve(
+            np.ones(len(score)), kernel, "same"
+        )
     return score
 
 
@@ -321,6 +309,32 @@ def spot_clip(
                 "frame. Fix: check the onset number and that the face is "
                 "frontal and lit, or pass the onset landmarks as face="
             )
+    if config.method == "motion":
+        vectors = clip_motion(source, numbers, face, MotionConfig(roi_size=config.roi_size))
+        curve = motion_curve(vectors, config)
+    else:
+        curve = _paper_curve(source, numbers, first, face, detector, config)
+    index = spot_apex(curve)
+    return SpotResult(
+        apex=numbers[index],
+        apex_index=index,
+        curve=curve,
+        onset=numbers[0],
+        offset=numbers[-1],
+        numbers=numbers,
+        face=face,
+    )
+
+
+def _paper_curve(
+    source: FrameSource,
+    numbers: list[int],
+    first: np.ndarray,
+    face: FaceLandmarks,
+    detector: LandmarkDetector | None,
+    config: SpotConfig,
+) -> np.ndarray:
+    """Eq. 5-6 over the clip's ROI crops (ROIs follow the face with per-frame landmarks)."""
     boxes = roi_boxes(face.points, first.shape, config.roi_size)
     side = int(boxes[0, 2])
     # uint8 ROI crops of every frame, never whole frames: T x 10 x side^2 bytes is all that
@@ -338,14 +352,4 @@ def spot_clip(
                 )
             boxes = roi_boxes(found.points, frame.shape, side=side)
         crops[k] = crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes, np.uint8)
-    curve = curve_from_crops(crops, config)
-    index = spot_apex(curve)
-    return SpotResult(
-        apex=numbers[index],
-        apex_index=index,
-        curve=curve,
-        onset=numbers[0],
-        offset=numbers[-1],
-        numbers=numbers,
-        face=face,
-    )
+    return curve_from_crops(crops, config)

@@ -46,13 +46,16 @@ from apexmer.inference.predictor import (
     describe_input,
 )
 from apexmer.preprocess.flow import flow_to_color, strain_to_image
+from apexmer.serving.long_video import add_long_video_routes
 from apexmer.serving.uploads import (
     VIDEO_SUFFIX,
     ServeLimits,
     UploadError,
     image_dims,
     open_upload,
+    receive_form,
     sniff_type,
+    work_slot,
 )
 from apexmer.training.checkpoint import REQUIRED_KEYS
 
@@ -327,34 +330,26 @@ def create_app(
     @app.post("/api/predict")
     async def predict(request: Request) -> JSONResponse:
         """Multipart field ``file``: a video or a zip of frames."""
-        if state["receiving"] >= limits.max_receiving:
-            raise UploadError(503, "too many uploads at once; try again in a moment")
-        state["receiving"] += 1
-        try:  # receiving holds no slot: a stalled body times out without blocking others
-            form = await request.form(max_files=1, max_fields=4)
-        finally:
-            state["receiving"] -= 1
+        form = await receive_form(request, state, limits)
         try:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise UploadError(400, "no file: send the clip as multipart/form-data field 'file'")
-            if state["pending"] >= limits.max_pending:
-                raise UploadError(503, "the server is busy; try again in a moment")
-            state["pending"] += 1
+            loop = asyncio.get_running_loop()
             try:
-                name = Path(upload.filename or "upload").name
-                loop = asyncio.get_running_loop()
-                payload = await loop.run_in_executor(
-                    pool, _predict_upload, predictor, upload.file, name, limits
-                )
+                with work_slot(state, limits):
+                    name = Path(upload.filename or "upload").name
+                    payload = await loop.run_in_executor(
+                        pool, _predict_upload, predictor, upload.file, name, limits
+                    )
             finally:
-                state["pending"] -= 1
                 if state["pending"] == 0:  # in the pool, after this answer; nothing to await
                     loop.run_in_executor(pool, release_heap)
             return JSONResponse(payload)
         finally:
             await form.close()
 
+    add_long_video_routes(app, pool, state, png_data_url)
     return app
 
 

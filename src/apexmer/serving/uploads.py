@@ -5,10 +5,13 @@ a memory budget. Every refusal is an UploadError with its HTTP status.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import cv2
 
@@ -261,3 +264,28 @@ def open_upload(path: Path, workdir: Path, limits: ServeLimits) -> tuple[str, Fr
         return kind, FolderFrames(extract_frames(path, workdir / "frames", limits))
     video = path.rename(workdir / f"clip{VIDEO_SUFFIX[kind]}")
     return kind, open_video(video, limits)
+
+
+async def receive_form(request: Any, state: dict[str, int], limits: ServeLimits) -> Any:
+    """The multipart form of an upload request. While its body arrives the request counts
+    as ``receiving`` (capped by ``max_receiving``), not as pending work: a stalled body
+    times out (BodyGuard) without holding a slot that complete uploads need."""
+    if state["receiving"] >= limits.max_receiving:
+        raise UploadError(503, "too many uploads at once; try again in a moment")
+    state["receiving"] += 1
+    try:
+        return await request.form(max_files=1, max_fields=4)
+    finally:
+        state["receiving"] -= 1
+
+
+@contextlib.contextmanager
+def work_slot(state: dict[str, int], limits: ServeLimits) -> Iterator[None]:
+    """One of ``max_pending`` slots for a received upload, queued or running; 503 beyond."""
+    if state["pending"] >= limits.max_pending:
+        raise UploadError(503, "the server is busy; try again in a moment")
+    state["pending"] += 1
+    try:
+        yield
+    finally:
+        state["pending"] -= 1
