@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -14,14 +15,16 @@ from apexmer.cli.main import app
 from apexmer.data.long_corpora import read_long_videos
 from apexmer.data.long_videos import Interval, LongVideo, LongVideoSet
 from apexmer.data.synth_long import LONG_CODING_NAME, LONG_TRUTH_NAME, write_long_corpus
-from apexmer.errors import DataError
+from apexmer.errors import ConfigError, DataError
+from apexmer.evaluation import long_video_eval
 from apexmer.evaluation.long_video_eval import (
     VideoSpotting,
     evaluate_long_videos,
     read_spotted_csv,
+    spot_videos,
     tune_loso,
 )
-from apexmer.spotting.intervals import IntervalConfig
+from apexmer.spotting.intervals import IntervalConfig, IntervalSpotResult, intervals_from_curves
 from corpus_files import (
     write_casme2_lv_frames,
     write_casme2_lv_workbook,
@@ -141,8 +144,10 @@ def test_spot_eval_runs_the_spotter_and_resumes(tmp_path):
     truth = pd.read_csv(info.root / LONG_TRUTH_NAME)
     assert pooled["micro"]["coded"] == 2 and pooled["macro"]["coded"] == 1
     assert pooled["overall"]["spotted"] == len(pd.read_csv(out / "spotted_intervals.csv"))
+    spotted_csv = (out / "spotted_intervals.csv").read_text()
     cached = list((out / "spotted").glob("*.json"))
-    assert len(cached) == 1 and len(json.loads(cached[0].read_text())["curve"]) == 240
+    saved = json.loads(cached[0].read_text())
+    assert len(cached) == 1 and len(saved["curve"]) == len(saved["macro_curve"]) == 240
     assert len(truth[truth["in_sheet"]]) == 3
     stamp = cached[0].stat().st_mtime_ns
     again = CliRunner().invoke(app, args)  # resumes from the cache: same scores
@@ -152,6 +157,8 @@ def test_spot_eval_runs_the_spotter_and_resumes(tmp_path):
     assert tuned.exit_code == 0, tuned.output
     chosen = json.loads((out / "spot_eval.json").read_text())["loso_chosen"]
     assert chosen == {"s15": IntervalConfig().mad_k}
+    # re-thresholded from the cached curves with the spotter's own mad_k: what it spotted
+    assert (out / "spotted_intervals.csv").read_text() == spotted_csv
 
 
 def _bump_video(subject: str, rng, true_height: float, spurious_height: float | None):
@@ -166,7 +173,8 @@ def _bump_video(subject: str, rng, true_height: float, spurious_height: float | 
         if spurious_height is not None:
             curve[start + 50 : start + 59] += spurious_height * bump
     video = LongVideo("casme2-lv", subject, f"{subject}_0101", None, 30.0, tuple(intervals))
-    spotting = VideoSpotting(video.key, (), curve, tuple(range(1, 601)), None)
+    macro = np.random.default_rng(1).uniform(-1, 1, 600)  # the macro score: noise only
+    spotting = VideoSpotting(video.key, (), curve, tuple(range(1, 601)), macro_curve=macro)
     return video, spotting
 
 
@@ -182,13 +190,14 @@ def test_loso_tuning_never_uses_the_held_out_subject():
 
     def f1_at(value: float) -> dict[str, float]:
         """Each video's overall F1 with every video thresholded at ``value``."""
-        at, _ = tune_loso(videos, spottings, grid=(value,))
+        at, _ = tune_loso(videos, spottings, replace(IntervalConfig(), mad_k=value), (value,))
         return {
             v.key: v.counts["overall"].f1 or 0.0
             for v in evaluate_long_videos(videos, at).scores.videos
         }
 
     grid = tuning.grid
+    assert IntervalConfig().mad_k in grid  # the config's own value is always searched
     table = {value: f1_at(value) for value in grid}
     best = {  # best value on each video alone (ties: the larger)
         key: max(sorted(grid, reverse=True), key=lambda v, key=key: table[v][key])
@@ -209,3 +218,95 @@ def test_loso_tuning_never_uses_the_held_out_subject():
     # one subject alone: nothing to tune on, the config's value stays
     _, only = tune_loso(LongVideoSet([a], "casme2-lv", "t"), {a.key: spot_a})
     assert only.chosen == {"a": IntervalConfig().mad_k}
+
+
+def _two_scale_curves(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A micro score with two micro bumps (one inside the macro) and a long run that is
+    the macro score's business, and a macro score with one macro bump and a short one."""
+    rng = np.random.default_rng(seed)
+    micro, macro = np.abs(rng.normal(0.1, 0.02, (2, 600)))
+
+    def bump(curve: np.ndarray, onset: int, offset: int, height: float) -> None:
+        t = np.arange(offset - onset + 1)
+        curve[onset : offset + 1] += height * np.sin(np.pi * (t + 0.5) / len(t))
+
+    bump(micro, 100, 110, 1.0)
+    bump(micro, 330, 340, 1.0)  # inside the macro 300..359: dropped
+    bump(micro, 450, 509, 1.0)  # 2 s: macro-long in the micro score, not taken
+    bump(macro, 300, 359, 2.0)
+    bump(macro, 200, 208, 2.0)  # micro-short in the macro score, not taken
+    return micro, macro
+
+
+def test_rethresholding_with_the_configs_mad_k_gives_the_spotters_intervals(tmp_path, monkeypatch):
+    """spot_videos (through its cache) then tune_loso at the config's own mad_k: every
+    interval, micro and macro, and both thresholds are the spotter's. An older cache file
+    (no macro score) is spotted again, not misread."""
+    config = IntervalConfig()
+    numbers = list(range(1, 601))
+    calls = []
+
+    def fake_spotter(source, fps, detector, cfg):  # spot_intervals on fixed curves
+        calls.append(source)
+        micro, macro = _two_scale_curves(seed=len(calls))
+        two = intervals_from_curves(micro, macro, numbers, fps, cfg)
+        return IntervalSpotResult(
+            intervals=two.intervals,
+            curve=micro,
+            numbers=numbers,
+            fps=fps,
+            threshold=two.micro_threshold,
+            lag=cfg.lag(fps),
+            motion=None,
+            macro_curve=macro,
+            macro_threshold=two.macro_threshold,
+        )
+
+    monkeypatch.setattr(long_video_eval, "spot_intervals", fake_spotter)
+    monkeypatch.setattr(long_video_eval, "open_frames", lambda path: str(path))
+    videos = LongVideoSet(
+        [
+            LongVideo("casme2-lv", s, f"{s}_0101", tmp_path / s, 30.0, n_frames=600)
+            for s in ("a", "b", "c")
+        ],
+        "casme2-lv",
+        "test",
+    )
+    cache = tmp_path / "spotted"
+    spotted = spot_videos(videos, None, config, cache=cache)
+    assert len(calls) == 3
+    for s in spotted.values():
+        kinds = [i.kind for i in s.intervals]
+        assert kinds.count("micro") == 1 and kinds.count("macro") == 1, s.intervals
+    again = spot_videos(videos, None, config, cache=cache)  # read back from the cache
+    assert len(calls) == 3
+    for key, s in spotted.items():
+        assert again[key].intervals == s.intervals
+        assert np.array_equal(again[key].macro_curve, s.macro_curve)
+        assert (again[key].threshold, again[key].macro_threshold) == (
+            s.threshold,
+            s.macro_threshold,
+        )
+    tuned, tuning = tune_loso(videos, again, config, grid=(config.mad_k,))
+    assert set(tuning.chosen.values()) == {config.mad_k}
+    for key, s in spotted.items():
+        assert tuned[key].intervals == s.intervals
+        assert (tuned[key].threshold, tuned[key].macro_threshold) == (
+            s.threshold,
+            s.macro_threshold,
+        )
+    # another mad_k moves both thresholds
+    high, _ = tune_loso(videos, again, replace(config, mad_k=12.0), grid=(12.0,))
+    for key, s in spotted.items():
+        assert high[key].threshold > s.threshold and high[key].macro_threshold > s.macro_threshold
+    # a cache file of the previous format (micro curve only) is spotted again
+    path = cache / "a__a_0101.json"
+    old = json.loads(path.read_text())
+    del old["macro_curve"], old["macro_threshold"], old["format"]
+    path.write_text(json.dumps(old))
+    spot_videos(videos, None, config, cache=cache)
+    assert len(calls) == 4 and json.loads(path.read_text())["format"] == 2
+    # a curve without its macro score cannot be re-thresholded: said, not guessed
+    key = videos.videos[0].key
+    with pytest.raises(ConfigError, match="macro_curve"):
+        tune_loso(videos, {**spotted, key: replace(spotted[key], macro_curve=None)}, config)

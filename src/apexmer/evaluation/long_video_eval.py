@@ -43,22 +43,28 @@ from apexmer.preprocess.landmarks import LandmarkDetector
 from apexmer.spotting.intervals import (
     IntervalConfig,
     SpottedInterval,
-    find_intervals,
+    TwoScaleIntervals,
+    intervals_from_curves,
     spot_intervals,
-    threshold_of,
 )
 
 
 @dataclass(frozen=True, eq=False)
 class VideoSpotting:
-    """What was spotted in one video, or why nothing could be."""
+    """What was spotted in one video, or why nothing could be.
+
+    The spotter's two scores (``IntervalSpotResult``): micro intervals come from ``curve``
+    (short detrend window), macro ones from ``macro_curve`` (long window); each has its own
+    threshold. Intervals read from a CSV have neither."""
 
     key: str  # LongVideo.key
     intervals: tuple[SpottedInterval, ...] = ()
-    curve: np.ndarray | None = None  # (T,) spotting score of frames ``numbers``; NaN: no face
+    curve: np.ndarray | None = None  # (T,) micro score of frames ``numbers``; NaN: no face
     numbers: tuple[int, ...] = ()
-    threshold: float | None = None
+    threshold: float | None = None  # of ``curve``
     problem: str = ""  # non-empty: the spotter could not run on this video
+    macro_curve: np.ndarray | None = None  # (T,) macro score of frames ``numbers``
+    macro_threshold: float | None = None  # of ``macro_curve``
 
 
 @dataclass(frozen=True)
@@ -80,23 +86,49 @@ def _cache_name(video: LongVideo) -> str:
     return f"{video.subject}__{video.video}.json"
 
 
+# Version of the per-video cache file; a file of another version is spotted again.
+# 2: both scores (micro ``curve`` and ``macro_curve``) and both thresholds.
+CACHE_FORMAT = 2
+
+
+def _curve_of(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _threshold_of_json(value: float | None) -> float:
+    return float("inf") if value is None else float(value)  # saved as null when infinite
+
+
 def _load_cached(path: Path, config: dict[str, Any], video: LongVideo) -> VideoSpotting | None:
-    """The saved result when it was spotted with ``config`` from the same frames."""
+    """The saved result when it was spotted with ``config`` from the same frames and
+    written in this ``CACHE_FORMAT`` (an older file, e.g. one without the macro score, is
+    not used)."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(saved, dict) or saved.get("format") != CACHE_FORMAT:
+        return None
     if saved.get("config") != config or saved.get("source") != _source_of(video):
         return None
-    curve = np.array([np.nan if v is None else v for v in saved["curve"]], dtype=np.float64)
-    return VideoSpotting(
-        saved["key"],
-        tuple(SpottedInterval(**i) for i in saved["intervals"]),
-        curve,
-        tuple(saved["numbers"]),
-        saved["threshold"],
-        saved.get("problem", ""),
-    )
+    try:
+        numbers = tuple(int(n) for n in saved["numbers"])
+        curve, macro_curve = _curve_of(saved["curve"]), _curve_of(saved["macro_curve"])
+        spotting = VideoSpotting(
+            saved["key"],
+            tuple(SpottedInterval(**i) for i in saved["intervals"]),
+            curve,
+            numbers,
+            _threshold_of_json(saved["threshold"]),
+            saved.get("problem", ""),
+            macro_curve,
+            _threshold_of_json(saved["macro_threshold"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not len(curve) == len(macro_curve) == len(numbers):
+        return None
+    return spotting
 
 
 def spot_videos(
@@ -147,6 +179,8 @@ def _spot_one(
         np.asarray(result.curve, dtype=np.float64),
         tuple(result.numbers),
         float(result.threshold),
+        macro_curve=np.asarray(result.macro_curve, dtype=np.float64),
+        macro_threshold=float(result.macro_threshold),
     )
 
 
@@ -155,16 +189,28 @@ def _source_of(video: LongVideo) -> dict[str, Any]:
     return {"frames": str(video.frames), "n_frames": video.n_frames, "fps": video.fps}
 
 
+def _curve_json(curve: np.ndarray | None) -> list[float | None]:
+    """A score curve for JSON: exact floats (a cached curve re-thresholded by ``tune_loso``
+    must give what the spotter gave), None where NaN."""
+    values = [] if curve is None else curve.tolist()
+    return [v if math.isfinite(v) else None for v in values]
+
+
 def _spotting_json(s: VideoSpotting, config: dict[str, Any], source: dict) -> dict[str, Any]:
-    curve = [] if s.curve is None else s.curve.tolist()
+    def threshold(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
     return {
+        "format": CACHE_FORMAT,
         "key": s.key,
         "config": config,
         "source": source,
         "intervals": [_interval_json(i) for i in s.intervals],
         "numbers": list(s.numbers),
-        "curve": [None if not math.isfinite(v) else round(v, 6) for v in curve],
-        "threshold": s.threshold if s.threshold is None or math.isfinite(s.threshold) else None,
+        "curve": _curve_json(s.curve),
+        "threshold": threshold(s.threshold),
+        "macro_curve": _curve_json(s.macro_curve),
+        "macro_threshold": threshold(s.macro_threshold),
         "problem": s.problem,
     }
 
@@ -279,37 +325,49 @@ def tune_loso(
     grid: tuple[float, ...] = MAD_K_GRID,
     iou_threshold: float = IOU_THRESHOLD,
 ) -> tuple[dict[str, VideoSpotting], LosoTuning]:
-    """Re-threshold each spotted curve with ``mad_k`` chosen leave-one-subject-out.
+    """Re-threshold each spotted video with ``mad_k`` chosen leave-one-subject-out.
 
-    The spotter's curves are kept; only the threshold ``median + mad_k x MAD`` moves, so
-    no video is spotted twice. A subject never sees its own labels: its value is the best
-    on the other subjects (ties go to the larger, more conservative value). With a single
-    subject there is nothing to tune on and the config's value is kept.
+    The spotter's two scores are kept; only their thresholds ``median + mad_k x MAD`` move,
+    and the intervals are re-derived from both (``intervals_from_curves``), so a video
+    gets exactly what the spotter would give with that ``mad_k`` and no video is spotted
+    twice. A subject never sees its own labels: its value is the best on the other
+    subjects (ties go to the larger, more conservative value). The grid searched always
+    holds ``config.mad_k``: with a single subject there is nothing to tune on and the
+    config's value is kept.
     """
     config = config or IntervalConfig()
     if config.threshold != "mad":
         raise ConfigError("leave-one-subject-out tuning moves mad_k; use threshold='mad'")
+    grid = tuple(sorted({float(v) for v in grid} | {float(config.mad_k)}))
     videos = [v for v in video_set if spottings.get(v.key) and spottings[v.key].curve is not None]
-    found: dict[tuple[str, float], list[SpottedInterval]] = {}
+    for video in videos:
+        if spottings[video.key].macro_curve is None:
+            raise ConfigError(
+                f"{video.key}: leave-one-subject-out tuning needs the spotter's two scores "
+                "(VideoSpotting.curve and macro_curve); this spotting has no macro_curve"
+            )
+    found: dict[tuple[str, float], TwoScaleIntervals] = {}
     counts: dict[float, dict[str, Counts]] = {value: {} for value in grid}
     for video in videos:
         spotting = spottings[video.key]
         coded = [span for _, span in coded_spans(video)[0]]
         for value in grid:
-            tuned = replace(config, mad_k=value)
-            bar = threshold_of(spotting.curve, tuned)
-            intervals = find_intervals(
-                spotting.curve, list(spotting.numbers), video.fps, tuned, bar
+            two = intervals_from_curves(
+                spotting.curve,
+                spotting.macro_curve,
+                list(spotting.numbers),
+                video.fps,
+                replace(config, mad_k=value),
             )
-            found[(video.key, value)] = intervals
-            spotted = [Span(i.onset, i.offset, i.kind) for i in intervals]
+            found[(video.key, value)] = two
+            spotted = [Span(i.onset, i.offset, i.kind) for i in two.intervals]
             score = score_video(video.key, video.subject, coded, spotted, iou_threshold)
             counts[value][video.key] = score.counts["overall"]
     chosen: dict[str, float] = {}
     for subject in sorted({v.subject for v in videos}):
         others = [v.key for v in videos if v.subject != subject]
         if not others:
-            chosen[subject] = config.mad_k
+            chosen[subject] = float(config.mad_k)
             continue
 
         def f1(value: float, others: list[str] = others) -> float:
@@ -319,11 +377,11 @@ def tune_loso(
         chosen[subject] = max(sorted(grid, reverse=True), key=f1)
     out = dict(spottings)
     for video in videos:
-        value = chosen[video.subject]
-        spotting = spottings[video.key]
+        two = found[(video.key, chosen[video.subject])]
         out[video.key] = replace(
-            spotting,
-            intervals=tuple(found[(video.key, value)]),
-            threshold=threshold_of(spotting.curve, replace(config, mad_k=value)),
+            spottings[video.key],
+            intervals=tuple(two.intervals),
+            threshold=two.micro_threshold,
+            macro_threshold=two.macro_threshold,
         )
-    return out, LosoTuning("mad_k", tuple(grid), chosen)
+    return out, LosoTuning("mad_k", grid, chosen)
