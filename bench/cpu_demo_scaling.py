@@ -21,16 +21,17 @@ import torch
 
 from apexmer.config import load_config
 from apexmer.evaluation.executors import run as execute
-from apexmer.evaluation.folds import LosoData, fold_groups
+from apexmer.evaluation.folds import fold_groups
 from apexmer.evaluation.splits import loso_folds
+from apexmer.training.dataset import ManifestData
 
 DEMO_DIFF = str(Path(__file__).parent / "demo_diff.yaml")
 
 
-def synthetic_data(n: int, subjects: int, size: int, classes: int = 5) -> LosoData:
+def synthetic_data(n: int, subjects: int, size: int, classes: int = 5) -> ManifestData:
     g = torch.Generator().manual_seed(0)
     groups = [f"synth/s{i % subjects:02d}" for i in range(n)]
-    return LosoData(
+    return ManifestData(
         samples=[],
         inputs=torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
         labels=torch.randint(0, classes, (n,), generator=g),
@@ -44,7 +45,7 @@ def synthetic_data(n: int, subjects: int, size: int, classes: int = 5) -> LosoDa
 
 
 def run(
-    data: LosoData, n_folds: int, overrides: list[str], executor: str, workers: int | None
+    data: ManifestData, n_folds: int, overrides: list[str], executor: str, workers: int | None
 ) -> float:
     """Training images/s of ``n_folds`` LOSO folds."""
     config = load_config(DEMO_DIFF, overrides)

@@ -52,12 +52,12 @@ def cli_loso(manifest: Path, out: Path, sets: list[str]) -> float:
 def one_fold_epoch_seconds(manifest: Path, sets: list[str]) -> tuple[float, float]:
     """(seconds per epoch of fold 0 alone, training steps of all folds / fold 0's)."""
     from apexmer.config import load_config
-    from apexmer.evaluation.folds import prepare_data
     from apexmer.evaluation.splits import loso_folds
+    from apexmer.training.dataset import load_manifest_data
     from apexmer.training.engine import fit
 
     config = load_config("paper", sets)
-    data = prepare_data(manifest, config.data)
+    data = load_manifest_data(manifest, config.data)
     folds = loso_folds(data.groups)
     idx = torch.as_tensor(folds[0].train_idx)
     config.train.epochs = 1  # warm-up (CUDA context, cuDNN's algorithm choice), untimed

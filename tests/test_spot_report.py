@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import replace
 
 import cv2
@@ -263,7 +264,8 @@ def test_rethresholding_with_the_configs_mad_k_gives_the_spotters_intervals(tmp_
         )
 
     monkeypatch.setattr(long_video_eval, "spot_intervals", fake_spotter)
-    monkeypatch.setattr(long_video_eval, "open_frames", lambda path: str(path))
+    # the fake spotter gets the path; a source is opened as a context manager
+    monkeypatch.setattr(long_video_eval, "open_frames", lambda path: nullcontext(str(path)))
     videos = LongVideoSet(
         [
             LongVideo("casme2-lv", s, f"{s}_0101", tmp_path / s, 30.0, n_frames=600)

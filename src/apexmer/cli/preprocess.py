@@ -54,13 +54,14 @@ def register(app: typer.Typer) -> None:
         from apexmer.preprocess.landmarks import get_detector
         from apexmer.preprocess.spotting import spot_clip
 
-        res = spot_clip(
-            open_frames(frames),
-            onset,
-            offset,
-            get_detector(detector),
-            _spot_config(offset_term, landmarks, lag, denominator, method),
-        )
+        with open_frames(frames) as src:
+            res = spot_clip(
+                src,
+                onset,
+                offset,
+                get_detector(detector),
+                _spot_config(offset_term, landmarks, lag, denominator, method),
+            )
         record = res.as_dict()  # skipped first frames score None (JSON null), never NaN
         payload = {k: record[k] for k in ("apex", "curve", "onset", "offset")}
         if as_json:

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         from apexmer.spotting import IntervalConfig, spot_intervals
 
         config = IntervalConfig(threshold=threshold)
-        result = spot_intervals(open_frames(frames), fps, get_detector(detector), config)
+        with open_frames(frames) as src:
+            result = spot_intervals(src, fps, get_detector(detector), config)
         table = result.table()
         if as_json:
             payload = {

@@ -18,6 +18,7 @@ import csv
 import re
 from pathlib import Path
 
+from apexmer.data.frames import IMAGE_SUFFIXES
 from apexmer.data.labels import class_names, label_map
 from apexmer.data.megc import composite_row, read_megc
 from apexmer.data.sample import Problem, Sample, SampleSet
@@ -26,7 +27,6 @@ from apexmer.errors import DataError
 
 LABEL_COLUMNS = ("dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename")
 NEEDED_COLUMNS = ("dataset", "sub", "filename_o", "label")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CODING_VERSION = "megc2019-composite"
 FLOW_LABELS_FIX = (
     "pass the label CSV distributed with the flow images (header dataset,sub,filename_o,"
@@ -217,7 +217,7 @@ def _find_image(sample: Sample, index: dict[str, Path]) -> Path | None:
     """The image of one sample: the CSV's own names first, then the published pattern."""
     for name in (*sample.extra.get("names", ()), flow_image_stem(sample.subject, sample.clip)):
         base = name.replace("\\", "/").rsplit("/", 1)[-1]
-        stem = base.rsplit(".", 1)[0] if base.lower().endswith(IMAGE_SUFFIXES) else base
+        stem = base.rsplit(".", 1)[0] if base.lower().endswith(tuple(IMAGE_SUFFIXES)) else base
         if stem.strip() in index:
             return index[stem.strip()]
     return None

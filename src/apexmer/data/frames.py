@@ -172,7 +172,9 @@ class FrameSource(Protocol):
     ``numbers`` lists the frame numbers in order; ``read(number)`` returns one 8-bit BGR
     ``(H, W, 3)`` frame (FrameError for a number outside ``numbers``); ``fps`` is the frame
     rate when known (a video's header, or given), else None. ``iter_frames`` walks any
-    source in one forward pass.
+    source in one forward pass. ``close()`` releases what the source holds (a video's
+    decoder; a no-op for folders and arrays), and every source is a context manager, so
+    whoever opens one writes ``with open_frames(...) as src:``.
     """
 
     path: Path
@@ -180,6 +182,12 @@ class FrameSource(Protocol):
     fps: float | None
 
     def read(self, number: int) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> FrameSource: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class FolderFrames:
@@ -203,6 +211,15 @@ class FolderFrames:
 
     def read(self, number: int) -> np.ndarray:
         return read_image(self.file(number))
+
+    def close(self) -> None:
+        """Nothing to release: every ``read`` opens and closes its file."""
+
+    def __enter__(self) -> FolderFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # Frames a VideoFrames keeps decoded (the last ones read): enough for process_clip, which
@@ -386,6 +403,15 @@ class ArrayFrames:
                 fix="use an index inside the list",
             )
         return self._frames[number]
+
+    def close(self) -> None:
+        """Nothing to release: the frames belong to the caller's list."""
+
+    def __enter__(self) -> ArrayFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_frames(

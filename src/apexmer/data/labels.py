@@ -25,7 +25,6 @@ CASME3_EMOTIONS = ("anger", "disgust", "fear", "happy", "others", "sad", "surpri
 # SMIC-HS folder names: positive / negative / surprise.
 SMIC_EMOTIONS = ("negative", "positive", "surprise")
 
-NEGATIVE_3 = {"disgust", "repression", "sadness", "fear", "anger", "contempt", "negative"}
 # CAS(ME)^3's 4 classes (Li et al. 2022): negative = anger, disgust, fear, sad;
 # positive = happy; surprise; others. The 3-class task drops others.
 _CASME3_4 = {

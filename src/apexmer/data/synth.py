@@ -346,12 +346,13 @@ def expression_field(
     shape: tuple[int, int],
     amplitude: float,
     sigma: float | None = None,
+    sigma_iod: float = 0.12,
 ) -> np.ndarray:
     """Displacement field ``(H, W, 2)`` float32 of an expression at full intensity.
 
     A sum of Gaussian bumps centred on the moving landmarks, scaled so that its largest
-    displacement is ``amplitude`` pixels. ``sigma`` defaults to 12% of the eye distance.
-    Unknown AUs (no motion model) contribute nothing.
+    displacement is ``amplitude`` pixels. ``sigma`` (pixels) defaults to ``sigma_iod`` x
+    the eye distance. Unknown AUs (no motion model) contribute nothing.
     """
     height, width = shape
     pts = np.asarray(landmarks, dtype=np.float64)
@@ -362,7 +363,7 @@ def expression_field(
     iod = float(np.linalg.norm(ex))
     ex /= iod
     ey = np.array([-ex[1], ex[0]])
-    sigma = 0.12 * iod if sigma is None else sigma
+    sigma = sigma_iod * iod if sigma is None else sigma
     midline = pts[27]
 
     centres, vectors = [], []

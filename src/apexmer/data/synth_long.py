@@ -333,7 +333,6 @@ def render_long_video(plan: LongVideoPlan, identity: Identity) -> Iterator[np.nd
     centre = landmarks.mean(axis=0)
     eyes = np.linalg.norm(landmarks[[37, 38, 43, 44]] - landmarks[[41, 40, 47, 46]], axis=1)
     lid_px = float(eyes.mean())
-    iod = float(np.linalg.norm(landmarks[42:48].mean(0) - landmarks[36:42].mean(0)))
     shift, angle = _head_path(plan)
     noise_rng = np.random.default_rng([707, plan.seed, plan.subject_index, int(plan.code)])
     gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
@@ -359,7 +358,7 @@ def render_long_video(plan: LongVideoPlan, identity: Identity) -> Iterator[np.nd
                 if e.name not in fields:
                     if e.kind == "blink":
                         fields[e.name] = expression_field(
-                            landmarks, "45", (height, width), e.amplitude * lid_px, 0.07 * iod
+                            landmarks, "45", (height, width), e.amplitude * lid_px, sigma_iod=0.07
                         )
                     else:
                         fields[e.name] = expression_field(

@@ -27,16 +27,18 @@ import torch
 
 from apexmer.config import Config
 from apexmer.errors import ApexmerError
-from apexmer.evaluation.folds import LosoData, ProgressFn, train_fold_group
+from apexmer.evaluation.folds import train_fold_group
 from apexmer.evaluation.splits import Fold
+from apexmer.preprocess.pipeline import ProgressFn
+from apexmer.training.dataset import ManifestData
 from apexmer.workers import exit_with_parent
 
 EXECUTORS = ("local", "process", "ray")
-_WORKER_DATA: LosoData | None = None
+_WORKER_DATA: ManifestData | None = None
 
 
 def run_local(
-    data: LosoData, groups: list[list[Fold]], config: Config, progress: ProgressFn | None = None
+    data: ManifestData, groups: list[list[Fold]], config: Config, progress: ProgressFn | None = None
 ) -> Iterator[dict[str, Any]]:
     """The ``local`` executor: fold groups one after another in this process."""
     names = {}
@@ -57,7 +59,7 @@ def threads_per_worker(config: Config, workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _init_worker(data: LosoData, threads: int) -> None:
+def _init_worker(data: ManifestData, threads: int) -> None:
     global _WORKER_DATA
     exit_with_parent()  # a killed runner takes its workers with it
     torch.set_num_threads(threads)
@@ -71,7 +73,7 @@ def _run_in_worker(group: list[Fold], config: Config) -> list[dict[str, Any]]:
 
 
 def run_process(
-    data: LosoData,
+    data: ManifestData,
     groups: list[list[Fold]],
     config: Config,
     workers: int | None,
@@ -135,7 +137,7 @@ def plan_ray(
 
 
 def run_ray(
-    data: LosoData,
+    data: ManifestData,
     groups: list[list[Fold]],
     config: Config,
     workers: int | None,
@@ -193,7 +195,7 @@ def run_ray(
 
 def run(
     executor: str,
-    data: LosoData,
+    data: ManifestData,
     groups: list[list[Fold]],
     config: Config,
     *,

@@ -6,7 +6,6 @@ neither, so the dependency runs one way: protocol -> executors -> folds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,19 +13,14 @@ import torch
 
 from apexmer.config import Config
 from apexmer.evaluation.splits import Fold, fold_diagnostics
-from apexmer.training.dataset import ManifestData, load_manifest_data
+from apexmer.preprocess.pipeline import ProgressFn
+from apexmer.training.dataset import ManifestData
 from apexmer.training.engine import FitResult, fit, predict_proba, seed_for
 from apexmer.training.packed import FoldData, fit_packed
 
-ProgressFn = Callable[[dict], None]
-
-# Everything a fold needs, loaded once (the same loader trains deployable models).
-LosoData = ManifestData
-prepare_data = load_manifest_data
-
 
 def train_fold(
-    data: LosoData, fold: Fold, config: Config, on_epoch: ProgressFn | None = None
+    data: ManifestData, fold: Fold, config: Config, on_epoch: ProgressFn | None = None
 ) -> dict[str, Any]:
     """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
     train_idx = torch.as_tensor(fold.train_idx)
@@ -44,7 +38,7 @@ def train_fold(
 
 
 def train_fold_group(
-    data: LosoData, folds: list[Fold], config: Config, on_epoch: ProgressFn | None = None
+    data: ManifestData, folds: list[Fold], config: Config, on_epoch: ProgressFn | None = None
 ) -> list[dict[str, Any]]:
     """Train ``folds`` together as one packed network (``train.pack_folds``); the fold
     dicts are those ``train_fold`` gives, up to float rounding. ``on_epoch`` rows carry
@@ -90,7 +84,9 @@ def fold_groups(folds: list[Fold], todo: list[Fold], pack: int) -> list[list[Fol
     return [g for g in groups if any(f.index in wanted for f in g)]
 
 
-def fold_result(data: LosoData, fold: Fold, config: Config, result: FitResult) -> dict[str, Any]:
+def fold_result(
+    data: ManifestData, fold: Fold, config: Config, result: FitResult
+) -> dict[str, Any]:
     """A trained fold's JSON-ready record: held-out probabilities, history, diagnostics."""
     num_classes = len(data.classes)
     test_idx = torch.as_tensor(fold.test_idx)

@@ -170,7 +170,8 @@ def _spot_one(
     video: LongVideo, detector: LandmarkDetector, config: IntervalConfig
 ) -> VideoSpotting:
     try:
-        result = spot_intervals(open_frames(video.frames), video.fps, detector, config)
+        with open_frames(video.frames) as src:
+            result = spot_intervals(src, video.fps, detector, config)
     except (ApexmerError, OSError, ValueError, cv2.error) as exc:
         return VideoSpotting(video.key, problem=f"{type(exc).__name__}: {exc}".strip())
     return VideoSpotting(

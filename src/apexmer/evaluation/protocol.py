@@ -30,7 +30,7 @@ from apexmer.config import Config, config_to_dict
 from apexmer.errors import ApexmerError, DataError
 from apexmer.evaluation import metrics as M
 from apexmer.evaluation.executors import EXECUTORS, run
-from apexmer.evaluation.folds import LosoData, ProgressFn, fold_groups, prepare_data
+from apexmer.evaluation.folds import fold_groups
 from apexmer.evaluation.runfolder import (
     RunLock,
     check_header,
@@ -41,10 +41,12 @@ from apexmer.evaluation.runfolder import (
 )
 from apexmer.evaluation.splits import Fold, loso_folds
 from apexmer.fileio import write_json, write_text
+from apexmer.preprocess.pipeline import ProgressFn
+from apexmer.training.dataset import ManifestData, load_manifest_data
 from apexmer.training.inputs import check_model_input
 
 
-def run_header(data: LosoData, config: Config) -> dict[str, Any]:
+def run_header(data: ManifestData, config: Config) -> dict[str, Any]:
     return {
         "config": config_to_dict(config),
         "version": __version__,
@@ -73,7 +75,7 @@ def run_loso(
         raise ApexmerError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
     out = Path(out)
     check_model_input(config)  # before minutes of loading: the model must take the input
-    data = prepare_data(manifest, config.data)
+    data = load_manifest_data(manifest, config.data)
     folds = loso_folds(data.groups)
     if len(folds) < 2:
         raise DataError(
@@ -146,7 +148,7 @@ def _finished(
     return record
 
 
-def pooled_predictions(data: LosoData, results: list[dict[str, Any]]) -> pd.DataFrame:
+def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per sample: who, which fold, truth, prediction, probabilities."""
     rows = []
     for res in results:
@@ -184,7 +186,7 @@ def protocol_text(config: Config, n_folds: int) -> str:
     return base + ", last epoch's model scores its held-out subject"
 
 
-def run_setting(data: LosoData, config: Config, n_folds: int) -> dict[str, Any]:
+def run_setting(data: ManifestData, config: Config, n_folds: int) -> dict[str, Any]:
     """What decides whether the paper's numbers are comparable with this run."""
     datasets = sorted({s.dataset for s in data.samples})
     return {
@@ -209,7 +211,7 @@ def run_setting(data: LosoData, config: Config, n_folds: int) -> dict[str, Any]:
 
 def write_results(
     out: Path,
-    data: LosoData,
+    data: ManifestData,
     folds: list[Fold],
     results: list[dict[str, Any]],
     config: Config,

@@ -50,11 +50,11 @@ SUBJECTS_PNG = "per_subject.png"
 CURVES_PNG = "curves.png"
 
 
-def _f(x: Any) -> str:
+def fmt(x: Any) -> str:
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{float(x):.4f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     return [
         "| " + " | ".join(header) + " |",
@@ -66,7 +66,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 # ---------------------------------------------------------------- figures (matplotlib, Agg)
 
 
-def _new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,7 +75,7 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     return path
@@ -87,7 +87,7 @@ def plot_confusion(
     """Annotated count matrix, rows true, columns predicted."""
     cm = np.asarray(confusion, dtype=np.int64)
     k = len(class_names)
-    fig = _new_figure(1.2 + 0.8 * k, 1.0 + 0.8 * k)
+    fig = new_figure(1.2 + 0.8 * k, 1.0 + 0.8 * k)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))
     ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
@@ -106,14 +106,14 @@ def plot_confusion(
                 color="white" if cm[i, j] > half else "black",
             )
     ax.set_title("Confusion matrix (pooled over folds)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_subject(folds: Sequence[dict[str, Any]], path: Path) -> Path:
     """Bar chart of accuracy per held-out subject, with n on each bar."""
     names = [str(f.get("subject", f.get("fold"))) for f in folds]
     acc = [float(f["accuracy"]) for f in folds]
-    fig = _new_figure(max(4.0, 0.35 * len(names) + 1.5), 3.5)
+    fig = new_figure(max(4.0, 0.35 * len(names) + 1.5), 3.5)
     ax = fig.add_subplot(1, 1, 1)
     bars = ax.bar(range(len(names)), acc, color="#4c72b0")
     for bar, f in zip(bars, folds, strict=True):
@@ -129,13 +129,13 @@ def plot_per_subject(folds: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy per held-out subject (n above bars)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(history: pd.DataFrame, path: Path) -> Path:
     """Loss and train accuracy per epoch: one thin line per fold, the fold mean in bold."""
     metrics = [c for c in ("loss", "train_acc") if c in history.columns]
-    fig = _new_figure(5.0 * len(metrics), 3.5)
+    fig = new_figure(5.0 * len(metrics), 3.5)
     for i, col in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
         for _, g in history.groupby("fold", sort=True):
@@ -147,7 +147,7 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel(col)
         ax.legend(loc="best", fontsize=8)
     fig.suptitle("Training curves (thin: one fold each)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- markdown
@@ -213,24 +213,24 @@ def _paper_section(summary: dict[str, Any], predictions: pd.DataFrame) -> list[s
             f"from theirs ({reasons}).",
             "",
         ]
-    lines += _table(
+    lines += md_table(
         ["", "accuracy", "UF1", "UAR"],
         [
             [
                 "this run (pooled)",
-                _f(summary["accuracy"]),
-                _f(summary["uf1"]),
-                _f(summary.get("uar")),
+                fmt(summary["accuracy"]),
+                fmt(summary["uf1"]),
+                fmt(summary.get("uar")),
             ],
-            [row.title, _f(row.accuracy), _f(row.uf1), "–"],
+            [row.title, fmt(row.accuracy), fmt(row.uf1), "–"],
         ],
     )
     # Table 3 of the paper (other methods, same setting), with this run as its own row.
     lines += ["", f"{PAPER}, Table 3 (CASME II, 5 classes, LOSO), with this run:", ""]
-    lines += _table(
+    lines += md_table(
         ["method", "accuracy", "UF1"],
-        [[name, _f(acc), _f(f1) if f1 is not None else "–"] for name, (acc, f1) in TABLE3.items()]
-        + [["this run", _f(summary["accuracy"]), _f(summary["uf1"])]],
+        [[name, fmt(acc), fmt(f1) if f1 is not None else "–"] for name, (acc, f1) in TABLE3.items()]
+        + [["this run", fmt(summary["accuracy"]), fmt(summary["uf1"])]],
     )
     caveats = recipe_differences(setting)
     lines += [
@@ -258,14 +258,14 @@ def render_report(
     lines += ["# apexmer evaluation report", ""]
     other = _other_aggregation(summary, predictions, len(names))
     lines += [
-        f"- **Accuracy**: {_f(summary['accuracy'])}",
-        f"- **UF1 (pooled)**: {_f(summary['uf1'])} — macro-F1 over all {len(names)} classes "
+        f"- **Accuracy**: {fmt(summary['accuracy'])}",
+        f"- **UF1 (pooled)**: {fmt(summary['uf1'])} — macro-F1 over all {len(names)} classes "
         "on the predictions of all folds pooled, then scored once",
-        f"- **UAR**: {_f(summary.get('uar'))} — mean recall over classes present",
+        f"- **UAR**: {fmt(summary.get('uar'))} — mean recall over classes present",
         f"- **Samples**: {summary.get('n_samples')}  **Folds**: {summary.get('n_folds')}",
         f"- **Protocol**: {summary.get('protocol', '')}",
         f"- The other aggregation, macro-F1 per fold averaged over folds (drops classes a "
-        f"subject lacks; not comparable with the pooled UF1): {_f(other)}",
+        f"subject lacks; not comparable with the pooled UF1): {fmt(other)}",
         f"- **Coding sheet**: {summary.get('coding_version', 'unknown')}  "
         f"**apexmer**: {summary.get('version', 'unknown')}",
         "",
@@ -273,29 +273,29 @@ def render_report(
     for title, rel in figures.items():
         lines += [f"![{title}]({rel})", ""]
     lines += ["## Per class", ""]
-    lines += _table(
+    lines += md_table(
         ["class", "precision", "recall", "F1", "support"],
         [
-            [c["class"], _f(c["precision"]), _f(c["recall"]), _f(c["f1"]), c["support"]]
+            [c["class"], fmt(c["precision"]), fmt(c["recall"]), fmt(c["f1"]), c["support"]]
             for c in summary.get("per_class", [])
         ],
     )
     lines += ["", "## Confusion matrix (rows true, columns predicted)", ""]
-    lines += _table(
+    lines += md_table(
         ["true \\ pred", *names],
         [[names[i], *row] for i, row in enumerate(summary.get("confusion", []))],
     )
     lines += ["", "## Per fold", ""]
     has_f1 = any("uf1" in f for f in folds)
-    lines += _table(
+    lines += md_table(
         ["fold", "subject", "n", "accuracy", *(["UF1"] if has_f1 else []), "warnings"],
         [
             [
                 f.get("fold", ""),
                 f.get("subject", ""),
                 f.get("n", ""),
-                _f(f.get("accuracy")),
-                *([_f(f.get("uf1"))] if has_f1 else []),
+                fmt(f.get("accuracy")),
+                *([fmt(f.get("uf1"))] if has_f1 else []),
                 "; ".join(f.get("warnings", [])),
             ]
             for f in folds
@@ -332,13 +332,13 @@ def _corpus_section(predictions: pd.DataFrame, k: int) -> list[str]:
         predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy(), groups.tolist(), k
     )
     rows = [
-        [d["dataset"], d["n"], d["n_subjects"], _f(d["accuracy"]), _f(d["uf1"]), _f(d["uar"])]
+        [d["dataset"], d["n"], d["n_subjects"], fmt(d["accuracy"]), fmt(d["uf1"]), fmt(d["uar"])]
         for d in per["datasets"]
     ]
     return [
         "## Per corpus",
         "",
-        *_table(["dataset", "n", "subjects", "accuracy", "UF1", "UAR"], rows),
+        *md_table(["dataset", "n", "subjects", "accuracy", "UF1", "UAR"], rows),
         "",
     ]
 
@@ -394,17 +394,17 @@ def write_ablation_table(rows: list[dict[str, Any]], out: Path) -> Path:
         cells = [frame_title]
         for model in MODEL_TITLES:
             r = ours.get((model, frame))
-            cell = f"{_f(r['accuracy'])} / {_f(r['uf1'])}" if r else "–"
+            cell = f"{fmt(r['accuracy'])} / {fmt(r['uf1'])}" if r else "–"
             cells.append(cell + (" (ORACLE)" if r and r.get("oracle") else ""))
             acc, f1 = TABLE4[(model, frame)]
             # The paper's cell stands beside ours only when our run matches its setting.
             comparable = r is not None and not paper_mismatch(_ablation_setting(r), require=False)
-            cells.append(f"{_f(acc)} / {_f(f1)}" if comparable else "n/c")
+            cells.append(f"{fmt(acc)} / {fmt(f1)}" if comparable else "n/c")
         body.append(cells)
     lines = [
         "# Ablation: network x input frame (accuracy / UF1, pooled LOSO)",
         "",
-        *_table(header, body),
+        *md_table(header, body),
         "",
         f"{PAPER}: CASME II, {len(PAPER_SETTING.classes)} classes, "
         f"{PAPER_SETTING.n_samples} samples, LOSO. Non-apex = frame midway between onset "

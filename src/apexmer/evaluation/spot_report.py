@@ -14,7 +14,7 @@ import pandas as pd
 from apexmer.data.long_videos import LongVideo, LongVideoSet
 from apexmer.evaluation.intervals import KINDS, SCORE_KEYS, VideoScore
 from apexmer.evaluation.long_video_eval import LongEvalResult, VideoSpotting
-from apexmer.evaluation.report import _f, _new_figure, _save, _table
+from apexmer.evaluation.report import fmt, md_table, new_figure, save_figure
 from apexmer.fileio import write_json, write_text
 
 REPORT_NAME = "spot_report.md"
@@ -30,7 +30,7 @@ def plot_timeline(
     """Score curve (with the spotter's threshold) above two lanes: coded intervals and
     spotted ones, red micro, blue macro; a spotted interval that matched is solid, a false
     positive hatched; a coded interval that was missed is hatched."""
-    fig = _new_figure(12.0, 3.6)
+    fig = new_figure(12.0, 3.6)
     grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.3), hspace=0.08)
     top = fig.add_subplot(grid[0])
     lanes = fig.add_subplot(grid[1], sharex=top)
@@ -54,7 +54,7 @@ def plot_timeline(
     counts = score.counts
     top.set_title(
         f"{video.key} ({video.name or video.video}, {video.fps:g} fps): "
-        + ", ".join(f"{k} F1 {_f(counts[k].f1)}" for k in SCORE_KEYS),
+        + ", ".join(f"{k} F1 {fmt(counts[k].f1)}" for k in SCORE_KEYS),
         fontsize=9,
     )
     matched_coded = {k: {m.coded for m in score.matches[k]} for k in KINDS}
@@ -75,7 +75,7 @@ def plot_timeline(
     if video.n_frames:
         first = spotting.numbers[0] if spotting.numbers else 1
         lanes.set_xlim(first, first + video.n_frames - 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bar(ax: Any, onset: int, offset: int, lane: int, kind: str, hit: bool) -> None:
@@ -150,15 +150,25 @@ def render_spot_report(
         "## Pooled over all videos",
         "",
     ]
-    lines += _table(
+    lines += md_table(
         ["type", "coded", "spotted", "TP", "FP", "FN", "precision", "recall", "F1"],
         [
-            [k, c.tp + c.fn, c.tp + c.fp, c.tp, c.fp, c.fn, _f(c.precision), _f(c.recall), _f(c.f1)]
+            [
+                k,
+                c.tp + c.fn,
+                c.tp + c.fp,
+                c.tp,
+                c.fp,
+                c.fn,
+                fmt(c.precision),
+                fmt(c.recall),
+                fmt(c.f1),
+            ]
             for k, c in ((k, pooled[k]) for k in SCORE_KEYS)
         ],
     )
     lines += ["", "## Per video", ""]
-    lines += _table(
+    lines += md_table(
         [
             "video",
             "subject",
@@ -181,9 +191,9 @@ def render_spot_report(
                 v.counts["overall"].tp,
                 v.counts["overall"].fp,
                 v.counts["overall"].fn,
-                _f(v.counts["micro"].f1),
-                _f(v.counts["macro"].f1),
-                _f(v.counts["overall"].f1),
+                fmt(v.counts["micro"].f1),
+                fmt(v.counts["macro"].f1),
+                fmt(v.counts["overall"].f1),
             ]
             for v in result.scores.videos
         ],

@@ -492,7 +492,7 @@ class Predictor:
                 raise
             out.error = str(exc)
         finally:
-            if frames is not source and hasattr(frames, "close"):
+            if frames is not None and frames is not source:
                 frames.close()  # a video opened here: its decoder and cached frames go now
         return out
 
@@ -521,10 +521,5 @@ class Predictor:
         seconds, type, ``pred_label`` and ``prob_<class>`` (``inference.long_video``)."""
         if hasattr(video, "read"):
             return recognise_intervals(self, video, fps, config).table()
-        source = open_frames(video)
-        try:
+        with open_frames(video) as source:  # a video holds a decoder until closed
             return recognise_intervals(self, source, fps, config).table()
-        finally:
-            close = getattr(source, "close", None)  # streaming video sources hold a decoder
-            if close is not None:
-                close()

@@ -16,8 +16,7 @@ import numpy as np
 
 from apexmer.data.frames import to_bgr8
 from apexmer.errors import ConfigError
-
-BROWS = slice(17, 27)
+from apexmer.preprocess.landmarks import BROWS, eye_centres
 
 
 @dataclass(frozen=True)
@@ -44,17 +43,12 @@ class AlignConfig:
             raise ConfigError("AlignConfig.forehead and feather must be >= 0, fill in 0..255")
 
 
-def _eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    points = np.asarray(points, dtype=np.float64)
-    if points.shape != (68, 2):
-        raise ValueError(f"expected 68 landmarks (68, 2), got {points.shape}")
-    return points[36:42].mean(0), points[42:48].mean(0)
-
-
 def similarity_from_landmarks(points: np.ndarray, config: AlignConfig | None = None) -> np.ndarray:
     """(2, 3) similarity matrix taking image pixels to the canonical crop of ``config``."""
     config = config or AlignConfig()
-    left, right = _eye_centres(points)
+    if np.shape(points) != (68, 2):
+        raise ValueError(f"expected 68 landmarks (68, 2), got {np.shape(points)}")
+    left, right = eye_centres(points)
     dx, dy = right - left
     distance = float(np.hypot(dx, dy))
     if distance < 1e-6:

@@ -32,16 +32,13 @@ import cv2
 import numpy as np
 
 from apexmer.errors import ConfigError
+from apexmer.preprocess.landmarks import NOSE_BRIDGE, NOSE_WINGS
 
 FLOW_CHANNELS = ("u", "v", "strain", "magnitude")
 FlowAlgorithm = Literal["tvl1", "dis", "farneback"]
 GlobalMotion = Literal["none", "nose_median"]
 ALGORITHMS: tuple[str, ...] = ("tvl1", "dis", "farneback")
 GLOBAL_MOTION: tuple[str, ...] = ("none", "nose_median")
-
-# iBUG-68 nose bridge (27-30) and lower nose (31-35)
-NOSE_BRIDGE = slice(28, 31)
-NOSE_WINGS = slice(31, 36)
 
 
 @dataclass(frozen=True)
@@ -274,7 +271,11 @@ def nose_box(points: np.ndarray) -> tuple[int, int, int, int]:
 
     Rows from point 28 to point 30 (the bridge, below the brows' reach), columns across
     the nostril wings (points 31-35): bone and cartilage that no micro-expression moves much,
-    unlike the wings themselves (AU9, AU10).
+    unlike the wings themselves (AU9, AU10). The ROI motion signal takes the head's motion
+    from 29-30 only (``NOSE_BRIDGE_LOWER``), as the skin at 28 moves with a blink and would
+    enter its mean over a small box. This box keeps 28: its flow is reduced by a median over
+    all its pixels, and the flow images already cached (and the results reported on them)
+    were computed with these rows.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (68, 2):

@@ -26,8 +26,29 @@ from apexmer.errors import ApexmerError, ConfigError
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
+# Point groups (iBUG-68, 0-based, end-exclusive slices; left/right = image side).
+BROWS = slice(17, 27)
+# Two nose-bridge spans, for two uses. Flow's nose box (``flow.nose_box``) spans 28-30 in
+# height; the ROI motion signal (``motion``) takes its head motion from 29-30 only, since
+# a blink drags the skin at 27-28, between the eyes.
+NOSE_BRIDGE = slice(28, 31)
+NOSE_BRIDGE_LOWER = slice(29, 31)
+NOSE_WINGS = slice(31, 36)  # the lower nose, across the nostril wings
 LEFT_EYE = slice(36, 42)  # image-left eye
 RIGHT_EYE = slice(42, 48)  # image-right eye
+
+
+def eye_centres(points: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """(2, 2): centre of the image-left eye (mean of points 36-41), then of the image-right
+    eye (42-47), of 68 ``points`` computed in ``dtype``."""
+    points = np.asarray(points, dtype=dtype)
+    return np.stack([points[LEFT_EYE].mean(0), points[RIGHT_EYE].mean(0)])
+
+
+def eye_distance(points: np.ndarray, dtype: type = np.float64) -> float:
+    """Distance between the two eye centres of 68 ``points``, in pixels."""
+    left, right = eye_centres(points, dtype)
+    return float(np.linalg.norm(right - left))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,14 +67,13 @@ class FaceLandmarks:
 
     @property
     def eye_centres(self) -> np.ndarray:
-        """(2, 2): centre of the image-left eye (36-41), then of the image-right eye (42-47)."""
-        return np.stack([self.points[LEFT_EYE].mean(0), self.points[RIGHT_EYE].mean(0)])
+        """(2, 2) float32: ``eye_centres`` of the points, image-left eye first."""
+        return eye_centres(self.points, np.float32)
 
     @property
     def inter_ocular(self) -> float:
-        """Distance between the two eye centres, in pixels."""
-        left, right = self.eye_centres
-        return float(np.linalg.norm(right - left))
+        """Distance between the two eye centres, in pixels (``eye_distance``, float32)."""
+        return eye_distance(self.points, np.float32)
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ spotting literature (He, Wang et al., "Spotting macro- and micro-expression inte
 long video sequences", FG 2020, the MEGC 2020 baseline; the optical-flow spotters of MEGC
 2021-2022 built on dlib landmarks): dense optical flow (Farnebäck) between a frame and a
 reference frame, averaged inside the 10 landmark ROIs of the apex spotter
-(``preprocess.spotting.ROIS``), minus the flow of the nose region (the nose bridge does not
+(``preprocess.rois.ROIS``), minus the flow of the nose region (the nose bridge does not
 move with expressions, so its flow is the head's; the same subtraction as those papers).
 What comes out per frame is one displacement vector per ROI, ``(R, 2)``, in pixels of a
 face normalised to an eye distance of ``MotionConfig.work_iod``.
@@ -34,13 +34,17 @@ import numpy as np
 
 from apexmer.data.frames import FrameSource, iter_frames
 from apexmer.errors import ConfigError
-from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector
-from apexmer.preprocess.rois import ROIS, eye_distance, roi_boxes, square_boxes
+from apexmer.preprocess.landmarks import (
+    NOSE_BRIDGE_LOWER,
+    FaceLandmarks,
+    LandmarkDetector,
+    eye_distance,
+)
+from apexmer.preprocess.rois import ROIS, roi_boxes, square_boxes
 
-# Lower nose bridge (29-30): its flow is the head's motion, subtracted from every ROI (27
-# and 28 sit between the eyes, where a blink drags the skin: measured, the whole face
-# then seemed to move).
-NOSE_BRIDGE = (29, 30)
+# The head's motion, subtracted from every ROI, is the flow at the lower nose bridge
+# (NOSE_BRIDGE_LOWER, 29-30): 27 and 28 sit between the eyes, where a blink drags the skin
+# (measured: with them, the whole face then seemed to move).
 # ROIs whose skin moves when the eyelids close (the brows sit right above the lids).
 EYE_ADJACENT = tuple(i for i, (name, _) in enumerate(ROIS) if name.startswith(("brow", "glab")))
 # The upper eyelids (centre of points 37-38 and 43-44): measured only to recognise blinks,
@@ -128,7 +132,7 @@ def roi_flow(
         [roi_boxes(local, flow.shape, config.roi_size), square_boxes(lids, side, flow.shape)]
     )
     vectors = np.stack([flow[y : y + s, x : x + s].mean((0, 1)) for x, y, s, _ in boxes])
-    nose = local[list(NOSE_BRIDGE)].mean(0, keepdims=True)
+    nose = local[NOSE_BRIDGE_LOWER].mean(0, keepdims=True)
     x, y, s, _ = square_boxes(nose, side, flow.shape)[0]
     head = flow[y : y + s, x : x + s].mean((0, 1))
     return ((vectors - head) * (config.work_iod / eye_distance(points))).astype(np.float32)

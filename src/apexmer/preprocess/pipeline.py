@@ -21,7 +21,6 @@ the same files. A record is redone when one of its files is missing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -339,15 +338,15 @@ def process_sample(
     try:
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")
-        source = open_frames(sample.frames)
-        res = process_clip(
-            source,
-            sample.onset,
-            sample.offset,
-            detector=detector,
-            config=config,
-            apex_label=sample.apex,
-        )
+        with open_frames(sample.frames) as source:
+            res = process_clip(
+                source,
+                sample.onset,
+                sample.offset,
+                detector=detector,
+                config=config,
+                apex_label=sample.apex,
+            )
     except (ApexmerError, ValueError, OSError, cv2.error) as exc:
         return {**base, "status": "failed", "reason": str(exc)}
     paths = {}
@@ -540,7 +539,3 @@ def write_outputs(
         n_failed=sum(not p.is_warning for p in problems),
         problems=problems,
     )
-
-
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from apexmer.preprocess.landmarks import eye_distance
+
 # The 10 ROIs: name and the landmark indices whose mean is the box centre (iBUG-68,
 # 0-based; left/right = image side). Chosen where micro-expression AUs move skin; the eye
 # corners are left out on purpose: blinks are frequent in these clips and are not AUs.
@@ -24,12 +26,6 @@ ROIS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("mouth_corner_right", (54,)),
     ("chin", (57, 8)),  # AU17 chin raiser (between lower lip and chin tip)
 )
-
-
-def eye_distance(points: np.ndarray) -> float:
-    """Distance between the eye centres (mean of points 36-41 and 42-47)."""
-    points = np.asarray(points, dtype=np.float64)
-    return float(np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0)))
 
 
 def square_boxes(centres: np.ndarray, side: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -31,7 +31,8 @@ def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig) -
     try:
         if sample.frames is None:
             raise ApexmerError("sample has no frames location. Fix: pass --root")
-        res = spot_clip(open_frames(sample.frames), sample.onset, sample.offset, detector, config)
+        with open_frames(sample.frames) as src:
+            res = spot_clip(src, sample.onset, sample.offset, detector, config)
     except (ApexmerError, ValueError, OSError, cv2.error) as exc:
         return {**row, "spotted": None, "error": None, "problem": str(exc)}
     return {**row, "spotted": res.apex, "error": res.apex - sample.apex, "problem": ""}

@@ -53,11 +53,10 @@ import numpy as np
 import pandas as pd
 
 from apexmer.data.frames import FrameSource
+from apexmer.data.long_videos import Kind
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.preprocess.landmarks import LandmarkDetector, get_detector
 from apexmer.preprocess.motion import EYE_ADJACENT, MotionConfig, VideoMotion, video_motion
-
-Kind = Literal["micro", "macro"]
 
 
 @dataclass(frozen=True)
