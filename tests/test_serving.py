@@ -456,3 +456,137 @@ def test_frame_model_answer_has_no_flow_images(client: TestClient, clip) -> None
     resp = post(client, zip_bytes(clip), "clip.zip", "application/zip")
     assert resp.status_code == 200, resp.text
     assert set(resp.json()["images"]) == {"apex_frame", "crop"}
+
+
+# ---------------------------------------------------------------- POST /api/spot
+
+
+def post_spot(client: TestClient, data: bytes, name: str, fps: str | None = None):
+    content_type = "application/zip" if name.endswith(".zip") else "video/mp4"
+    form = {} if fps is None else {"fps": fps}
+    return client.post("/api/spot", files={"file": (name, data, content_type)}, data=form)
+
+
+@pytest.mark.parametrize("fps", ["abc", "-1", "0", "nan"])
+def test_spot_bad_fps_is_400(client: TestClient, clip, fps: str) -> None:
+    resp = post_spot(client, zip_bytes(clip[:6]), "frames.zip", fps)
+    assert resp.status_code == 400 and "fps" in resp.json()["detail"]
+
+
+def test_spot_zip_without_fps_asks_for_the_form_field(client: TestClient, clip) -> None:
+    resp = post_spot(client, zip_bytes(clip), "frames.zip")
+    detail = resp.json()["detail"]
+    assert resp.status_code == 422 and "frame rate is unknown" in detail
+    assert "field fps" in detail and "--fps" not in detail  # web wording, not the CLI's
+
+
+def test_spot_error_names_the_upload(client: TestClient) -> None:
+    blank = [np.full((240, 320, 3), 128, np.uint8)] * 12
+    resp = post_spot(client, zip_bytes(blank), "blank.zip", "30")
+    detail = resp.json()["detail"]
+    assert resp.status_code == 422 and "face" in detail, detail
+    assert "apexmer-upload" not in detail and tempfile.gettempdir() not in detail
+
+
+def fake_recognise(wait: threading.Event | None = None):
+    """A ``recognise_intervals`` stand-in: one micro interval whose classification failed
+    with the server's path of the source in its message (as a real failure names it)."""
+    from apexmer.inference.long_video import LongVideoResult
+    from apexmer.inference.predictor import ClipPrediction
+    from apexmer.spotting.intervals import IntervalSpotResult, SpottedInterval
+
+    def recognise(predictor, source, fps=None, config=None):
+        if wait is not None:
+            assert wait.wait(30), "the test never released the long job"
+        n = len(source.numbers)
+        spot = IntervalSpotResult(
+            intervals=[SpottedInterval(source.numbers[1], source.numbers[2], source.numbers[4],
+                                       "micro", 1.0)],
+            curve=np.zeros(n), numbers=list(source.numbers), fps=fps or source.fps,
+            threshold=0.5, lag=3, motion=None, macro_curve=np.zeros(n), macro_threshold=0.5,
+        )  # fmt: skip
+        pred = ClipPrediction(input=str(source.path), error=f"{source.path}/img1.jpg: no face")
+        return LongVideoResult(spot=spot, predictions=[pred], classes=tuple(CLASSES))
+
+    return recognise
+
+
+def test_spot_interval_errors_name_the_upload(
+    client: TestClient, clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("apexmer.serving.long_video.recognise_intervals", fake_recognise())
+    resp = post_spot(client, zip_bytes(clip), "frames.zip", "30")
+    assert resp.status_code == 200, resp.text
+    (interval,) = resp.json()["intervals"]
+    assert interval["error"] == "frames.zip/img1.jpg: no face"
+    assert interval["label"] is None and interval["crop"] is None
+
+
+def test_spot_has_its_own_body_cap(client: TestClient) -> None:
+    junk = b"\0" * (LIMITS.max_upload_bytes + 1)
+    assert post(client, junk).status_code == 413  # the clip cap
+    resp = post_spot(client, junk, "long.mp4")  # under the long-video cap: checked, refused
+    assert resp.status_code == 415 and "unsupported file type" in resp.json()["detail"]
+
+
+def test_long_video_memory_check_counts_one_interval_of_crops(tmp_path: Path) -> None:
+    from apexmer.serving.uploads import UploadError, open_video, request_memory
+
+    # Issue 12: a 10-minute 640x480 video at 30 fps fits the default 1 GiB for /api/spot;
+    # holding the crops of every frame (a clip's apex spotter) would not.
+    budget = ServeLimits().max_decoded_bytes
+    assert request_memory(18_000, 640, 480, crop_frames=121) < budget
+    assert request_memory(18_000, 640, 480) > budget
+    # A 100 s video (64x48 keeps it fast) under a budget between the two.
+    frames, fps = 3000, 30
+    path = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    frame = np.full((48, 64, 3), 100, np.uint8)
+    for _ in range(frames):
+        writer.write(frame)
+    writer.release()
+    one = request_memory(frames, 64, 48, crop_frames=4 * fps + 1)
+    every = request_memory(frames, 64, 48)
+    limits = dataclasses.replace(ServeLimits(), max_decoded_bytes=(one + every) // 2)
+    long_limits = limits.for_long_videos()
+    open_video(path, long_limits, crop_s=4.0).close()  # /api/spot: accepted
+    with pytest.raises(UploadError) as refused:  # every frame's crops: over the budget
+        open_video(path, long_limits)
+    assert refused.value.status == 422 and "would need more than" in refused.value.detail
+    with pytest.raises(UploadError) as clip_cap:  # /api/predict keeps its frame cap
+        open_video(path, limits)
+    assert "more than 600 frames" in clip_cap.value.detail
+
+
+def test_work_slot_runs_on_idle_when_the_last_request_leaves() -> None:
+    from apexmer.serving.uploads import work_slot
+
+    state, calls = {"pending": 0}, []
+    with work_slot(state, LIMITS, lambda: calls.append("idle")):
+        with work_slot(state, LIMITS, lambda: calls.append("idle")):
+            pass
+        assert calls == []  # one request still in
+    assert calls == ["idle"] and state["pending"] == 0
+
+
+def test_a_long_job_does_not_hold_up_clips(
+    client: TestClient, clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One clip worker: were long jobs in the clips' pool, the clip would wait for the long one.
+    release = threading.Event()
+    monkeypatch.setattr("apexmer.serving.long_video.recognise_intervals", fake_recognise(release))
+    app = create_app(client.app.state.predictor, dataclasses.replace(LIMITS, workers=1))
+    data = zip_bytes(clip)
+    with TestClient(app) as one, ThreadPoolExecutor(2) as pool:
+        long_job = pool.submit(post_spot, one, data, "long.zip", "30")
+        try:
+            deadline = time.monotonic() + 30
+            while one.get("/api/health").json()["busy"] < 1:  # the long job holds its slot
+                assert time.monotonic() < deadline and not long_job.done()
+                time.sleep(0.05)
+            clip_job = pool.submit(post, one, data, "c.zip", "application/zip")
+            assert clip_job.result(timeout=60).status_code == 200
+            assert not long_job.done()
+        finally:
+            release.set()
+        assert long_job.result(timeout=60).status_code == 200

@@ -35,19 +35,11 @@ def _predict_long(
     """``predict --long``: spot and classify each long video; one row per interval."""
     import pandas as pd
 
-    from apexmer.data.frames import open_frames
     from apexmer.fileio import write_text
-    from apexmer.inference.long_video import recognise_intervals
 
     tables = []
     for path in paths:
-        source = open_frames(path)
-        try:
-            table = recognise_intervals(predictor, source, fps).table()
-        finally:
-            close = getattr(source, "close", None)  # streaming video sources hold a decoder
-            if close is not None:
-                close()
+        table = predictor.spot(path, fps)
         table.insert(0, "input", str(path))
         tables.append(table)
         if not as_json:
@@ -195,6 +187,13 @@ def register(app: typer.Typer) -> None:
         max_upload_mb: float = typer.Option(50.0, "--max-upload-mb"),
         max_frames: int = typer.Option(600, "--max-frames"),
         max_duration: float = typer.Option(30.0, "--max-duration", help="seconds of video"),
+        long_max_upload_mb: float = typer.Option(
+            1024.0, "--long-max-upload-mb", help="/api/spot: upload size"
+        ),
+        long_max_frames: int = typer.Option(18_000, "--long-max-frames", help="/api/spot"),
+        long_max_duration: float = typer.Option(
+            600.0, "--long-max-duration", help="/api/spot: seconds of video"
+        ),
         threads: int | None = typer.Option(
             None,
             "--threads",
@@ -213,7 +212,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from apexmer.inference import Predictor
-        from apexmer.serving.app import ServeLimits, create_app
+        from apexmer.serving.app import LongVideoLimits, ServeLimits, create_app
 
         # Concurrent requests each run a forward pass; torch's default (all cores per pass)
         # makes them fight over the cores (20x slower measured on a busy 2-core machine).
@@ -224,6 +223,11 @@ def register(app: typer.Typer) -> None:
             max_frames=max_frames,
             max_duration_s=max_duration,
             workers=workers,
+            long=LongVideoLimits(
+                max_upload_bytes=int(long_max_upload_mb * 2**20),
+                max_frames=long_max_frames,
+                max_duration_s=long_max_duration,
+            ),
         )
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
         typer.echo(

@@ -2,29 +2,27 @@
 class probabilities. ``create_app(predictor_or_checkpoint, limits) -> FastAPI``.
 
 Routes: ``GET /`` (the page), ``POST /api/predict`` (multipart field ``file``: a video or a
-zip of JPEG/PNG frames), ``GET /api/health``, ``GET /api/model``. Uploads are checked by
-content (magic bytes), never by name or client content type; the body is counted while it
-streams in and refused with 413 past ``max_upload_bytes``; zip entries are extracted flat
-into a per-request temporary folder (absolute paths and ``..`` are refused, total size and
-image dimensions are capped; see ``uploads``). A body that stalls is answered 408 after
-``body_idle_timeout_s`` without a byte (or ``body_timeout_s`` in all) and its connection
-closed; a request takes one of ``max_pending`` slots only once its body is in, so stalled
-uploads never make a complete one wait or fail. Videos are streamed, never decoded whole.
-The predictor runs in a small thread pool (one landmark detector per thread: dlib's are
-not thread-safe), so the event loop stays responsive.
+zip of JPEG/PNG frames), ``POST /api/spot`` (a long video: its expression intervals, see
+``long_video``), ``GET /api/health``, ``GET /api/model``. Uploads are checked by content
+(magic bytes), never by name or client content type; the body is counted while it streams
+in and refused with 413 past ``max_upload_bytes`` (``limits.long``'s for ``/api/spot``); zip
+entries are extracted flat into a per-request temporary folder (absolute paths and ``..``
+are refused, total size and image dimensions are capped; see ``uploads``). A body that
+stalls is answered 408 after ``body_idle_timeout_s`` without a byte (or ``body_timeout_s``
+in all) and its connection closed; a request takes one of ``max_pending`` slots only once
+its body is in, so stalled uploads never make a complete one wait or fail. Videos are
+streamed, never decoded whole. The predictor runs in a small thread pool (one landmark
+detector per thread: dlib's are not thread-safe), so the event loop stays responsive; long
+videos run in a pool of their own (one worker), so a 10-minute recording never holds up
+clips. Leaving the last slot hands freed heap back to the system (``release_heap``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,28 +36,31 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from apexmer import __version__
-from apexmer.errors import ApexmerError
-from apexmer.inference.predictor import (
-    INPUT_ERRORS,
-    ClipPrediction,
-    Predictor,
-    describe_input,
-)
+from apexmer.inference.predictor import ClipPrediction, Predictor, describe_input
 from apexmer.preprocess.flow import flow_to_color, strain_to_image
-from apexmer.serving.long_video import add_long_video_routes
+from apexmer.serving.long_video import SPOT_PATH, add_long_video_routes
 from apexmer.serving.uploads import (
-    VIDEO_SUFFIX,
+    LongVideoLimits,
     ServeLimits,
     UploadError,
     image_dims,
-    open_upload,
+    png_data_url,
     receive_form,
+    release_heap,
+    saved_upload,
     sniff_type,
     work_slot,
 )
 from apexmer.training.checkpoint import REQUIRED_KEYS
 
-__all__ = ["ServeLimits", "UploadError", "create_app", "image_dims", "sniff_type"]
+__all__ = [
+    "LongVideoLimits",
+    "ServeLimits",
+    "UploadError",
+    "create_app",
+    "image_dims",
+    "sniff_type",
+]
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = [
@@ -82,17 +83,6 @@ class _BodyTimeout(Exception):
 
 
 # ---------------------------------------------------------------- response
-
-
-def png_data_url(image_bgr: np.ndarray, max_width: int | None = None) -> str:
-    """A ``data:image/png;base64,...`` URL of a BGR image, downscaled to ``max_width``."""
-    if max_width and image_bgr.shape[1] > max_width:
-        scale = max_width / image_bgr.shape[1]
-        image_bgr = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", image_bgr)
-    if not ok:
-        raise ApexmerError("PNG encoding failed")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 def result_payload(
@@ -208,16 +198,18 @@ class BodyGuard:
     counting while it streams in. A body with no data for ``body_idle_timeout_s``, or not
     complete ``body_timeout_s`` after the request began, is answered 408 and the connection
     closed (a stalled upload would otherwise hold its socket and temporary file forever).
+    ``/api/spot`` has the long-video caps (``ServeLimits.for_long_videos``).
     """
 
     def __init__(self, app: Any, limits: ServeLimits) -> None:
-        self.app, self.limits = app, limits
+        self.app = app
+        self.limits, self.long_limits = limits, limits.for_long_videos()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limits = self.limits
+        limits = self.long_limits if scope.get("path") == SPOT_PATH else self.limits
         detail = f"upload larger than {limits.max_upload_bytes / 2**20:g} MiB; refused"
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
@@ -285,12 +277,15 @@ def create_app(
         else Predictor.from_checkpoint(predictor_or_checkpoint)
     )
     pool = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="apexmer-predict")
+    # Long videos take minutes: their own worker, so clips never wait behind them.
+    long_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apexmer-spot")
     state = {"pending": 0, "receiving": 0}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        long_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="apexmer",
@@ -336,64 +331,25 @@ def create_app(
             if upload is None or isinstance(upload, str):
                 raise UploadError(400, "no file: send the clip as multipart/form-data field 'file'")
             loop = asyncio.get_running_loop()
-            try:
-                with work_slot(state, limits):
-                    name = Path(upload.filename or "upload").name
-                    payload = await loop.run_in_executor(
-                        pool, _predict_upload, predictor, upload.file, name, limits
-                    )
-            finally:
-                if state["pending"] == 0:  # in the pool, after this answer; nothing to await
-                    loop.run_in_executor(pool, release_heap)
+            # Leaving the last slot hands freed heap back, in the pool after this answer.
+            with work_slot(state, limits, lambda: loop.run_in_executor(pool, release_heap)):
+                name = Path(upload.filename or "upload").name
+                payload = await loop.run_in_executor(
+                    pool, _predict_upload, predictor, upload.file, name, limits
+                )
             return JSONResponse(payload)
         finally:
             await form.close()
 
-    add_long_video_routes(app, pool, state, png_data_url)
+    add_long_video_routes(app, long_pool, state)
     return app
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_heap() -> None:
-    """Give freed heap back to the system when no request is left (glibc only): glibc
-    keeps freed frames and buffers mapped (measured: up to ~200 MB after a 1080p upload)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def _predict_upload(
     predictor: Predictor, fileobj: Any, name: str, limits: ServeLimits
 ) -> dict[str, Any]:
     """Worker thread: save, check, open and predict one upload in a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="apexmer-upload-") as tmp:
-        workdir = Path(tmp)
-        path = workdir / "upload.bin"
-        fileobj.seek(0)
-        with open(path, "wb") as out:
-            shutil.copyfileobj(fileobj, out)
-        try:
-            kind, source = open_upload(path, workdir, limits)
-            try:
-                result = predictor.predict_clips(source, on_error="raise")[0]
-            finally:
-                if hasattr(source, "close"):
-                    source.close()  # the video's decoder and cached frames
-        except UploadError:
-            raise
-        except INPUT_ERRORS as exc:
-            # Name the upload, not the temporary folder, in the message.
-            detail = str(exc)
-            for inner in ("frames", *(f"clip{suffix}" for suffix in VIDEO_SUFFIX.values())):
-                detail = detail.replace(str(workdir / inner), name)
-            raise UploadError(422, detail.replace(tmp, "")) from None
-        result.input = name
-        return result_payload(result, predictor.classes, kind, limits)
+    with saved_upload(fileobj, name, limits) as upload:
+        result = predictor.predict_clips(upload.source, on_error="raise")[0]
+    result.input = name
+    return result_payload(result, predictor.classes, upload.kind, limits)

@@ -1,45 +1,50 @@
 """The web app's long-video route: upload a recording, get its expression intervals.
 
-``POST /api/spot`` (multipart field ``file``, optional field ``fps`` for a zip of frames)
-spots the intervals (``inference.long_video.recognise_intervals``), classifies each
+``POST /api/spot`` (multipart field ``file``, optional field ``fps``, needed for a zip of
+frames) spots the intervals (``inference.long_video.recognise_intervals``), classifies each
 micro-expression and answers the spotting curve, one entry per interval (frames, seconds,
 type, score, class, probabilities, the aligned crop) for the page's timeline
-(``static/timeline.js``). Uploads go through the same checks as ``/api/predict``, with
-the duration and frame caps of ``LongVideoLimits``: ``create_app`` hands its upload opener
-and PNG encoder to ``add_long_video_routes`` (this module is imported by the app module,
-so it cannot import them from there).
+(``static/timeline.js``). Uploads go through the checks, body timeouts and slots of
+``/api/predict`` (``uploads``), with the caps of ``ServeLimits.long``
+(``LongVideoLimits``: duration, frames, body and unzipped size). The memory check counts
+the ROI crops of the longest interval the spotter keeps (``IntervalConfig.max_s``), not of
+every frame: the interval spotter holds a few frames and ~100 B of motion per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from apexmer.inference.long_video import LongVideoResult, recognise_intervals
-from apexmer.inference.predictor import INPUT_ERRORS, Predictor
-from apexmer.serving.uploads import open_upload, receive_form, work_slot
+from apexmer.inference.predictor import Predictor
+from apexmer.serving.uploads import (
+    LongVideoLimits,
+    ServeLimits,
+    UploadError,
+    png_data_url,
+    receive_form,
+    release_heap,
+    saved_upload,
+    work_slot,
+)
+from apexmer.spotting.intervals import IntervalConfig
 
-# (upload path, work folder, limits) -> (kind, frames), raising the app's UploadError
-EncodePng = Callable[[np.ndarray], str]  # BGR image -> data: URL
+__all__ = ["SPOT_PATH", "LongVideoLimits", "add_long_video_routes", "long_video_payload"]
 
-
-@dataclass(frozen=True)
-class LongVideoLimits:
-    """What one long-video request may cost beyond the clip limits (``ServeLimits``)."""
-
-    max_duration_s: float = 600.0  # a 10-minute interview
-    max_frames: int = 18_000  # 10 minutes at 30 fps
+SPOT_PATH = "/api/spot"
+NO_FPS = (
+    "the frame rate is unknown (a zip of frames has none, nor does this video's header). "
+    "Fix: send the form field "
+    "fps with the upload, e.g. fps=30 (CAS(ME)^2: 30, SAMM Long Videos: 200)"
+)
 
 
 def _as_float(value: Any) -> float | None:
@@ -48,14 +53,17 @@ def _as_float(value: Any) -> float | None:
     try:
         fps = float(value)
     except (TypeError, ValueError):
-        raise HTTPException(400, f"fps {value!r} is not a number. Fix: e.g. fps=30") from None
-    if not fps > 0:
-        raise HTTPException(400, f"fps {value!r} must be positive. Fix: e.g. fps=30")
+        raise UploadError(400, f"fps {value!r} is not a number. Fix: e.g. fps=30") from None
+    if not fps > 0 or not np.isfinite(fps):
+        raise UploadError(400, f"fps {value!r} must be a positive number. Fix: e.g. fps=30")
     return fps
 
 
-def long_video_payload(result: LongVideoResult, name: str, encode_png: EncodePng) -> dict[str, Any]:
-    """The JSON answer of ``POST /api/spot``."""
+def long_video_payload(
+    result: LongVideoResult, name: str, scrub: Callable[[str], str] = str
+) -> dict[str, Any]:
+    """The JSON answer of ``POST /api/spot``; ``scrub(text)`` cleans each interval's error
+    (``Upload.scrub``: no temporary paths)."""
     spot = result.spot
     table = result.table()
     intervals = []
@@ -76,8 +84,8 @@ def long_video_payload(result: LongVideoResult, name: str, encode_png: EncodePng
                 ]
                 if ok
                 else [],
-                "crop": encode_png(pred.crop) if ok else None,
-                "error": None if pred is None else pred.error,
+                "crop": png_data_url(pred.crop) if ok else None,
+                "error": None if pred is None or pred.error is None else scrub(pred.error),
             }
         )
     return {
@@ -94,69 +102,40 @@ def long_video_payload(result: LongVideoResult, name: str, encode_png: EncodePng
 
 
 def _spot_upload(
-    predictor: Predictor,
-    fileobj: Any,
-    name: str,
-    fps: float | None,
-    limits: Any,
-    encode_png: EncodePng,
+    predictor: Predictor, fileobj: Any, name: str, fps: float | None, limits: ServeLimits
 ) -> dict[str, Any]:
     """Worker thread: save, check, open, spot and classify one upload."""
-    with tempfile.TemporaryDirectory(prefix="apexmer-long-") as tmp:
-        workdir = Path(tmp)
-        path = workdir / "upload.bin"
-        fileobj.seek(0)
-        with open(path, "wb") as out:
-            shutil.copyfileobj(fileobj, out)
-        _, source = open_upload(path, workdir, limits)  # refusals answer with their status
-        try:
-            result = recognise_intervals(predictor, source, fps)
-        except INPUT_ERRORS as exc:
-            # Name the upload, not the temporary folder, in the message.
-            detail = str(exc)
-            for inner in ("frames", "clip.mp4", "clip.avi", "clip.mkv"):
-                detail = detail.replace(str(workdir / inner), name)
-            raise HTTPException(422, detail.replace(tmp, "")) from None
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-        return long_video_payload(result, name, encode_png)
+    config = IntervalConfig()
+    # The classifier holds ROI crops of one interval at a time, at most max_s long.
+    with saved_upload(fileobj, name, limits, crop_s=config.max_s, fps=fps) as upload:
+        if fps is None and not (getattr(upload.source, "fps", None) or 0) > 0:
+            raise UploadError(422, NO_FPS)
+        result = recognise_intervals(predictor, upload.source, fps, config)
+        return long_video_payload(result, name, upload.scrub)
 
 
-def add_long_video_routes(
-    app: FastAPI,
-    pool: ThreadPoolExecutor,
-    state: dict[str, int],
-    encode_png: EncodePng,
-    long_limits: LongVideoLimits | None = None,
-) -> None:
+def add_long_video_routes(app: FastAPI, pool: ThreadPoolExecutor, state: dict[str, int]) -> None:
     """Add ``POST /api/spot`` to the app of ``serving.app.create_app``: its predictor and
-    limits (``app.state``), worker pool, request counters and PNG encoder. Uploads go
-    through the same checks, body timeouts and slots as ``/api/predict``."""
-    long_limits = long_limits or LongVideoLimits()
+    limits (``app.state``), the long videos' worker pool and the app's request counters."""
     predictor: Predictor = app.state.predictor
-    limits = dataclasses.replace(
-        app.state.limits,
-        max_duration_s=long_limits.max_duration_s,
-        max_frames=long_limits.max_frames,
-    )
+    limits: ServeLimits = app.state.limits.for_long_videos()
 
-    @app.post("/api/spot")
+    @app.post(SPOT_PATH)
     async def spot(request: Request) -> JSONResponse:
         """Multipart field ``file`` (a long video, or a zip of frames with field ``fps``)."""
         form = await receive_form(request, state, limits)
         try:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
-                raise HTTPException(
+                raise UploadError(
                     400, "no file: send the video as multipart/form-data field 'file'"
                 )
             fps = _as_float(form.get("fps"))
             name = Path(upload.filename or "upload").name
-            with work_slot(state, limits):
-                payload = await asyncio.get_running_loop().run_in_executor(
-                    pool, _spot_upload, predictor, upload.file, name, fps, limits, encode_png
+            loop = asyncio.get_running_loop()
+            with work_slot(state, limits, lambda: loop.run_in_executor(pool, release_heap)):
+                payload = await loop.run_in_executor(
+                    pool, _spot_upload, predictor, upload.file, name, fps, limits
                 )
             return JSONResponse(payload)
         finally:

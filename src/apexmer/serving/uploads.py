@@ -1,29 +1,55 @@
-"""Upload checks of the web app: what a request may cost (ServeLimits), the file type by
-content, zip extraction without zip-slip or zip bombs, and videos opened as streams within
-a memory budget. Every refusal is an UploadError with its HTTP status.
+"""Upload checks of the web app: what a request may cost (ServeLimits, LongVideoLimits),
+the file type by content, zip extraction without zip-slip or zip bombs, videos opened as
+streams within a memory budget, and the worker step both routes share (``saved_upload``:
+save, check, open, close, errors as 422 without temporary paths). Every refusal is an
+UploadError with its HTTP status.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
+import math
+import shutil
 import struct
+import tempfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
+import numpy as np
 
 from apexmer.data.frames import VIDEO_CACHE_FRAMES, FolderFrames, FrameSource, VideoFrames
-from apexmer.errors import FrameError
-from apexmer.preprocess.spotting import CURVE_BLOCK_BYTES, ROIS
+from apexmer.errors import ApexmerError, FrameError
+from apexmer.inference.predictor import INPUT_ERRORS
+from apexmer.preprocess.rois import ROIS
+from apexmer.preprocess.spotting import CURVE_BLOCK_BYTES
 
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
 ACCEPTED = (
     "an MP4/MOV, AVI or MKV/WebM video, or a ZIP of JPEG/PNG frames "
     "(checked by content, not by file name)"
 )
+
+
+@dataclass(frozen=True)
+class LongVideoLimits:
+    """What one ``POST /api/spot`` request may cost, where it differs from a clip's. The
+    memory budget (``max_decoded_bytes``) and the slots are the clips' (``ServeLimits``):
+    the interval spotter keeps a few frames and ~100 B of motion per frame, and holds ROI
+    crops only for the interval it classifies."""
+
+    max_duration_s: float = 600.0  # a 10-minute interview
+    max_frames: int = 18_000  # 10 minutes at 30 fps
+    max_upload_bytes: int = 1 * 2**30  # a 10-minute 640x480 H.264 is ~50-200 MB
+    max_unzipped_bytes: int = 2 * 2**30  # 18,000 JPEG frames of ~100 kB
+    body_timeout_s: float = 1800.0  # 1 GiB at >= 600 KiB/s
 
 
 @dataclass(frozen=True)
@@ -46,6 +72,18 @@ class ServeLimits:
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 300.0
     preview_width: int = 480  # apex frame image in the response
+    long: LongVideoLimits = field(default_factory=LongVideoLimits)  # POST /api/spot
+
+    def for_long_videos(self) -> ServeLimits:
+        """These limits with the long-video caps of ``long`` in place of the clip caps."""
+        return dataclasses.replace(
+            self,
+            max_duration_s=self.long.max_duration_s,
+            max_frames=self.long.max_frames,
+            max_upload_bytes=self.long.max_upload_bytes,
+            max_unzipped_bytes=self.long.max_unzipped_bytes,
+            body_timeout_s=self.long.body_timeout_s,
+        )
 
 
 class UploadError(Exception):
@@ -191,19 +229,31 @@ def extract_frames(archive: Path, dest: Path, limits: ServeLimits) -> Path:
 HELD_FRAMES = 6
 
 
-def request_memory(frames: int, width: int, height: int) -> int:
-    """Upper bound in bytes of what predicting one streamed video holds: decoded frames
-    (the stream's cache and HELD_FRAMES), the uint8 ROI crops of every frame (10 squares of
-    half the eye distance, assumed at most half the frame width: (width / 4)^2 each) and the
-    curve's float32 blocks (a few CURVE_BLOCK_BYTES)."""
+# Per-frame data kept for a whole video besides crops: the spotting curve, frame numbers,
+# the interval spotter's ROI motion (~100 B); an upper bound.
+PER_FRAME_BYTES = 1024
+
+
+def request_memory(frames: int, width: int, height: int, crop_frames: int | None = None) -> int:
+    """Upper bound in bytes of what predicting one streamed video of ``frames`` frames
+    holds: decoded frames (the stream's cache and HELD_FRAMES), the uint8 ROI crops of
+    ``crop_frames`` frames (default: every frame, as the apex spotter of a clip holds them;
+    10 squares of half the eye distance, assumed at most half the frame width: (width / 4)^2
+    each), the curve's float32 blocks (a few CURVE_BLOCK_BYTES) and PER_FRAME_BYTES a frame."""
     frame = width * height * 3
-    crops = frames * len(ROIS) * (width // 4) ** 2
-    return (VIDEO_CACHE_FRAMES + HELD_FRAMES) * frame + crops + 5 * CURVE_BLOCK_BYTES
+    held = frames if crop_frames is None else min(frames, crop_frames)
+    crops = held * len(ROIS) * (width // 4) ** 2
+    fixed = (VIDEO_CACHE_FRAMES + HELD_FRAMES) * frame + 5 * CURVE_BLOCK_BYTES
+    return fixed + crops + frames * PER_FRAME_BYTES
 
 
-def open_video(path: Path, limits: ServeLimits) -> FrameSource:
+def open_video(
+    path: Path, limits: ServeLimits, crop_s: float | None = None, fps: float | None = None
+) -> FrameSource:
     """Open a video as a stream after checking its frame size, frame count, duration and
-    the memory predicting it needs (frames counted by demuxing, not from the header)."""
+    the memory predicting it needs (frames counted by demuxing, not from the header).
+    ``crop_s``: the longest stretch, in seconds, whose ROI crops the request holds at once
+    (None: the whole video), at ``fps`` (default: the video's)."""
     cap = cv2.VideoCapture(str(path))
     try:
         opened = cap.isOpened()
@@ -240,7 +290,9 @@ def open_video(path: Path, limits: ServeLimits) -> FrameSource:
             f"the video lasts {count / source.fps:.1f} s; at most "
             f"{limits.max_duration_s:g} s are accepted. Fix: cut the clip",
         )
-    need = request_memory(count, width, height)
+    rate = fps or source.fps
+    crop_frames = None if crop_s is None or not rate else math.ceil(crop_s * rate) + 1
+    need = request_memory(count, width, height, crop_frames)
     if need > limits.max_decoded_bytes:
         raise UploadError(
             422,
@@ -251,8 +303,15 @@ def open_video(path: Path, limits: ServeLimits) -> FrameSource:
     return source
 
 
-def open_upload(path: Path, workdir: Path, limits: ServeLimits) -> tuple[str, FrameSource]:
-    """Check an uploaded file by content and open it as a FrameSource."""
+def open_upload(
+    path: Path,
+    workdir: Path,
+    limits: ServeLimits,
+    crop_s: float | None = None,
+    fps: float | None = None,
+) -> tuple[str, FrameSource]:
+    """Check an uploaded file by content and open it as a FrameSource (``crop_s``, ``fps``:
+    see ``open_video``)."""
     with open(path, "rb") as fh:
         head = fh.read(16)
     if not head:
@@ -263,7 +322,66 @@ def open_upload(path: Path, workdir: Path, limits: ServeLimits) -> tuple[str, Fr
     if kind == "zip":
         return kind, FolderFrames(extract_frames(path, workdir / "frames", limits))
     video = path.rename(workdir / f"clip{VIDEO_SUFFIX[kind]}")
-    return kind, open_video(video, limits)
+    return kind, open_video(video, limits, crop_s, fps)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload saved and opened in its temporary ``workdir``, under the client's ``name``."""
+
+    kind: str  # zip, mp4, avi or mkv
+    source: FrameSource
+    workdir: Path
+    name: str
+
+    def scrub(self, text: str) -> str:
+        """``text`` naming the upload instead of the server's temporary paths."""
+        text = text.replace(str(self.source.path), self.name)
+        return text.replace(str(self.workdir), self.name)
+
+
+@contextlib.contextmanager
+def saved_upload(
+    fileobj: Any,
+    name: str,
+    limits: ServeLimits,
+    crop_s: float | None = None,
+    fps: float | None = None,
+) -> Iterator[Upload]:
+    """Worker step of both routes: save the received ``fileobj`` in a temporary folder,
+    check and open it (``open_upload``), close the source and remove the folder on the way
+    out. An input error raised inside (INPUT_ERRORS: no face, unreadable frame) becomes an
+    UploadError 422 naming the upload, not the folder."""
+    with tempfile.TemporaryDirectory(prefix="apexmer-upload-") as tmp:
+        workdir = Path(tmp)
+        path = workdir / "upload.bin"
+        fileobj.seek(0)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(fileobj, out)
+        try:
+            kind, source = open_upload(path, workdir, limits, crop_s, fps)
+        except INPUT_ERRORS as exc:
+            raise UploadError(422, str(exc).replace(tmp, name)) from None
+        upload = Upload(kind, source, workdir, name)
+        try:
+            yield upload
+        except INPUT_ERRORS as exc:
+            raise UploadError(422, upload.scrub(str(exc))) from None
+        finally:
+            close = getattr(source, "close", None)  # the video's decoder and cached frames
+            if close is not None:
+                close()
+
+
+def png_data_url(image_bgr: np.ndarray, max_width: int | None = None) -> str:
+    """A ``data:image/png;base64,...`` URL of a BGR image, downscaled to ``max_width``."""
+    if max_width and image_bgr.shape[1] > max_width:
+        scale = max_width / image_bgr.shape[1]
+        image_bgr = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise ApexmerError("PNG encoding failed")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 async def receive_form(request: Any, state: dict[str, int], limits: ServeLimits) -> Any:
@@ -280,8 +398,12 @@ async def receive_form(request: Any, state: dict[str, int], limits: ServeLimits)
 
 
 @contextlib.contextmanager
-def work_slot(state: dict[str, int], limits: ServeLimits) -> Iterator[None]:
-    """One of ``max_pending`` slots for a received upload, queued or running; 503 beyond."""
+def work_slot(
+    state: dict[str, int], limits: ServeLimits, on_idle: Callable[[], Any] | None = None
+) -> Iterator[None]:
+    """One of ``max_pending`` slots for a received upload, queued or running; 503 beyond.
+    ``on_idle`` runs on leaving the last slot (no request left), e.g. to schedule
+    ``release_heap``."""
     if state["pending"] >= limits.max_pending:
         raise UploadError(503, "the server is busy; try again in a moment")
     state["pending"] += 1
@@ -289,3 +411,22 @@ def work_slot(state: dict[str, int], limits: ServeLimits) -> Iterator[None]:
         yield
     finally:
         state["pending"] -= 1
+        if state["pending"] == 0 and on_idle is not None:
+            on_idle()
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_heap() -> None:
+    """Give freed heap back to the system when no request is left (glibc only): glibc
+    keeps freed frames and buffers mapped (measured: up to ~200 MB after a 1080p upload)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
