@@ -128,7 +128,7 @@ def _cli(*args: str) -> list[str]:
 def test_loso_process_workers_die_with_a_killed_runner(tmp_path: Path) -> None:
     manifest = write_tiny_manifest(tmp_path / "tiny")
     # 4 folds on 2 workers; a fold of 60 epochs takes a few seconds here.
-    sets = ["model.name=seresnext_tiny", "data.input_size=32", "train.epochs=60"]
+    sets = ["data.input=diff", "model.name=seresnext_tiny", "data.input_size=32", "train.epochs=60"]
     cmd = _cli(
         "loso",
         "--data",
