@@ -34,6 +34,7 @@ from apexmer.data.long_videos import (
     attach_frames,
     interval_from_cells,
     parse_kind,
+    videos_from_intervals,
 )
 from apexmer.data.sample import Problem
 from apexmer.data.sheets import RowError, cell_text, frames_root, read_raw_sheet
@@ -138,18 +139,7 @@ def read_casme2_lv(coding: str | Path, root: str | Path | None = None) -> LongVi
         grouped[key].append(interval)
         names[key] = video_name
         warnings += [Problem(source, f"{CODE_SHEET}: {n}", row=int(row)) for n in notes]
-    videos = [
-        LongVideo(
-            DATASET,
-            subject,
-            video,
-            None,
-            FPS,
-            tuple(sorted(grouped[(subject, video)], key=lambda i: (i.onset, i.row or 0))),
-            name=names[(subject, video)],
-        )
-        for subject, video in sorted(grouped)
-    ]
+    videos = videos_from_intervals(DATASET, FPS, grouped, names)
     frames_dir = _frames_dir(root)
     if frames_dir is not None:
         videos, found_problems, found_warnings = _with_frames(

@@ -100,6 +100,29 @@ class LongVideo:
         return sum(1 for i in self.intervals if i.kind == kind)
 
 
+def videos_from_intervals(
+    dataset: str,
+    fps: float,
+    grouped: dict[tuple[str, str], list[Interval]],
+    names: dict[tuple[str, str], str] | None = None,
+) -> list[LongVideo]:
+    """One LongVideo per (subject, video) of a sheet, its intervals sorted by onset (then
+    sheet row), videos sorted by subject and video; no frames attached yet."""
+    names = names or {}
+    return [
+        LongVideo(
+            dataset,
+            subject,
+            video,
+            None,
+            fps,
+            tuple(sorted(grouped[(subject, video)], key=lambda i: (i.onset, i.row or 0))),
+            name=names.get((subject, video), ""),
+        )
+        for subject, video in sorted(grouped)
+    ]
+
+
 @dataclass
 class LongVideoSet:
     """What a long-video reader returns: the videos, the sheet read, problems, warnings.

@@ -21,6 +21,7 @@ from apexmer.data.long_videos import (
     attach_frames,
     interval_from_cells,
     parse_kind,
+    videos_from_intervals,
 )
 from apexmer.data.sample import Problem
 from apexmer.data.sheets import RowError, cell_text, frames_root, open_sheet, require_columns
@@ -83,17 +84,7 @@ def read_samm_lv(coding: str | Path, root: str | Path | None = None) -> LongVide
             notes.append(f"Filename {name} does not start with Subject {subject}; kept")
         grouped[(subject, video)].append(interval)
         warnings += [Problem(source, n, row=int(row)) for n in notes]
-    videos = [
-        LongVideo(
-            DATASET,
-            subject,
-            video,
-            None,
-            FPS,
-            tuple(sorted(grouped[(subject, video)], key=lambda i: (i.onset, i.row or 0))),
-        )
-        for subject, video in sorted(grouped)
-    ]
+    videos = videos_from_intervals(DATASET, FPS, grouped)
     folder = frames_root(root, "pass the folder that holds 006_1, 006_2, ...")
     if folder is not None:
         videos, found, warned = _with_frames(videos, folder)
