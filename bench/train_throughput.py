@@ -85,8 +85,9 @@ def measure(
 
 def packed_vs_sequential(
     name: str, k: int, batch: int, size: int, device: str, iters: int, bf16: bool = False
-) -> tuple[float, float]:
-    """Training images/s (all k folds together) packed vs k separate models in turn."""
+) -> tuple[float, float, float]:
+    """Training images/s (all k folds together): k separate models in turn, packed with
+    the per-parameter optimizer loop, packed with the foreach optimizer step."""
     from apexmer.models.registry import create_model
     from apexmer.training.losses import FocalLoss
     from apexmer.training.packed import PackedOptimizer, pack_models
@@ -96,6 +97,7 @@ def packed_vs_sequential(
     opts = [torch.optim.Adam(m.parameters(), lr=1e-4) for m in models]
     packed = pack_models(models)
     popt = PackedOptimizer(list(packed.parameters()), k, cfg)
+    loop_opt = PackedOptimizer(list(packed.parameters()), k, cfg, foreach=False)
     loss_fn = FocalLoss()
     x = torch.randn(batch, 3 * k, size, size, device=device)
     y = torch.randint(0, 5, (batch,), device=device)
@@ -109,17 +111,18 @@ def packed_vs_sequential(
             loss.backward()
             o.step()
 
-    def packed_step() -> None:
+    def packed_step(opt: PackedOptimizer) -> None:
         with _ctx(bf16, device):
             logits = packed(x).float()  # (B, k, C)
         loss = sum(loss_fn(logits[:, f], y) for f in range(k))
-        popt.zero_grad()
+        opt.zero_grad()
         loss.backward()
-        popt.step(range(k))
+        opt.step(range(k))
 
     seq = _timed(seq_step, iters, 1, device)
-    packed = _timed(packed_step, iters, 1, device)
-    return k * batch * iters / seq, k * batch * iters / packed
+    loop = _timed(lambda: packed_step(loop_opt), iters, 1, device)
+    fe = _timed(lambda: packed_step(popt), iters, 1, device)
+    return tuple(k * batch * iters / t for t in (seq, loop, fe))
 
 
 def main() -> None:
@@ -168,7 +171,10 @@ def main() -> None:
                 )
             print(f"# best training mode for {name} batch {batch}: {best[0]}")
     print("\n# fold packing: k folds, training images/s of all folds together")
-    print("model,size,batch,k,sequential_img_s,packed_img_s,packed_vs_sequential")
+    print(
+        "model,size,batch,k,sequential_img_s,packed_loop_opt_img_s,packed_img_s,"
+        "packed_vs_sequential,foreach_vs_loop_opt"
+    )
     if cuda:
         settings = [("seresnext50_32x4d", args.size, 2, k) for k in (args.packs or [4, 13, 26])]
     else:
@@ -176,10 +182,14 @@ def main() -> None:
         if not quick:
             settings.append(("seresnext50_32x4d", 64, 8, 2))
     for name, size, batch, k in settings:
-        seq, pk = packed_vs_sequential(
+        seq, loop, pk = packed_vs_sequential(
             name, k, batch, size, args.device, iters=max(iters, 3), bf16=cuda
         )
-        print(f"{name},{size},{batch},{k},{seq:.2f},{pk:.2f},{pk / seq:.2f}", flush=True)
+        print(
+            f"{name},{size},{batch},{k},{seq:.2f},{loop:.2f},{pk:.2f},{pk / seq:.2f},"
+            f"{pk / loop:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from apexmer.config import Config
+from apexmer.models.registry import model_info
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
 from apexmer.training.losses import FocalLoss
 from apexmer.training.packed import FoldData, fit_packed, pack_models, set_active, unpack
@@ -181,7 +182,7 @@ def test_every_tensor_of_a_packed_model_follows_its_device(model: str) -> None:
     assert _loose_tensors(packed) == []
 
 
-@pytest.mark.parametrize(("model", "size"), DROPOUT_NETS)
+@pytest.mark.parametrize(("model", "size"), [*DROPOUT_NETS, ("off_apexnet", 28)])
 def test_packed_dropout_draws_each_folds_own_masks(model: str, size: int) -> None:
     config = _config(model, size)
     alone = [build_model(config, NUM_CLASSES, seed_for(config, i)) for i in range(K)]
@@ -189,20 +190,21 @@ def test_packed_dropout_draws_each_folds_own_masks(model: str, size: int) -> Non
     packed.train()
     for m in alone:
         m.train()
+    c = model_info(model).input_size[0]  # OFF-ApexNet takes (u, v): 2 channels
     g = torch.Generator().manual_seed(3)
     # A partial step (fold 1 idle: it must draw nothing), then a full one.
     for active in ([0, 2], [0, 1, 2]):
-        x = torch.randn(4, 3 * K, size, size, generator=g)
+        x = torch.randn(4, c * K, size, size, generator=g)
         set_active(packed, active if len(active) < K else None)
         out = packed(x)
         for f in active:
-            ref = alone[f](x[:, 3 * f : 3 * f + 3])
+            ref = alone[f](x[:, c * f : c * f + c])
             torch.testing.assert_close(out[:, f], ref, atol=1e-5, rtol=1e-4)
     # Different folds drew different masks (the check above is not vacuous).
     assert not torch.allclose(out[:, 0], out[:, 1])
 
 
-@pytest.mark.parametrize(("model", "size"), DROPOUT_NETS)
+@pytest.mark.parametrize(("model", "size"), [*DROPOUT_NETS, ("off_apexnet", 28)])
 def test_fit_packed_with_dropout_matches_sequential_fit(model: str, size: int) -> None:
     config = _config(model, size)
     config.optim.lr = 1e-3
