@@ -8,6 +8,7 @@ import torch
 from apexmer.config import Config
 from apexmer.models.registry import model_info
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
+from apexmer.training.inputs import input_channels
 from apexmer.training.losses import FocalLoss
 from apexmer.training.packed import FoldData, fit_packed, pack_models, set_active, unpack
 
@@ -20,10 +21,12 @@ def _config(model: str = "seresnext_tiny", size: int = S, **train) -> Config:
     # lr 1e-4 is the paper's. Adam's first steps move a weight by ~lr whatever the size of
     # its gradient, so float-rounding differences in near-zero gradients (grouped kernels
     # sum in another order; so does a different thread count) show up as ~lr in weights.
+    # OFF-ApexNet reads the (u, v) flow only: its folds get 2-channel flow inputs.
+    data = {"input": "flow", "flow_channels": ["u", "v"]} if model == "off_apexnet" else {}
     return Config.model_validate(
         {
             "model": {"name": model},
-            "data": {"input_size": size},
+            "data": {"input_size": size, **data},
             "loss": {"alpha": "balanced"},
             "optim": {"lr": 1e-4},
             "train": {"epochs": 2, "batch_size": 4, "threads": 1, **train},
@@ -31,15 +34,22 @@ def _config(model: str = "seresnext_tiny", size: int = S, **train) -> Config:
     )
 
 
+def _inputs(config: Config, n: int, g: torch.Generator) -> torch.Tensor:
+    """n random stored-form inputs of the config's kind: uint8 images or float16 flow."""
+    s, c = config.data.input_size, len(input_channels(config.data))
+    if config.data.input == "flow":
+        return torch.randn(n, c, s, s, generator=g).half()
+    return torch.randint(0, 256, (n, c, s, s), dtype=torch.uint8, generator=g)
+
+
 def _folds(config: Config) -> list[FoldData]:
     g = torch.Generator().manual_seed(0)
-    s = config.data.input_size
     # 13 % 4 = 1 (tail of one: dropped), 14 % 4 = 2 and 11 % 4 = 3: unequal tails,
     # and three different numbers of steps per epoch.
     sizes = [13, 14, 11]
     return [
         FoldData(
-            x=torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g),
+            x=_inputs(config, n, g),
             y=torch.randint(0, NUM_CLASSES, (n,), generator=g),
             seed=seed_for(config, i),
         )
@@ -209,9 +219,7 @@ def test_fit_packed_with_dropout_matches_sequential_fit(model: str, size: int) -
     config = _config(model, size)
     config.optim.lr = 1e-3
     folds = _folds(config)
-    x_test = torch.randint(
-        0, 256, (6, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(7)
-    )
+    x_test = _inputs(config, 6, torch.Generator().manual_seed(7))
     worst = 0.0
     for fd, res in zip(folds, fit_packed(config, folds, NUM_CLASSES), strict=True):
         ref = fit(config, fd.x, fd.y, NUM_CLASSES, fd.seed)
