@@ -182,6 +182,56 @@ def test_curve_in_blocks_equals_all_at_once(config: SpotConfig) -> None:
         assert np.array_equal(curve_from_crops(crops, config, block=block), whole, equal_nan=True)
 
 
+SPOT = """
+import json, sys
+from apexmer.data.frames import VideoFrames
+from apexmer.data.synth import make_identity
+from apexmer.preprocess.landmarks import FaceLandmarks
+from apexmer.preprocess.rois import roi_boxes
+from apexmer.preprocess.spotting import SpotConfig, spot_clip
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+
+face = FaceLandmarks((0, 0, 1, 1), make_identity(5, (320, 240)).landmarks)
+config = SpotConfig(roi_size=2.0)  # big ROIs: 10 crops of ~100 px, ~100 kB a frame
+out = {"side": int(roi_boxes(face.points, (240, 320), config.roi_size)[0, 2])}
+with VideoFrames(sys.argv[1]) as src:
+    spot_clip(src, 0, 60, config=config, face=face)  # first-call costs: imports, blocks
+    for n in (150, len(src.numbers)):
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # VmHWM := VmRSS
+        before = rss("VmRSS:")
+        result = spot_clip(src, 0, n - 1, config=config, face=face)
+        out[f"growth_{n}"] = rss("VmHWM:") - before
+        out[f"scored_{n}"] = int((result.curve == result.curve).sum())
+print(json.dumps(out))
+"""
+
+
+def test_spotting_a_long_clip_holds_a_window_of_crops(tmp_path: Path) -> None:
+    """Issue 11: the paper's spotter streams (two forward passes, a window of crops), so
+    spotting 1,500 frames grows memory by far less than their crops, 10 x s^2 x T bytes
+    (156 MB here; the spotter that kept every frame's crops grew by exactly that)."""
+    path = write_video(tmp_path / "long.mp4", 1500, size=(320, 240))
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", SPOT, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["scored_1500"] == 1500 - 3 and result["side"] >= 90, result
+    crops = 10 * result["side"] ** 2 * 1500
+    # Measured: 37 kB for 150 and for 1,500 frames (keeping every frame's crops: 156 MB).
+    assert result["growth_1500"] < 0.05 * crops, result
+
+
 PREDICT = """
 import json, sys, torch
 from apexmer.inference import Predictor
@@ -206,7 +256,7 @@ print(json.dumps({"error": r.error, "numbers": len(r.numbers), "apex": r.apex,
 @pytest.mark.slow
 def test_predict_on_a_long_video_stays_bounded(tmp_path: Path) -> None:
     """Predictor.predict on 600 frames of 640x480 (553 MB decoded) grows by far less than
-    the decoded video: frames are streamed and spotting keeps uint8 ROI crops only."""
+    the decoded video: frames are streamed and spotting keeps a window of uint8 ROI crops."""
     from apexmer.data.synth import make_identity, render_clip
     from test_predictor import make_checkpoint
 
@@ -234,5 +284,6 @@ def test_predict_on_a_long_video_stays_bounded(tmp_path: Path) -> None:
     assert result["error"] is None and result["numbers"] == 600
     assert result["apex"] == result["again"]
     # The second prediction in the process: first-call costs (dlib, torch) are paid already.
-    # Measured: 52 MB (18 MB of crops, the curve's ~40 MB blocks); before streaming 340 MB.
+    # Measured: 51 MB (the curve's ~40 MB blocks, a window of crops; 39 MB at 2,000 frames).
+    # Keeping every frame's crops: 47 MB (75 MB at 2,000); before streaming frames 340 MB.
     assert result["growth"] < 160 * 2**20, result

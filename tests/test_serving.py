@@ -530,13 +530,21 @@ def test_spot_has_its_own_body_cap(client: TestClient) -> None:
 
 
 def test_long_video_memory_check_counts_one_interval_of_crops(tmp_path: Path) -> None:
-    from apexmer.serving.uploads import UploadError, open_video, request_memory
+    from apexmer.serving.uploads import (
+        PER_FRAME_BYTES,
+        UploadError,
+        open_video,
+        request_memory,
+    )
 
-    # Issue 12: a 10-minute 640x480 video at 30 fps fits the default 1 GiB for /api/spot;
-    # holding the crops of every frame (a clip's apex spotter) would not.
+    # Issue 12: a 10-minute 640x480 video at 30 fps fits the default 1 GiB for /api/spot.
+    # Issue 11: a clip's apex spotter streams too (a window of 70 frames' crops at 640x480),
+    # so only ~1 kB a frame grows with the length, not 10 x 160^2 bytes of crops.
     budget = ServeLimits().max_decoded_bytes
     assert request_memory(18_000, 640, 480, crop_frames=121) < budget
-    assert request_memory(18_000, 640, 480) > budget
+    assert request_memory(18_000, 640, 480) < budget
+    longer = request_memory(36_000, 640, 480) - request_memory(18_000, 640, 480)
+    assert longer == 18_000 * PER_FRAME_BYTES
     # A 100 s video (64x48 keeps it fast) under a budget between the two.
     frames, fps = 3000, 30
     path = tmp_path / "long.mp4"
@@ -550,7 +558,7 @@ def test_long_video_memory_check_counts_one_interval_of_crops(tmp_path: Path) ->
     limits = dataclasses.replace(ServeLimits(), max_decoded_bytes=(one + every) // 2)
     long_limits = limits.for_long_videos()
     open_video(path, long_limits, crop_s=4.0).close()  # /api/spot: accepted
-    with pytest.raises(UploadError) as refused:  # every frame's crops: over the budget
+    with pytest.raises(UploadError) as refused:  # the 64x48 window, 881 frames: over
         open_video(path, long_limits)
     assert refused.value.status == 422 and "would need more than" in refused.value.detail
     with pytest.raises(UploadError) as clip_cap:  # /api/predict keeps its frame cap

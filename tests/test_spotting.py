@@ -23,7 +23,12 @@ from apexmer.preprocess import (
     spot_apex,
     spot_clip,
 )
-from apexmer.preprocess.spotting import curve_from_crops
+from apexmer.preprocess.spotting import (
+    CURVE_BLOCK_BYTES,
+    curve_from_crops,
+    stream_curve,
+    stream_frames,
+)
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 N = 40
@@ -249,3 +254,119 @@ def test_too_short_clip_gets_advice_for_a_clip_not_a_coding_sheet(tmp_path: Path
     frames = "1 frame;" if count == 1 else "2 frames;"
     assert f"the clip has {frames} spotting with lag 3 needs at least 4 frames" in line
     assert "Fix: pass a longer clip" in line
+
+
+SPOT_OPTIONS = st.builds(
+    SpotConfig,
+    offset_term=st.booleans(),
+    lag=st.integers(1, 5),
+    first_frames=st.sampled_from(["skip", "clamp"]),
+    denominator=st.sampled_from(["backward", "symmetric"]),
+    blur=st.sampled_from([0.0, 0.8]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    config=SPOT_OPTIONS,
+    n=st.integers(6, 60),
+    side=st.integers(2, 7),
+    block=st.one_of(st.none(), st.integers(1, 70)),
+    seed=st.integers(0, 2**16),
+)
+def test_streamed_curve_equals_curve_from_crops(config, n, side, block, seed) -> None:
+    """Issue 11: the spotter streams crops through a window of frames; its curve is the
+    reference curve_from_crops, bit for bit, NaNs in the same places, for every option."""
+    crops = np.random.default_rng(seed).integers(0, 256, (n, len(ROIS), side, side), np.uint8)
+    reference = curve_from_crops(crops, config, block)
+    streamed = stream_curve(iter(crops), n, crops[-1], config, block)
+    assert np.array_equal(streamed, reference, equal_nan=True)
+
+
+def test_stream_curve_holds_a_window_and_checks_its_count() -> None:
+    config = SpotConfig(denominator="symmetric", first_frames="clamp")
+    crops = np.random.default_rng(2).integers(0, 256, (200, len(ROIS), 4, 4), np.uint8)
+    alive: list[int] = []  # crops not yet garbage collected when each frame is handed over
+
+    def one_by_one():
+        import weakref
+
+        refs = []
+        for c in crops:
+            frame = c.copy()
+            refs.append(weakref.ref(frame))
+            alive.append(sum(r() is not None for r in refs))
+            yield frame
+            del frame
+
+    expected = curve_from_crops(crops, config, block=8)
+    assert np.array_equal(stream_curve(one_by_one(), 200, crops[-1], config, 8), expected)
+    # one block of 8, lag frames either side, the onset frame (the offset's are passed)
+    assert max(alive) <= 8 + 2 * config.lag + 1, max(alive)  # not 200
+    assert stream_frames(crops[0].size, config.lag) == CURVE_BLOCK_BYTES // 640 + 8
+    with pytest.raises(ValueError, match="told 200 frames and got 199"):
+        stream_curve(iter(crops[:199]), 200, crops[-1], config)
+    with pytest.raises(ValueError, match="needs the offset frame"):
+        stream_curve(iter(crops), 200, None, SpotConfig())
+
+
+class ShiftingDetector:
+    """Landmarks that move with the frame (its pixel [0, 0, 0] shifts them 0..3 px)."""
+
+    def __init__(self, face: FaceLandmarks) -> None:
+        self.face = face
+
+    def detect(self, frame: np.ndarray) -> FaceLandmarks | None:
+        if not frame.any():
+            return None
+        shift = float(frame[0, 0, 0] % 4)
+        return FaceLandmarks(self.face.box, self.face.points + shift)
+
+
+@pytest.mark.parametrize("landmarks", ["onset", "per_frame"])
+@pytest.mark.parametrize("offset_term", [True, False])
+@pytest.mark.parametrize("denominator", ["backward", "symmetric"])
+def test_spot_clip_curve_equals_the_reference_on_a_video(
+    tmp_path: Path, face, landmarks, offset_term, denominator
+) -> None:
+    """spot_clip reads the video forward (twice with the offset term) and holds a window of
+    crops: its curve equals curve_from_crops on the crops of every frame."""
+    from apexmer.data.frames import VideoFrames
+    from apexmer.preprocess.rois import crop_rois
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    for _ in range(30):
+        writer.write(rng.integers(0, 256, (240, 320, 3), np.uint8))
+    writer.release()
+    config = SpotConfig(
+        landmarks=landmarks, offset_term=offset_term, denominator=denominator, lag=2
+    )
+    detector = ShiftingDetector(face)
+    with VideoFrames(path) as src:
+        frames = [src.read(n) for n in src.numbers]
+    boxes = roi_boxes(face.points, frames[0].shape, config.roi_size)
+    crops = []
+    for k, frame in enumerate(frames[3:27]):
+        at = boxes
+        if landmarks == "per_frame" and k:
+            at = roi_boxes(detector.detect(frame).points, frame.shape, side=int(boxes[0, 2]))
+        crops.append(crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), at, np.uint8))
+    reference = curve_from_crops(np.stack(crops), config)
+    with VideoFrames(path) as src:
+        result = spot_clip(src, 3, 26, detector, config, face=face)
+    assert np.array_equal(result.curve, reference, equal_nan=True)
+
+
+def test_face_lost_on_the_offset_frame_names_the_first_lost_frame(face) -> None:
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(1, 256, (240, 320, 3), np.uint8) for _ in range(12)]
+    frames[7] = np.zeros_like(frames[7])
+    frames[11] = np.zeros_like(frames[11])
+    config = SpotConfig(landmarks="per_frame")
+    with pytest.raises(NoFaceError, match="frame 7"):
+        spot_clip(ArrayFrames(frames), detector=ShiftingDetector(face), config=config, face=face)
+    frames[7] = frames[6]
+    with pytest.raises(NoFaceError, match="frame 11"):
+        spot_clip(ArrayFrames(frames), detector=ShiftingDetector(face), config=config, face=face)

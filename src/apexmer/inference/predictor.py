@@ -10,12 +10,14 @@ input is built from its crops or flow by the checkpoint's input kind (``training
 the same code that loads training data) and normalised exactly as in training. The inputs
 of all clips go through the network as one batch.
 
-Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole.
-Per clip, prediction holds a few decoded frames, plus what spotting keeps of every frame
-of onset..offset: its 10 ROI crops as uint8, 10 x s^2 bytes a frame with s half the
-distance between the eyes (26 kB a frame measured on a 640x480 face, 50 MB for 2,000
-frames), plus the curve's fixed ~40 MB working set. A result keeps the
-apex frame (``predict_clips`` only), three aligned crops, the flow and the curve, not the frames
+Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole,
+and so is spotting (``preprocess.spotting.stream_curve``: onset..offset read forward, twice
+with the paper's offset term). Per clip, prediction holds a few decoded frames, the 10
+uint8 ROI crops (10 x s^2 bytes, s half the eye distance) of a window of frames, one
+float32 block of the curve and the lag frames either side (``stream_frames``: ~2 MB), plus
+the curve's fixed ~40 MB working set, whatever the clip's length; what grows with it is
+~1 kB a frame (the curve, frame numbers). A result keeps the apex frame (``predict_clips``
+only), three aligned crops, the flow and the curve, not the frames
 (``bench/memory_vs_length.py``).
 """
 

@@ -29,6 +29,12 @@ within 1 frame (all 63 errors are +1 or +2 frames; MAE 1.48); the symmetric form
 [--denominator symmetric]`` on ``apexmer synth CORPUS``. The paper's form stays the
 default; the Predictor and ``apexmer preprocess`` take either.
 
+Memory is independent of the clip's length: ``spot_clip`` reads onset..offset forward
+(twice with the offset term, the offset frame's crops first) and ``stream_curve`` holds the
+uint8 ROI crops of a window of frames (``stream_frames``); its curve equals the reference
+``curve_from_crops`` over every frame's crops bit for bit (one ``_block_scores``, the same
+blocks).
+
 ``method="motion"`` (an apexmer option built on the long-video motion signal,
 ``preprocess.motion``) replaces eq. 5-6 by the optical flow of each ROI against the onset
 frame, the nose bridge's flow subtracted (head motion), in the ``motion_rois`` ROIs that
@@ -46,13 +52,14 @@ differences. It exists to reproduce the authors' code, not as an improvement.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from apexmer.data.frames import FrameSource
+from apexmer.data.frames import FrameSource, iter_frames
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.motion import MotionConfig, clip_motion
@@ -140,9 +147,69 @@ class SpotResult:
         }
 
 
-# Float32 bytes of one block of frames in curve_from_crops; its temporaries are a few
-# blocks (~40 MB), whatever the clip's length.
+# Float32 bytes of one block of frames in curve_from_crops and stream_curve; their
+# temporaries are a few blocks (~40 MB), whatever the clip's length.
 CURVE_BLOCK_BYTES = 8 * 2**20
+
+
+def curve_block(crop_pixels: int) -> int:
+    """Frames scored at once (one float32 block of CURVE_BLOCK_BYTES) for crops of
+    ``crop_pixels`` pixels a frame (R x s x s)."""
+    return max(1, CURVE_BLOCK_BYTES // (4 * crop_pixels))
+
+
+def stream_frames(crop_pixels: int, lag: int) -> int:
+    """Most frames whose uint8 crops stream_curve holds at once: one block, the ``lag``
+    frames before it and after it, the onset and the offset frame."""
+    return curve_block(crop_pixels) + 2 * lag + 2
+
+
+def _rows(crops: np.ndarray, config: SpotConfig) -> np.ndarray:
+    """Crops ``(k, R, s, s)`` (any dtype) -> float32 rows ``(k, R*s*s)``, blurred."""
+    out = crops.reshape(len(crops), int(np.prod(crops.shape[1:]))).astype(np.float32)
+    if config.blur > 0:
+        side = crops.shape[-2:]
+        out = np.stack(
+            [cv2.GaussianBlur(c, (0, 0), config.blur).ravel() for c in out.reshape(-1, *side)]
+        ).reshape(out.shape)
+    return out
+
+
+def _block_scores(
+    c: np.ndarray,
+    back: np.ndarray,
+    ahead: np.ndarray | None,
+    fwd: np.ndarray | None,
+    first: np.ndarray,
+    last: np.ndarray,
+    config: SpotConfig,
+) -> np.ndarray:
+    """Eq. 5-6 for a block of float32 rows: ``c`` the frames, ``back`` F_{i-lag} (F_0 for
+    i < lag), ``fwd`` F_{i+lag} of the rows where ``ahead`` (symmetric denominator only),
+    ``first``/``last`` the onset and offset rows ``(1, P)`` -> float64 scores."""
+    den = np.abs(c - back)
+    if ahead is not None and ahead.any():
+        den[ahead] = 0.5 * (den[ahead] + np.abs(c[ahead] - fwd))
+    den += 1.0
+    score = ((np.abs(c - first) + 1.0) / den).mean(1, dtype=np.float64)
+    if config.offset_term:
+        score += ((np.abs(c - last) + 1.0) / den).mean(1, dtype=np.float64)
+    return score
+
+
+def _skip_edges(score: np.ndarray, config: SpotConfig) -> np.ndarray:
+    """NaN where ``first_frames="skip"`` leaves frames out (see the module doc)."""
+    n = len(score)
+    if config.first_frames == "skip":
+        score[: config.lag] = np.nan
+        if config.denominator == "symmetric":
+            score[n - config.lag :] = np.nan
+    return score
+
+
+def _check_length(n: int, config: SpotConfig) -> None:
+    if n < config.lag + 1:
+        raise ValueError(f"{n} frames; lag {config.lag} needs at least {config.lag + 1}")
 
 
 def curve_from_crops(
@@ -151,46 +218,80 @@ def curve_from_crops(
     """Score M_i of every frame from ROI crops ``(T, R, s, s)`` (0..255 scale) -> ``(T,)``.
 
     Computed ``block`` frames at a time (default: CURVE_BLOCK_BYTES of float32), with the
-    same numbers as all at once: pass uint8 crops and the only memory that grows with T is
-    the crops themselves (T x R x s x s bytes).
+    same numbers as all at once. The reference for ``stream_curve``, which gives the same
+    curve bit for bit without holding every frame's crops.
     """
     config = config or SpotConfig()
     crops = np.asarray(crops)
     n = crops.shape[0]
-    if n < config.lag + 1:
-        raise ValueError(f"{n} frames; lag {config.lag} needs at least {config.lag + 1}")
-    flat = crops.reshape(n, -1)  # (T, P), any dtype
-    block = block or max(1, CURVE_BLOCK_BYTES // (4 * flat.shape[1]))
-
-    def rows(index: np.ndarray) -> np.ndarray:  # float32 (len, P), blurred like the crops
-        out = flat[index].astype(np.float32)
-        if config.blur > 0:
-            side = crops.shape[-2:]
-            out = np.stack(
-                [cv2.GaussianBlur(c, (0, 0), config.blur).ravel() for c in out.reshape(-1, *side)]
-            ).reshape(out.shape)
-        return out
-
-    first, last = rows(np.array([0])), rows(np.array([n - 1]))
+    _check_length(n, config)
+    block = block or curve_block(crops[0].size)
+    first, last = _rows(crops[:1], config), _rows(crops[n - 1 :], config)
     score = np.empty(n, np.float64)
     for a in range(0, n, block):
         i = np.arange(a, min(a + block, n))
-        c = rows(i)
-        den = np.abs(c - rows(np.maximum(i - config.lag, 0)))  # F_{i-lag}; F_0 for i < lag
+        ahead = fwd = None
         if config.denominator == "symmetric":
             ahead = i < n - config.lag  # |F_i - F_{i+lag}| exists
-            if ahead.any():
-                fwd = np.abs(c[ahead] - rows(i[ahead] + config.lag))
-                den[ahead] = 0.5 * (den[ahead] + fwd)
-        den += 1.0
-        score[i] = ((np.abs(c - first) + 1.0) / den).mean(1, dtype=np.float64)
-        if config.offset_term:
-            score[i] += ((np.abs(c - last) + 1.0) / den).mean(1, dtype=np.float64)
-    if config.first_frames == "skip":
-        score[: config.lag] = np.nan
-        if config.denominator == "symmetric":
-            score[n - config.lag :] = np.nan
-    return score
+            fwd = _rows(crops[i[ahead] + config.lag], config) if ahead.any() else None
+        back = _rows(crops[np.maximum(i - config.lag, 0)], config)
+        score[i] = _block_scores(_rows(crops[i], config), back, ahead, fwd, first, last, config)
+    return _skip_edges(score, config)
+
+
+def stream_curve(
+    crops: Iterable[np.ndarray],
+    n: int,
+    last: np.ndarray | None = None,
+    config: SpotConfig | None = None,
+    block: int | None = None,
+) -> np.ndarray:
+    """``curve_from_crops`` of ``n`` frames whose crops ``(R, s, s)`` come one at a time from
+    ``crops``, in order, bit for bit: the same blocks through the same arithmetic. ``last``
+    is the offset frame's crops (needed with ``offset_term``, unused otherwise). Holds the
+    crops of at most ``stream_frames`` frames, whatever ``n``.
+    """
+    config = config or SpotConfig()
+    _check_length(n, config)
+    if last is None and config.offset_term:
+        raise ValueError("stream_curve with offset_term needs the offset frame's crops (last)")
+    lag = config.lag
+    symmetric = config.denominator == "symmetric"
+    score = np.empty(n, np.float64)
+    held: dict[int, np.ndarray] = {}  # frame index -> uint8 crops: a window of the clip
+    first = last_rows = None
+    a = got = 0  # the next block to score starts at a; got: frames received
+
+    def rows(index: np.ndarray) -> np.ndarray:
+        return _rows(np.stack([held[j] for j in index]), config)
+
+    for k, crop in enumerate(crops):
+        if k >= n:
+            raise ValueError(f"stream_curve was told {n} frames and got more")
+        got = k + 1
+        crop = np.asarray(crop)
+        if k == 0:
+            block = block or curve_block(crop.size)
+            first = _rows(crop[None], config)
+            last_rows = _rows((crop if last is None else np.asarray(last))[None], config)
+        held[k] = crop
+        while a < n:
+            b = min(a + block, n)
+            if k < (min(b - 1 + lag, n - 1) if symmetric else b - 1):
+                break  # the block's frames (and their F_{i+lag}) are not all here yet
+            i = np.arange(a, b)
+            ahead = fwd = None
+            if symmetric:
+                ahead = i < n - lag  # |F_i - F_{i+lag}| exists
+                fwd = rows(i[ahead] + lag) if ahead.any() else None
+            back = rows(np.maximum(i - lag, 0))  # F_{i-lag}; F_0 for i < lag
+            score[i] = _block_scores(rows(i), back, ahead, fwd, first, last_rows, config)
+            a = b
+            for j in [j for j in held if 0 < j < a - lag]:  # F_0 stays (clamp's F_{i-lag})
+                del held[j]
+    if got < n:
+        raise ValueError(f"stream_curve was told {n} frames and got {got}")
+    return _skip_edges(score, config)
 
 
 def motion_curve(vectors: np.ndarray, config: SpotConfig | None = None) -> np.ndarray:
@@ -334,14 +435,15 @@ def _paper_curve(
     detector: LandmarkDetector | None,
     config: SpotConfig,
 ) -> np.ndarray:
-    """Eq. 5-6 over the clip's ROI crops (ROIs follow the face with per-frame landmarks)."""
+    """Eq. 5-6 over the clip's ROI crops (ROIs follow the face with per-frame landmarks),
+    streamed: frames are read in increasing order, in two passes when the offset term needs
+    the offset frame first, and only a window of frames' uint8 crops is ever held
+    (``stream_frames``, ~2 MB plus the curve's fixed ~40 MB working set, whatever T)."""
     boxes = roi_boxes(face.points, first.shape, config.roi_size)
     side = int(boxes[0, 2])
-    # uint8 ROI crops of every frame, never whole frames: T x 10 x side^2 bytes is all that
-    # spotting holds (frames are read one at a time; see curve_from_crops)
-    crops = np.empty((len(numbers), len(ROIS), side, side), np.uint8)
-    for k, n in enumerate(numbers):
-        frame = first if n == numbers[0] else source.read(n)
+
+    def crop(n: int, frame: np.ndarray) -> np.ndarray:  # uint8 (R, side, side)
+        at = boxes
         if config.landmarks == "per_frame" and n != numbers[0]:
             found = detector.detect(frame)
             if found is None:
@@ -350,6 +452,31 @@ def _paper_curve(
                     "spotting with per-frame landmarks. Fix: use "
                     "landmarks='onset', or check this frame"
                 )
-            boxes = roi_boxes(found.points, frame.shape, side=side)
-        crops[k] = crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes, np.uint8)
-    return curve_from_crops(crops, config)
+            at = roi_boxes(found.points, frame.shape, side=side)
+        return crop_rois(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), at, np.uint8)
+
+    last = None
+    if config.offset_term:  # pass 1: the offset frame's crops
+        try:
+            ((n, frame),) = iter_frames(source, numbers[-1:])
+            last = crop(n, frame)
+        except NoFaceError:
+            # name the first frame without a face, as a single pass would: pass 2 stops there
+            for _ in _clip_crops(source, numbers, first, crop, None):
+                pass
+            raise
+    return stream_curve(_clip_crops(source, numbers, first, crop, last), len(numbers), last, config)
+
+
+def _clip_crops(
+    source: FrameSource,
+    numbers: list[int],
+    first: np.ndarray,
+    crop: Callable[[int, np.ndarray], np.ndarray],
+    last: np.ndarray | None,
+) -> Iterator[np.ndarray]:
+    """Crops of every frame of the clip, in order, reading each frame once (the onset frame
+    is ``first``, already read; the offset frame's crops are ``last`` when given)."""
+    yield crop(numbers[0], first)
+    for n, frame in iter_frames(source, numbers[1:]):
+        yield last if last is not None and n == numbers[-1] else crop(n, frame)

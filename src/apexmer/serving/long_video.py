@@ -7,8 +7,9 @@ type, score, class, probabilities, the aligned crop) for the page's timeline
 (``static/timeline.js``). Uploads go through the checks, body timeouts and slots of
 ``/api/predict`` (``uploads``), with the caps of ``ServeLimits.long``
 (``LongVideoLimits``: duration, frames, body and unzipped size). The memory check counts
-the ROI crops of the longest interval the spotter keeps (``IntervalConfig.max_s``), not of
-every frame: the interval spotter holds a few frames and ~100 B of motion per frame.
+the ROI crops of at most the longest interval the spotter keeps (``IntervalConfig.max_s``;
+the apex spotter streams a smaller window of them), not of every frame: the interval
+spotter holds a few frames and ~100 B of motion per frame.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from apexmer.data.frames import VIDEO_CACHE_FRAMES, FolderFrames, FrameSource, V
 from apexmer.errors import ApexmerError, FrameError
 from apexmer.inference.predictor import INPUT_ERRORS
 from apexmer.preprocess.rois import ROIS
-from apexmer.preprocess.spotting import CURVE_BLOCK_BYTES
+from apexmer.preprocess.spotting import CURVE_BLOCK_BYTES, stream_frames
 
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
 ACCEPTED = (
@@ -61,8 +61,8 @@ class ServeLimits:
     max_duration_s: float = 30.0  # videos only
     max_unzipped_bytes: int = 300 * 2**20  # zip bombs
     max_frame_pixels: int = 1920 * 1088  # per frame (decoded size is what costs memory)
-    # Memory one video request may hold (request_memory: streamed frames, ROI crops of
-    # every frame, the curve's blocks). Zip frames are read one at a time from disk.
+    # Memory one video request may hold (request_memory: streamed frames, the spotter's
+    # window of ROI crops, the curve's blocks). Zip frames are read one at a time from disk.
     max_decoded_bytes: int = 2**30
     workers: int = 2  # clips processed at once
     max_pending: int = 16  # uploads received and queued or running; beyond: 503
@@ -229,6 +229,10 @@ def extract_frames(archive: Path, dest: Path, limits: ServeLimits) -> Path:
 HELD_FRAMES = 6
 
 
+# The largest spotting lag (SpotConfig.lag, paper: 3) the crop window is counted for.
+SPOT_LAG_BOUND = 30
+
+
 # Per-frame data kept for a whole video besides crops: the spotting curve, frame numbers,
 # the interval spotter's ROI motion (~100 B); an upper bound.
 PER_FRAME_BYTES = 1024
@@ -236,13 +240,16 @@ PER_FRAME_BYTES = 1024
 
 def request_memory(frames: int, width: int, height: int, crop_frames: int | None = None) -> int:
     """Upper bound in bytes of what predicting one streamed video of ``frames`` frames
-    holds: decoded frames (the stream's cache and HELD_FRAMES), the uint8 ROI crops of
-    ``crop_frames`` frames (default: every frame, as the apex spotter of a clip holds them;
-    10 squares of half the eye distance, assumed at most half the frame width: (width / 4)^2
-    each), the curve's float32 blocks (a few CURVE_BLOCK_BYTES) and PER_FRAME_BYTES a frame."""
+    holds: decoded frames (the stream's cache and HELD_FRAMES), the uint8 ROI crops of the
+    streaming apex spotter's window (``stream_frames`` at lag SPOT_LAG_BOUND, whatever the
+    video's length) or of ``crop_frames`` frames when fewer (10 squares of half the eye
+    distance, assumed at most half the frame width: (width / 4)^2 each), the curve's
+    float32 blocks (a few CURVE_BLOCK_BYTES) and PER_FRAME_BYTES a frame."""
     frame = width * height * 3
-    held = frames if crop_frames is None else min(frames, crop_frames)
-    crops = held * len(ROIS) * (width // 4) ** 2
+    crop_pixels = len(ROIS) * max(1, width // 4) ** 2
+    window = stream_frames(crop_pixels, SPOT_LAG_BOUND)
+    held = min(frames, window, crop_frames or window)
+    crops = held * crop_pixels
     fixed = (VIDEO_CACHE_FRAMES + HELD_FRAMES) * frame + 5 * CURVE_BLOCK_BYTES
     return fixed + crops + frames * PER_FRAME_BYTES
 
