@@ -49,10 +49,12 @@ def write_video(path: Path, n_frames: int, size: tuple[int, int] = SIZE) -> Path
 def write_checkpoint(out: Path) -> Path:
     import torch
 
+    from apexmer.config import DataConfig
     from apexmer.models.registry import create_model
     from apexmer.preprocess.align import AlignConfig
     from apexmer.preprocess.pipeline import PreprocessConfig
     from apexmer.training.checkpoint import save_checkpoint
+    from apexmer.training.inputs import input_metadata
 
     torch.manual_seed(0)
     meta = {
@@ -63,6 +65,7 @@ def write_checkpoint(out: Path) -> Path:
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
+        "input": input_metadata(DataConfig(input_size=32)),  # the apex crop, RGB
         "config": {"train": {"threads": 1, "eval_batch_size": 8}},
         "preprocess": PreprocessConfig(align=AlignConfig(size=64)).to_dict(),
     }
