@@ -11,6 +11,17 @@ from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Sample, SampleSet
 
 CLASSES = ("disgust", "happiness", "others")
+# Config overrides for a LOSO run of seconds on the tiny manifest (the demo preset reads
+# flow; these crops are images, hence the difference input and the tiny image network).
+TINY_RUN = [
+    "data.input=diff",
+    "model.name=seresnext_tiny",
+    "data.input_size=32",
+    "train.epochs=2",
+    "train.batch_size=4",
+    "train.threads=1",
+    "optim.lr=0.003",
+]
 
 
 def crop(label: int, rng: np.random.Generator, size: int) -> np.ndarray:

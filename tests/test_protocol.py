@@ -17,17 +17,9 @@ from apexmer.evaluation import folds as fold_unit
 from apexmer.evaluation.protocol import run_loso
 from apexmer.models.registry import create_model
 from apexmer.models.weights import save_weights
-from manifests import write_tiny_manifest
+from manifests import TINY_RUN, write_tiny_manifest
 
-FAST = [
-    "data.input=diff",  # tiny manifests of crops: the demo preset's earlier input
-    "model.name=seresnext_tiny",
-    "data.input_size=32",
-    "train.epochs=2",
-    "train.batch_size=4",
-    "train.threads=1",
-    "optim.lr=0.003",
-]
+FAST = TINY_RUN
 
 
 @pytest.fixture(scope="module")

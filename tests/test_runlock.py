@@ -18,18 +18,10 @@ from apexmer.config import load_config
 from apexmer.errors import ApexmerError
 from apexmer.evaluation.protocol import run_loso
 from apexmer.evaluation.runfolder import RunLock
-from manifests import write_tiny_manifest
+from manifests import TINY_RUN, write_tiny_manifest
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-FAST = [
-    "data.input=diff",  # tiny manifests of crops: the demo preset's earlier input
-    "model.name=seresnext_tiny",
-    "data.input_size=32",
-    "train.epochs=2",
-    "train.batch_size=4",
-    "train.threads=1",
-    "optim.lr=0.003",
-]
+FAST = TINY_RUN
 KEYS = ("accuracy", "uf1", "uar")
 
 
