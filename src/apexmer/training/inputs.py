@@ -201,9 +201,20 @@ class InputKind:
 
     def normalize(self, x: torch.Tensor, data: DataConfig) -> torch.Tensor:
         """Float batch (B, 3, S, S) in [0, 1] -> network input (ImageNet-style mean/std)."""
-        mean = torch.tensor(data.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(data.std, device=x.device).view(1, 3, 1, 1)
+        mean, std = _channel_stats(tuple(data.mean), tuple(data.std), x.device)
         return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean/std as (1, 3, 1, 1) tensors on ``device``, made once per device and values:
+    every training step reuses them (on a GPU a fresh tensor is a host->device copy)."""
+    return (
+        torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        torch.tensor(std, device=device).view(1, 3, 1, 1),
+    )
 
 
 class DiffInput(InputKind):
