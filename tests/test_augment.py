@@ -130,3 +130,26 @@ def test_invalid_config_and_argument_order() -> None:
         augment_batch(_images(), _gen(0), AugmentConfig())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="float"):
         augment_batch(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), AugmentConfig(), _gen(0))
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AugmentConfig(),
+        AugmentConfig(rotation_p=0.5),
+        AugmentConfig(u_channel=0, v_channel=1, grayscale_p=0.0),
+    ],
+    ids=["paper", "some-rotated", "flow"],
+)
+def test_groups_with_their_own_generators_equal_separate_calls(cfg: AugmentConfig) -> None:
+    # Fold packing augments k folds' batches in one call: each group must get exactly
+    # what it gets alone from its generator.
+    groups = [_images(b=6, seed=s) for s in range(3)]
+    together = augment_batch(torch.cat(groups), cfg, [_gen(10), _gen(11), _gen(12)])
+    alone = torch.cat([augment_batch(x, cfg, _gen(10 + i)) for i, x in enumerate(groups)])
+    assert torch.equal(together, alone)
+
+
+def test_groups_must_be_equal() -> None:
+    with pytest.raises(ValueError, match="cannot be split into 3 equal groups"):
+        augment_batch(_images(b=4), AugmentConfig(), [_gen(0), _gen(1), _gen(2)])

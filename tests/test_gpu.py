@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,45 @@ def test_serve_on_cuda_answers(cuda_checkpoint: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def _device_waits(run: Callable[[], object]) -> int:
+    """How many times ``run`` made the host wait for the GPU (torch's sync debug mode)."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
+@pytest.mark.parametrize("pack", [1, 3])
+def test_training_steps_do_not_wait_for_the_gpu(pack: int) -> None:
+    # A wait per step would stop the host from queueing the next step while the GPU runs
+    # this one. Two more epochs of 10 steps per fold may add a few waits per epoch (the
+    # epoch's loss and accuracy are read once), never one per step.
+    from apexmer.training.engine import fit, seed_for
+    from apexmer.training.packed import FoldData, fit_packed
+
+    g = torch.Generator().manual_seed(0)
+    folds = [
+        FoldData(
+            x=torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g),
+            y=torch.randint(0, 3, (40,), generator=g),
+            seed=seed_for(load_config("demo", FAST), f),
+        )
+        for f in range(pack)
+    ]
+
+    def train(epochs: int) -> Callable[[], object]:
+        cfg = load_config("demo", [*FAST, "train.device=cuda", f"train.epochs={epochs}"])
+        if pack == 1:
+            return lambda: fit(cfg, folds[0].x, folds[0].y, 3, folds[0].seed)
+        return lambda: fit_packed(cfg, folds, 3)
+
+    train(1)()  # warm-up: CUDA context, cuDNN's choices
+    one, three = _device_waits(train(1)), _device_waits(train(3))
+    print(f"measured: pack {pack}: {one} waits for 1 epoch, {three} for 3 (10 steps each)")
+    assert three - one <= 2 * 3, (one, three)

@@ -9,8 +9,15 @@ from apexmer.config import Config
 from apexmer.models.registry import model_info
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
 from apexmer.training.inputs import input_channels
-from apexmer.training.losses import FocalLoss
-from apexmer.training.packed import FoldData, fit_packed, pack_models, set_active, unpack
+from apexmer.training.losses import FocalLoss, class_balanced_alpha
+from apexmer.training.packed import (
+    FoldData,
+    FoldLosses,
+    fit_packed,
+    pack_models,
+    set_active,
+    unpack,
+)
 
 K, S, NUM_CLASSES = 3, 32, 5
 # Flow networks with dropout on, at their registered input sizes.
@@ -256,3 +263,22 @@ def test_foreach_optimizer_step_is_bit_identical(optim: str) -> None:
     for sa, sb in zip(opts[0].state, opts[1].state, strict=True):
         assert torch.equal(sa["m"], sb["m"])
         assert sa["v"] is None or torch.equal(sa["v"], sb["v"])
+
+
+@pytest.mark.parametrize(
+    "alphas",
+    [[None, None, None], "balanced", [0.5, 2.0, 1.0], [None, [1.0] * NUM_CLASSES, None]],
+    ids=["none", "balanced", "scalar", "mixed"],
+)
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_fold_losses_equal_each_folds_own_loss(alphas: list | str, gamma: float) -> None:
+    g = torch.Generator().manual_seed(3)
+    labels = [torch.randint(0, NUM_CLASSES, (4,), generator=g) for _ in range(K)]
+    if alphas == "balanced":
+        alphas = [class_balanced_alpha(torch.bincount(y, minlength=NUM_CLASSES)) for y in labels]
+    fns = [FocalLoss(gamma=gamma, alpha=a) for a in alphas]
+    logits = torch.randn(2, 4, NUM_CLASSES, generator=g)  # (m, b, C): folds 0 and 2 active
+    y = torch.stack([labels[0], labels[2]])
+    got = FoldLosses(fns)(logits, y, [0, 2], torch.tensor([0, 2]))
+    want = torch.stack([fns[0](logits[0], y[0]), fns[2](logits[1], y[1])])
+    assert torch.equal(got, want)

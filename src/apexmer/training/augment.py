@@ -15,7 +15,9 @@ the centre goes to (cos a dx + sin a dy, -sin a dx + cos a dy), and so does a ve
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,11 +70,21 @@ class AugmentConfig:
 
 
 def augment_batch(
-    x: torch.Tensor, config: AugmentConfig | None = None, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    config: AugmentConfig | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """Randomly grayscale, flip and rotate each image of ``x`` (B, C, H, W); returns a new
-    tensor of the same shape and dtype. ``generator`` (on the CPU or ``x``'s device) makes it
-    deterministic; None uses torch's global RNG."""
+    tensor of the same shape and dtype.
+
+    ``generator`` makes it deterministic (None: torch's global CPU RNG). A sequence of g
+    generators treats ``x`` as g equal groups of B/g samples, each drawing from its own
+    generator exactly as ``augment_batch(group, config, its_generator)`` would: one call
+    augments many LOSO folds' batches (fold packing) with each fold's own random numbers.
+
+    The random numbers are drawn on the generators' device (the CPU for CPU generators) and
+    every decision is taken there: on a GPU no step of it waits for the device.
+    """
     if isinstance(config, torch.Generator) or isinstance(generator, AugmentConfig):
         raise TypeError("augment_batch takes (x, config, generator), in that order")
     config = config or AugmentConfig()
@@ -80,35 +92,63 @@ def augment_batch(
         raise ValueError(
             f"augment_batch expects a float (B, C, H, W) batch, got {x.dtype} {tuple(x.shape)}"
         )
-    b = x.shape[0]
-    # Draw every random number up front in a fixed order: the result depends on the seed only.
-    device = generator.device if generator is not None else x.device
-    u = torch.rand(4, b, generator=generator, device=device).to(x.device)  # (4, B)
+    u = _draw(x.shape[0], generator)  # (4, B) on the generators' device
     gray, flip, rotate = u[0] < config.grayscale_p, u[1] < config.hflip_p, u[2] < config.rotation_p
     angles = (2.0 * u[3] - 1.0) * math.radians(config.rotation_deg)  # (B,) radians
 
-    if x.shape[1] == 3 and config.grayscale_p > 0:
-        x = torch.where(gray[:, None, None, None], to_grayscale(x, config.channel_order), x)
-    if config.hflip_p > 0:
+    def on_x(mask: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, 1, 1, 1) on x's device
+        return mask.to(x.device, non_blocking=True)[:, None, None, None]
+
+    if x.shape[1] == 3 and config.grayscale_p > 0 and bool(gray.any()):
+        x = torch.where(on_x(gray), to_grayscale(x, config.channel_order), x)
+    if config.hflip_p > 0 and bool(flip.any()):
         mirrored = x.flip(-1)
         if config.u_channel is not None:  # a mirrored motion field moves the other way in x
             mirrored[:, config.u_channel].neg_()
-        x = torch.where(flip[:, None, None, None], mirrored, x)
-    if config.rotation_deg > 0 and config.rotation_p > 0:
-        idx = rotate.nonzero().squeeze(1)  # only the chosen ones: the rest stay bit-exact
-        if idx.numel():
+        x = torch.where(on_x(flip), mirrored, x)
+    if config.rotation_deg > 0 and config.rotation_p > 0 and bool(rotate.any()):
+        if bool(rotate.all()):
+            x = _rotate(x, angles.to(x.device, non_blocking=True), config)
+        else:  # only the chosen ones: the rest stay bit-exact
+            idx = rotate.nonzero().squeeze(1).to(x.device, non_blocking=True)
             x = x.clone()
-            x[idx] = rotate_batch(x[idx], angles[idx], fill=config.fill)
-            if config.u_channel is not None and config.v_channel is not None:
-                x[idx] = rotate_vectors(x[idx], angles[idx], config.u_channel, config.v_channel)
+            x[idx] = _rotate(x[idx], angles[rotate].to(x.device, non_blocking=True), config)
     return x
+
+
+def _draw(b: int, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """The (4, b) uniform numbers of a batch: one group per generator, in the fixed order
+    (grayscale, flip, rotate, angle) within each group."""
+    if generator is None or isinstance(generator, torch.Generator):
+        device = generator.device if generator is not None else torch.device("cpu")
+        return torch.rand(4, b, generator=generator, device=device)
+    gens = list(generator)
+    if not gens or b % len(gens):
+        raise ValueError(
+            f"augment_batch: a batch of {b} cannot be split into {len(gens)} equal groups"
+        )
+    return torch.cat([torch.rand(4, b // len(gens), generator=g, device=g.device) for g in gens], 1)
+
+
+def _rotate(x: torch.Tensor, angles: torch.Tensor, config: AugmentConfig) -> torch.Tensor:
+    out = rotate_batch(x, angles, fill=config.fill)
+    if config.u_channel is not None and config.v_channel is not None:
+        out = rotate_vectors(out, angles, config.u_channel, config.v_channel)
+    return out
 
 
 def to_grayscale(x: torch.Tensor, channel_order: str = "rgb") -> torch.Tensor:
     """Luminance of a (B, 3, H, W) batch, replicated to 3 channels."""
-    weights = _LUMA_RGB if channel_order == "rgb" else _LUMA_RGB[::-1]
-    w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = _luma(channel_order, x.dtype, x.device)  # (1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True).expand_as(x).contiguous()  # (B, 3, H, W)
+
+
+@functools.lru_cache(maxsize=16)
+def _luma(channel_order: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The luma weights on ``device``, made once: on a GPU a fresh tensor is a blocking
+    host->device copy in every training step."""
+    weights = _LUMA_RGB if channel_order == "rgb" else _LUMA_RGB[::-1]
+    return torch.tensor(weights, dtype=dtype, device=device).view(1, 3, 1, 1)
 
 
 def rotate_batch(x: torch.Tensor, angles: torch.Tensor, fill: float = 0.0) -> torch.Tensor:

@@ -21,7 +21,7 @@ from apexmer.models.layers import seed_dropout
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
 from apexmer.training.inputs import augment_config, config_model_kwargs, prepare_batch
-from apexmer.training.losses import FocalLoss, class_balanced_alpha
+from apexmer.training.losses import FocalLoss, check_targets, class_balanced_alpha
 
 EpochCallback = Callable[[dict], None]
 
@@ -90,6 +90,17 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield idx
 
 
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator, device: str | torch.device
+) -> list[torch.Tensor]:
+    """One epoch's ``batches``, drawn on the CPU and moved to ``device`` in one copy (no
+    per-step host->device index copy)."""
+    idxs = list(batches(n, batch_size, generator))
+    if not idxs:
+        return []
+    return list(torch.cat(idxs).to(device, non_blocking=True).split([len(i) for i in idxs]))
+
+
 def train_one_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -100,22 +111,41 @@ def train_one_epoch(
     order_gen: torch.Generator,
     aug_gen: torch.Generator,
 ) -> dict:
+    """One epoch of optimizer steps. The loss and accuracy are summed on the device and read
+    once at the end: no step waits for a GPU (``tests/test_gpu.py`` counts the waits)."""
     model.train()
     aug = augment_config(config)
-    total_loss, correct, seen = 0.0, 0, 0
-    for idx in batches(len(x), config.train.batch_size, order_gen):
+    device = config.train.device
+    total = torch.zeros((), dtype=torch.float64, device=device)  # sum of loss * batch size
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    for idx in epoch_batches(len(x), config.train.batch_size, order_gen, x.device):
         xb = prepare_batch(x[idx], config, aug, aug_gen)
-        yb = y[idx].to(config.train.device)
-        with autocast(config):
-            logits = model(xb)
-        loss = loss_fn(logits.float(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += float(loss.detach()) * len(idx)
-        correct += int((logits.argmax(1) == yb).sum())
+        yb = y[idx].to(device, non_blocking=True)
+        loss, hits = train_step(model, xb, yb, loss_fn, optimizer, config)
+        total += loss.double() * len(idx)
+        correct += hits
         seen += len(idx)
-    return {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
+    return {"loss": float(total) / max(seen, 1), "train_acc": int(correct) / max(seen, 1)}
+
+
+def train_step(
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: Config,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a prepared batch; returns (mean loss, correct count) as
+    tensors on the device, without reading them."""
+    with autocast(config):
+        logits = model(xb)
+    loss = loss_fn(logits.float(), yb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), (logits.argmax(1) == yb).sum()
 
 
 @torch.no_grad()
@@ -173,10 +203,13 @@ def _fit(
     x_eval: torch.Tensor | None,
     on_epoch: EpochCallback | None,
 ) -> FitResult:
+    check_targets(y_train, num_classes)  # once, here: the steps do not read labels back
     model = build_model(config, num_classes, seed).to(config.train.device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config, y_train, num_classes).to(config.train.device)
+    # Training data lives on the device for the whole fit: no per-batch host copies.
+    x_train, y_train = x_train.to(config.train.device), y_train.to(config.train.device)
     optimizer = build_optimizer(config, model)
     order_gen = torch.Generator().manual_seed(seed + 1)
     aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,10 +375,11 @@ def prepare_batch(
     x: torch.Tensor,
     config: Config,
     aug: BatchAugmentConfig | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """Stored batch ``(B, C, S, S)`` -> network input on ``config.train.device``: float,
-    augmented with ``aug`` when given (training), normalised for its kind."""
+    augmented with ``aug`` when given (training), normalised for its kind. Several
+    generators: ``x`` is that many equal groups (folds), each augmented with its own."""
     kind = get_input(config.data.input)
     x = kind.to_float(x.to(config.train.device, non_blocking=True))
     if config.train.channels_last:

@@ -56,11 +56,8 @@ class FocalLoss(nn.Module):
             )
         num_classes = logits.shape[1]
         target = target.long()
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
-            raise ValueError(
-                f"FocalLoss target out of range [0, {num_classes}): "
-                f"min {int(target.min())}, max {int(target.max())}"
-            )
+        if target.device.type == "cpu":  # on a GPU reading the range would wait for it:
+            check_targets(target, num_classes)  # the trainers check labels once, up front
         # log_softmax keeps log p_t finite for extreme logits (softmax then log would not).
         logp_t = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)  # (N,)
         loss = -logp_t
@@ -88,6 +85,15 @@ class FocalLoss(nn.Module):
     def extra_repr(self) -> str:
         alpha = None if self.alpha is None else [round(a, 4) for a in self.alpha.flatten().tolist()]
         return f"gamma={self.gamma}, alpha={alpha}, reduction={self.reduction!r}"
+
+
+def check_targets(target: torch.Tensor, num_classes: int) -> None:
+    """Raise ValueError unless every class index of ``target`` is in [0, num_classes)."""
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        raise ValueError(
+            f"FocalLoss target out of range [0, {num_classes}): "
+            f"min {int(target.min())}, max {int(target.max())}"
+        )
 
 
 def _check_alpha(alpha: float | Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:

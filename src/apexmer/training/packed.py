@@ -46,14 +46,14 @@ from apexmer.training.engine import (
     EpochCallback,
     FitResult,
     autocast,
-    batches,
     build_loss,
     build_model,
+    epoch_batches,
     intra_op_threads,
     predict_proba,
 )
 from apexmer.training.inputs import augment_config, prepare_batch
-from apexmer.training.losses import FocalLoss
+from apexmer.training.losses import FocalLoss, check_targets
 
 
 class PackedLinear(nn.Module):
@@ -434,34 +434,41 @@ class FoldData:
     x_eval: torch.Tensor | None = None  # oracle mode only
 
 
-def _epoch_plan(
-    folds: Sequence[FoldData], batch_size: int, gens: Sequence[torch.Generator], device: str
-) -> list[list[torch.Tensor]]:
-    """Each fold's batch indices for one epoch, drawn from its own order generator (on the
-    CPU), moved to the data's device in one copy per fold."""
-    plan = []
-    for fd, g in zip(folds, gens, strict=True):
-        idxs = list(batches(len(fd.x), batch_size, g))
-        sizes = [len(i) for i in idxs]
-        flat = torch.cat(idxs).to(device, non_blocking=True) if idxs else None
-        plan.append(list(flat.split(sizes)) if flat is not None else [])
-    return plan
+class FoldLosses:
+    """The active folds' losses in one call: logits (m, b, C), labels (m, b) -> (m,) each
+    fold's mean loss, with each fold's own class weights (``loss.alpha: balanced`` gives
+    every fold its own). The arithmetic of each fold's ``FocalLoss``: per-sample loss,
+    times alpha of the target, mean over the batch. Folds whose losses are not focal losses
+    of one gamma are called one by one."""
 
+    def __init__(self, loss_fns: Sequence[nn.Module]) -> None:
+        self.loss_fns = list(loss_fns)
+        self.per_sample: FocalLoss | None = None
+        self.alpha: torch.Tensor | None = None  # (k, C) or (k,): each fold's alpha
+        first = loss_fns[0]
+        if not all(
+            isinstance(f, FocalLoss) and f.gamma == first.gamma and f.reduction == "mean"
+            for f in loss_fns
+        ):
+            return
+        alphas = [f.alpha for f in loss_fns]
+        if any(a is not None for a in alphas):
+            if any(a is None for a in alphas) or len({a.shape for a in alphas}) > 1:
+                return
+            self.alpha = torch.stack(alphas)
+        self.per_sample = FocalLoss(gamma=first.gamma, reduction="none")
 
-def _shared_loss(loss_fns: Sequence[nn.Module]) -> FocalLoss | None:
-    """One per-sample loss for every fold when the folds' losses are the same function (the
-    paper's: alpha none), so a step makes one loss call instead of one per fold. None when
-    the folds weigh classes differently (``loss.alpha: balanced``)."""
-    first = loss_fns[0]
-    if not all(isinstance(f, FocalLoss) for f in loss_fns):
-        return None
-    alphas = [f.alpha for f in loss_fns]
-    same = all(a is None for a in alphas) or (
-        all(a is not None for a in alphas) and all(torch.equal(a, alphas[0]) for a in alphas)
-    )
-    if not same or any(f.gamma != first.gamma or f.reduction != "mean" for f in loss_fns):
-        return None
-    return FocalLoss(gamma=first.gamma, alpha=alphas[0], reduction="none")
+    def __call__(
+        self, logits: torch.Tensor, y: torch.Tensor, active: Sequence[int], rows: torch.Tensor
+    ) -> torch.Tensor:
+        m, b = y.shape
+        if self.per_sample is None:
+            return torch.stack([self.loss_fns[f](logits[j], y[j]) for j, f in enumerate(active)])
+        loss = self.per_sample(logits.reshape(m * b, -1), y.reshape(-1)).view(m, b)
+        if self.alpha is not None:
+            alpha = self.alpha.index_select(0, rows).to(loss.dtype)  # (m, C) or (m,)
+            loss = (alpha.gather(1, y) if alpha.ndim == 2 else alpha[:, None]) * loss
+        return loss.mean(1)  # (m,)
 
 
 def fit_packed(
@@ -484,6 +491,8 @@ def _fit_packed(
     on_epoch: EpochCallback | None,
 ) -> list[FitResult]:
     k, device = len(folds), config.train.device
+    for fd in folds:  # once, here: the steps do not read labels back
+        check_targets(fd.y, num_classes)
     # Built and packed on the CPU (the same initial weights on any device), then moved:
     # every parameter and buffer of the packed model follows ``.to(device)``.
     models = [build_model(config, num_classes, fd.seed) for fd in folds]
@@ -493,7 +502,7 @@ def _fit_packed(
         packed = packed.to(memory_format=torch.channels_last)
     forward = torch.compile(packed) if config.train.compile else packed
     loss_fns = [build_loss(config, fd.y, num_classes).to(device) for fd in folds]
-    shared_loss = _shared_loss(loss_fns)
+    fold_losses = FoldLosses(loss_fns)
     optimizer = PackedOptimizer(list(packed.parameters()), k, config)
     # Training data lives on the device for the whole fit: no per-batch host copies.
     folds = [dataclasses.replace(fd, x=fd.x.to(device), y=fd.y.to(device)) for fd in folds]
@@ -503,7 +512,10 @@ def _fit_packed(
     results = [FitResult(model=m) for m in models]
     for epoch in range(1, config.train.epochs + 1):
         packed.train()
-        plan = _epoch_plan(folds, config.train.batch_size, order_gens, device)
+        plan = [
+            epoch_batches(len(fd.x), config.train.batch_size, g, device)
+            for fd, g in zip(folds, order_gens, strict=True)
+        ]
         total = torch.zeros(k, dtype=torch.float64, device=device)  # loss * batch size
         correct = torch.zeros(k, dtype=torch.long, device=device)
         seen = [0] * k
@@ -517,8 +529,7 @@ def _fit_packed(
                     folds,
                     [plan[f][t] for f in active],
                     active,
-                    loss_fns,
-                    shared_loss,
+                    fold_losses,
                     optimizer,
                     aug,
                     aug_gens,
@@ -530,11 +541,12 @@ def _fit_packed(
                     seen[f] += size
         set_active(packed, None)
         states = unpack(packed, k) if (config.eval.oracle or epoch == config.train.epochs) else None
+        totals, corrects = total.tolist(), correct.tolist()  # the epoch's one wait for the device
         for f in range(k):
             row = {
                 "epoch": epoch,
-                "loss": float(total[f]) / max(seen[f], 1),
-                "train_acc": int(correct[f]) / max(seen[f], 1),
+                "loss": totals[f] / max(seen[f], 1),
+                "train_acc": corrects[f] / max(seen[f], 1),
             }
             results[f].history.append(row)
             if states is not None:
@@ -552,8 +564,7 @@ def _packed_step(
     folds: Sequence[FoldData],
     idxs: Sequence[torch.Tensor],
     active: Sequence[int],
-    loss_fns: Sequence[nn.Module],
-    shared_loss: FocalLoss | None,
+    fold_losses: FoldLosses,
     optimizer: PackedOptimizer,
     aug: BatchAugmentConfig,
     aug_gens: Sequence[torch.Generator],
@@ -562,28 +573,27 @@ def _packed_step(
     correct: torch.Tensor,
 ) -> None:
     """One optimizer step for the ``active`` folds, all with batches of the same size."""
-    k, b = len(folds), len(idxs[0])
-    c, s = folds[0].x.shape[1], config.data.input_size
-    device = config.train.device
-    parts: list[torch.Tensor | None] = [None] * k
-    for f, idx in zip(active, idxs, strict=True):
-        parts[f] = prepare_batch(folds[f].x[idx], config, aug, aug_gens[f])  # (b, C, S, S)
-    zeros = torch.zeros(b, c, s, s, device=device)
-    x = torch.cat([p if p is not None else zeros for p in parts], dim=1)  # (b, Ck, S, S)
+    k, m, b = len(folds), len(active), len(idxs[0])
+    rows = torch.tensor(active).to(config.train.device, non_blocking=True)  # (m,) active folds
+    # All active folds' batches prepared in one call, each fold augmented with the numbers
+    # of its own generator: the kernels of one batch, not of m.
+    stored = torch.cat([folds[f].x[idx] for f, idx in zip(active, idxs, strict=True)])
+    xs = prepare_batch(stored, config, aug, [aug_gens[f] for f in active])  # (m*b, C, S, S)
+    xs = xs.unflatten(0, (m, b)).transpose(0, 1)  # (b, m, C, S, S)
+    if m < k:  # inactive folds get zero input
+        full = xs.new_zeros(b, k, *xs.shape[2:])
+        full[:, rows] = xs
+        xs = full
+    x = xs.reshape(b, -1, *xs.shape[3:])  # (b, k*C, S, S): fold f at channels [fC, (f+1)C)
     if config.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     set_active(packed, None if len(active) == k else active)
     with autocast(config):
         logits = forward(x)  # (b, k, C)
     logits = logits.float()
-    rows = torch.tensor(active).to(device, non_blocking=True)  # (m,) the active folds
     yb = torch.stack([folds[f].y[idx] for f, idx in zip(active, idxs, strict=True)])  # (m, b)
     fold_logits = logits.index_select(1, rows).transpose(0, 1)  # (m, b, C)
-    if shared_loss is not None:  # one call (and one label check) for all folds
-        flat = shared_loss(fold_logits.reshape(-1, fold_logits.shape[-1]), yb.reshape(-1))
-        loss = flat.view(len(active), b).mean(1)  # (m,) per-fold mean losses
-    else:
-        loss = torch.stack([loss_fns[f](fold_logits[j], yb[j]) for j, f in enumerate(active)])
+    loss = fold_losses(fold_logits, yb, active, rows)  # (m,) per-fold mean losses
     optimizer.zero_grad()
     loss.sum().backward()  # each fold's parameters get exactly its own gradient
     optimizer.step(active)
