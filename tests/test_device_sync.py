@@ -9,21 +9,13 @@ while the current ones run: at the paper's batch of 2 that roughly doubles a ste
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from apexmer.config import Config
 from apexmer.training.engine import build_loss, build_model, build_optimizer, train_step
 from apexmer.training.inputs import augment_config, input_channels, prepare_batch
-from apexmer.training.packed import (
-    FoldData,
-    FoldLosses,
-    PackedOptimizer,
-    _packed_step,
-    pack_models,
-)
+from apexmer.training.packed import FoldData, PackedTrainer
 
 NUM_CLASSES, K, B = 5, 3, 4
 
@@ -72,15 +64,7 @@ def test_a_step_runs_on_the_meta_device(extra: dict) -> None:
 @pytest.mark.parametrize("active", [[0, 1, 2], [0, 2]], ids=["all-folds", "some-folds"])
 def test_a_packed_step_runs_on_the_meta_device(extra: dict, active: list[int]) -> None:
     config = _meta_config(**extra)
-    folds = [_fold(config, seed) for seed in range(K)]
-    packed = pack_models([build_model(config, NUM_CLASSES, fd.seed) for fd in folds]).to("meta")
-    losses = FoldLosses([build_loss(config, fd.y, NUM_CLASSES).to("meta") for fd in folds])
-    folds = [dataclasses.replace(fd, x=fd.x.to("meta"), y=fd.y.to("meta")) for fd in folds]
-    optimizer = PackedOptimizer(list(packed.parameters()), K, config)
-    total = torch.zeros(K, dtype=torch.float64, device="meta")
-    correct = torch.zeros(K, dtype=torch.long, device="meta")
-    gens = [torch.Generator().manual_seed(10 + f) for f in range(K)]
-    idxs = [torch.arange(B, device="meta")] * len(active)
-    step = (packed, packed, folds, idxs, active, losses, optimizer, augment_config(config))
-    _packed_step(*step, gens, config, total, correct)
-    assert optimizer.steps == [1 if f in active else 0 for f in range(K)]
+    trainer = PackedTrainer(config, [_fold(config, seed) for seed in range(K)], NUM_CLASSES)
+    assert trainer.packed.conv1.weight.device.type == "meta"
+    trainer.step([torch.arange(B, device="meta")] * len(active), active)
+    assert trainer.optimizer.steps == [1 if f in active else 0 for f in range(K)]

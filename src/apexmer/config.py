@@ -111,6 +111,8 @@ class TrainConfig(_Strict):
     # Folds trained together as one packed network (training/packed.py); 1 = off.
     pack_folds: int = Field(1, ge=1)
     compile: bool = False  # torch.compile the training forward
+    # CUDA only: cuDNN times each convolution shape once and keeps the fastest algorithm.
+    cudnn_benchmark: bool = True
 
 
 class EvalConfig(_Strict):

@@ -164,16 +164,21 @@ def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarr
 
 
 @contextlib.contextmanager
-def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Run a block with ``threads`` torch intra-op threads (None: leave as is), then
-    restore the caller's setting."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+def training_settings(config: Config) -> Iterator[None]:
+    """Run a block with the process-wide settings of ``config.train``, then restore the
+    caller's: torch's intra-op threads (None: leave as is) and, on CUDA, cuDNN's
+    benchmark mode (each convolution shape timed once and its fastest algorithm kept:
+    training steps have a few fixed shapes)."""
+    threads, cudnn = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if config.train.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn
 
 
 def fit(
@@ -190,7 +195,7 @@ def fit(
 
     With ``x_eval`` (oracle mode only) the probabilities on it are recorded every epoch.
     """
-    with intra_op_threads(config.train.threads):
+    with training_settings(config):
         return _fit(config, x_train, y_train, num_classes, seed, x_eval, on_epoch)
 
 

@@ -41,7 +41,6 @@ from torch import nn
 
 from apexmer.config import Config
 from apexmer.models.layers import Dropout
-from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
 from apexmer.training.engine import (
     EpochCallback,
     FitResult,
@@ -49,8 +48,8 @@ from apexmer.training.engine import (
     build_loss,
     build_model,
     epoch_batches,
-    intra_op_threads,
     predict_proba,
+    training_settings,
 )
 from apexmer.training.inputs import augment_config, prepare_batch
 from apexmer.training.losses import FocalLoss, check_targets
@@ -480,123 +479,111 @@ def fit_packed(
 ) -> list[FitResult]:
     """``engine.fit`` for k folds at once; returns one ``FitResult`` per fold (ordinary
     models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key."""
-    with intra_op_threads(config.train.threads):
-        return _fit_packed(config, folds, num_classes, on_epoch)
+    with training_settings(config):
+        trainer = PackedTrainer(config, folds, num_classes)
+        results = [FitResult(model=m) for m in trainer.models]
+        for epoch in range(1, config.train.epochs + 1):
+            rows = trainer.train_epoch()
+            last = config.eval.oracle or epoch == config.train.epochs
+            models = trainer.unpacked_models() if last else None
+            for f, row in enumerate(rows):
+                row = {"epoch": epoch, **row}
+                results[f].history.append(row)
+                x_eval = trainer.folds[f].x_eval
+                if models is not None and x_eval is not None:
+                    results[f].eval_probs.append(predict_proba(models[f], x_eval, config))
+                if on_epoch is not None:
+                    on_epoch({**row, "pack_index": f})
+        return results
 
 
-def _fit_packed(
-    config: Config,
-    folds: Sequence[FoldData],
-    num_classes: int,
-    on_epoch: EpochCallback | None,
-) -> list[FitResult]:
-    k, device = len(folds), config.train.device
-    for fd in folds:  # once, here: the steps do not read labels back
-        check_targets(fd.y, num_classes)
-    # Built and packed on the CPU (the same initial weights on any device), then moved:
-    # every parameter and buffer of the packed model follows ``.to(device)``.
-    models = [build_model(config, num_classes, fd.seed) for fd in folds]
-    packed = pack_models(models).to(device)
-    models = [m.to(device) for m in models]
-    if config.train.channels_last:
-        packed = packed.to(memory_format=torch.channels_last)
-    forward = torch.compile(packed) if config.train.compile else packed
-    loss_fns = [build_loss(config, fd.y, num_classes).to(device) for fd in folds]
-    fold_losses = FoldLosses(loss_fns)
-    optimizer = PackedOptimizer(list(packed.parameters()), k, config)
-    # Training data lives on the device for the whole fit: no per-batch host copies.
-    folds = [dataclasses.replace(fd, x=fd.x.to(device), y=fd.y.to(device)) for fd in folds]
-    order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
-    aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
-    aug = augment_config(config)
-    results = [FitResult(model=m) for m in models]
-    for epoch in range(1, config.train.epochs + 1):
-        packed.train()
+class PackedTrainer:
+    """The state of k folds trained as one packed network: the network, its optimizer,
+    each fold's data (on the device), loss and generators. ``train_epoch`` runs one epoch
+    of every fold; ``step`` is one optimizer step of some folds (benchmarks drive it)."""
+
+    def __init__(self, config: Config, folds: Sequence[FoldData], num_classes: int) -> None:
+        self.config, self.k, device = config, len(folds), config.train.device
+        for fd in folds:  # once, here: the steps do not read labels back
+            check_targets(fd.y, num_classes)
+        # Built and packed on the CPU (the same initial weights on any device), then moved:
+        # every parameter and buffer of the packed model follows ``.to(device)``.
+        models = [build_model(config, num_classes, fd.seed) for fd in folds]
+        packed = pack_models(models).to(device)
+        self.models = [m.to(device) for m in models]  # receive the unpacked states
+        if config.train.channels_last:
+            packed = packed.to(memory_format=torch.channels_last)
+        self.packed = packed
+        self.forward = torch.compile(packed) if config.train.compile else packed
+        self.losses = FoldLosses([build_loss(config, fd.y, num_classes).to(device) for fd in folds])
+        self.optimizer = PackedOptimizer(list(packed.parameters()), self.k, config)
+        # Training data lives on the device for the whole fit: no per-batch host copies.
+        self.folds = [dataclasses.replace(fd, x=fd.x.to(device), y=fd.y.to(device)) for fd in folds]
+        self.order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
+        self.aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
+        self.aug = augment_config(config)
+        self.total = torch.zeros(self.k, dtype=torch.float64, device=device)  # loss * batch
+        self.correct = torch.zeros(self.k, dtype=torch.long, device=device)
+
+    def train_epoch(self) -> list[dict]:
+        """One epoch of every fold; each fold's ``{"loss", "train_acc"}``."""
+        k, config = self.k, self.config
+        self.packed.train()
         plan = [
-            epoch_batches(len(fd.x), config.train.batch_size, g, device)
-            for fd, g in zip(folds, order_gens, strict=True)
+            epoch_batches(len(fd.x), config.train.batch_size, g, config.train.device)
+            for fd, g in zip(self.folds, self.order_gens, strict=True)
         ]
-        total = torch.zeros(k, dtype=torch.float64, device=device)  # loss * batch size
-        correct = torch.zeros(k, dtype=torch.long, device=device)
+        self.total.zero_()
+        self.correct.zero_()
         seen = [0] * k
         for t in range(max(len(p) for p in plan)):
             sizes = {f: len(plan[f][t]) for f in range(k) if t < len(plan[f])}
             for size in sorted(set(sizes.values()), reverse=True):
                 active = [f for f, s in sizes.items() if s == size]
-                _packed_step(
-                    forward,
-                    packed,
-                    folds,
-                    [plan[f][t] for f in active],
-                    active,
-                    fold_losses,
-                    optimizer,
-                    aug,
-                    aug_gens,
-                    config,
-                    total,
-                    correct,
-                )
+                self.step([plan[f][t] for f in active], active)
                 for f in active:
                     seen[f] += size
-        set_active(packed, None)
-        states = unpack(packed, k) if (config.eval.oracle or epoch == config.train.epochs) else None
-        totals, corrects = total.tolist(), correct.tolist()  # the epoch's one wait for the device
-        for f in range(k):
-            row = {
-                "epoch": epoch,
-                "loss": totals[f] / max(seen[f], 1),
-                "train_acc": corrects[f] / max(seen[f], 1),
-            }
-            results[f].history.append(row)
-            if states is not None:
-                models[f].load_state_dict(states[f])
-                if folds[f].x_eval is not None:
-                    results[f].eval_probs.append(predict_proba(models[f], folds[f].x_eval, config))
-            if on_epoch is not None:
-                on_epoch({**row, "pack_index": f})
-    return results
+        set_active(self.packed, None)
+        totals, corrects = self.total.tolist(), self.correct.tolist()  # the epoch's one wait
+        return [
+            {"loss": totals[f] / max(seen[f], 1), "train_acc": corrects[f] / max(seen[f], 1)}
+            for f in range(k)
+        ]
 
+    def unpacked_models(self) -> list[nn.Module]:
+        """The k ordinary models with the packed network's current state."""
+        for model, state in zip(self.models, unpack(self.packed, self.k), strict=True):
+            model.load_state_dict(state)
+        return self.models
 
-def _packed_step(
-    forward: nn.Module,
-    packed: nn.Module,
-    folds: Sequence[FoldData],
-    idxs: Sequence[torch.Tensor],
-    active: Sequence[int],
-    fold_losses: FoldLosses,
-    optimizer: PackedOptimizer,
-    aug: BatchAugmentConfig,
-    aug_gens: Sequence[torch.Generator],
-    config: Config,
-    total: torch.Tensor,
-    correct: torch.Tensor,
-) -> None:
-    """One optimizer step for the ``active`` folds, all with batches of the same size."""
-    k, m, b = len(folds), len(active), len(idxs[0])
-    rows = torch.tensor(active).to(config.train.device, non_blocking=True)  # (m,) active folds
-    # All active folds' batches prepared in one call, each fold augmented with the numbers
-    # of its own generator: the kernels of one batch, not of m.
-    stored = torch.cat([folds[f].x[idx] for f, idx in zip(active, idxs, strict=True)])
-    xs = prepare_batch(stored, config, aug, [aug_gens[f] for f in active])  # (m*b, C, S, S)
-    xs = xs.unflatten(0, (m, b)).transpose(0, 1)  # (b, m, C, S, S)
-    if m < k:  # inactive folds get zero input
-        full = xs.new_zeros(b, k, *xs.shape[2:])
-        full[:, rows] = xs
-        xs = full
-    x = xs.reshape(b, -1, *xs.shape[3:])  # (b, k*C, S, S): fold f at channels [fC, (f+1)C)
-    if config.train.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    set_active(packed, None if len(active) == k else active)
-    with autocast(config):
-        logits = forward(x)  # (b, k, C)
-    logits = logits.float()
-    yb = torch.stack([folds[f].y[idx] for f, idx in zip(active, idxs, strict=True)])  # (m, b)
-    fold_logits = logits.index_select(1, rows).transpose(0, 1)  # (m, b, C)
-    loss = fold_losses(fold_logits, yb, active, rows)  # (m,) per-fold mean losses
-    optimizer.zero_grad()
-    loss.sum().backward()  # each fold's parameters get exactly its own gradient
-    optimizer.step(active)
-    with torch.no_grad():
-        correct.index_add_(0, rows, (fold_logits.argmax(2) == yb).sum(1))
-        total.index_add_(0, rows, loss.detach().double() * b)
+    def step(self, idxs: Sequence[torch.Tensor], active: Sequence[int]) -> None:
+        """One optimizer step for the ``active`` folds, all with batches of the same size
+        (``idxs``: each active fold's sample indices, on the device)."""
+        folds, config = self.folds, self.config
+        k, m, b = self.k, len(active), len(idxs[0])
+        rows = torch.tensor(active).to(config.train.device, non_blocking=True)  # (m,)
+        # All active folds' batches prepared in one call, each fold augmented with the
+        # numbers of its own generator: the kernels of one batch, not of m.
+        stored = torch.cat([folds[f].x[idx] for f, idx in zip(active, idxs, strict=True)])
+        gens = [self.aug_gens[f] for f in active]
+        xs = prepare_batch(stored, config, self.aug, gens)  # (m*b, C, S, S)
+        xs = xs.unflatten(0, (m, b)).transpose(0, 1)  # (b, m, C, S, S)
+        if m < k:  # inactive folds get zero input
+            full = xs.new_zeros(b, k, *xs.shape[2:])
+            full[:, rows] = xs
+            xs = full
+        x = xs.reshape(b, -1, *xs.shape[3:])  # (b, k*C, S, S): fold f at channels [fC, (f+1)C)
+        if config.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        set_active(self.packed, None if m == k else active)
+        with autocast(config):
+            logits = self.forward(x)  # (b, k, C)
+        yb = torch.stack([folds[f].y[idx] for f, idx in zip(active, idxs, strict=True)])  # (m, b)
+        fold_logits = logits.float().index_select(1, rows).transpose(0, 1)  # (m, b, C)
+        loss = self.losses(fold_logits, yb, active, rows)  # (m,) per-fold mean losses
+        self.optimizer.zero_grad()
+        loss.sum().backward()  # each fold's parameters get exactly its own gradient
+        self.optimizer.step(active)
+        with torch.no_grad():
+            self.correct.index_add_(0, rows, (fold_logits.argmax(2) == yb).sum(1))
+            self.total.index_add_(0, rows, loss.detach().double() * b)
