@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from apexmer.config import Config
-from apexmer.training.engine import build_loss, build_model, build_optimizer, train_step
+from apexmer.training.engine import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    train_step,
+    training_settings,
+)
 from apexmer.training.inputs import augment_config, input_channels, prepare_batch
 from apexmer.training.packed import FoldData, PackedTrainer
 
@@ -68,3 +74,18 @@ def test_a_packed_step_runs_on_the_meta_device(extra: dict, active: list[int]) -
     assert trainer.packed.conv1.weight.device.type == "meta"
     trainer.step([torch.arange(B, device="meta")] * len(active), active)
     assert trainer.optimizer.steps == [1 if f in active else 0 for f in range(K)]
+
+
+@pytest.mark.parametrize("device,benchmark", [("cuda", True), ("cuda", False), ("cpu", True)])
+def test_training_settings_apply_and_restore(device: str, benchmark: bool) -> None:
+    # Process-wide flags: set for the fit, the caller's restored after (a CUDA config
+    # is only read here, so the test needs no GPU).
+    config = Config.model_validate(
+        {"train": {"device": device, "threads": 1, "cudnn_benchmark": benchmark}}
+    )
+    before = (torch.get_num_threads(), torch.backends.cudnn.benchmark)
+    with training_settings(config):
+        assert torch.get_num_threads() == 1
+        want = benchmark if device == "cuda" else before[1]
+        assert torch.backends.cudnn.benchmark is want
+    assert (torch.get_num_threads(), torch.backends.cudnn.benchmark) == before
