@@ -50,9 +50,8 @@ print(json.dumps({"cpu_s": time.process_time() - t0}))
 """
 
 
-def export(ref: str) -> Path:
-    """``src/`` of git ``ref`` in a temporary folder."""
-    out = Path(tempfile.mkdtemp(prefix=f"apexmer-{ref}-"))
+def export(ref: str, out: Path) -> Path:
+    """``src/`` of git ``ref`` under ``out``."""
     archive = out / "src.tar"
     with archive.open("wb") as f:
         subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, stdout=f, check=True)
@@ -85,7 +84,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", nargs="+", default=["sequential", "packed"])
     args = ap.parse_args()
-    trees = {"reference": export(args.ref), "this tree": ROOT / "src"}
+    with tempfile.TemporaryDirectory(prefix=f"apexmer-{args.ref}-") as tmp:
+        compare({"reference": export(args.ref, Path(tmp)), "this tree": ROOT / "src"}, args)
+
+
+def compare(trees: dict[str, Path], args: argparse.Namespace) -> None:
     print(
         f"# train_speed_vs_ref: {Path(args.config).name}, k={args.k}, n={args.n}, "
         f"{args.epochs} epoch(s), {args.threads} threads, best of {args.repeats} "
