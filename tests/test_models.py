@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 
@@ -348,3 +349,14 @@ def test_cli_models_json_and_table() -> None:
     assert rows["seresnext50_32x4d"] == 25_521_141
     table = runner.invoke(app, ["models"])
     assert table.exit_code == 0 and "25,521,141" in table.output
+
+
+def test_sized_by_input_matches_the_constructors() -> None:
+    # The registry flag says which factories take ``input_size``; it must match the code.
+    from apexmer.models.registry import _FACTORIES, list_models
+
+    for name in list_models():
+        with torch.device("meta"):
+            model = _FACTORIES[name](num_classes=2)
+        takes = "input_size" in inspect.signature(type(model).__init__).parameters
+        assert model_info(name).sized_by_input is takes, name

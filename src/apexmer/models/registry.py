@@ -29,6 +29,9 @@ class ModelInfo:
     input_size: tuple[int, int, int] = (3, 224, 224)  # (C, H, W) the factory's default
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # The classifier's size follows the input (no global pooling): the factory takes
+    # ``input_size`` and must be built for the size it will see.
+    sized_by_input: bool = False
 
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
@@ -36,11 +39,14 @@ _INFO: dict[str, ModelInfo] = {}
 
 
 def register_model(
-    fn: Callable[..., nn.Module] | None = None, *, input_size: tuple[int, int, int] = (3, 224, 224)
+    fn: Callable[..., nn.Module] | None = None,
+    *,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    sized_by_input: bool = False,
 ) -> Any:
     """Register a factory under its function name; its docstring's first line describes it.
-    Use bare (``@register_model``) or with the default input (``@register_model(input_size=
-    (3, 28, 28))``)."""
+    Use bare (``@register_model``) or with metadata (``@register_model(input_size=
+    (3, 28, 28), sized_by_input=True)``)."""
 
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
@@ -48,7 +54,12 @@ def register_model(
             raise ValueError(f"model {name!r} is registered twice")
         _FACTORIES[name] = fn
         description = (fn.__doc__ or "").strip().split("\n")[0]
-        _INFO[name] = ModelInfo(name=name, description=description, input_size=input_size)
+        _INFO[name] = ModelInfo(
+            name=name,
+            description=description,
+            input_size=input_size,
+            sized_by_input=sized_by_input,
+        )
         return fn
 
     return register(fn) if fn is not None else register
@@ -170,19 +181,19 @@ def seresnext_tiny(num_classes: int = 5, **kwargs: Any) -> ResNet:
     return _create_resnet(num_classes, **dict(args, **kwargs))
 
 
-@register_model(input_size=(3, 28, 28))
+@register_model(input_size=(3, 28, 28), sized_by_input=True)
 def ststnet(num_classes: int = 3, **kwargs: Any) -> STSTNet:
     """STSTNet: 3/5/8 parallel 3x3 filters on (u, v, strain) flow at 28 px (See et al. 2019)."""
     return STSTNet(num_classes=num_classes, **kwargs)
 
 
-@register_model(input_size=(2, 28, 28))
+@register_model(input_size=(2, 28, 28), sized_by_input=True)
 def off_apexnet(num_classes: int = 3, **kwargs: Any) -> OffApexNet:
     """OFF-ApexNet: u and v streams, two FC layers of 1024, at 28 px (Gan et al. 2019)."""
     return OffApexNet(num_classes=num_classes, **kwargs)
 
 
-@register_model(input_size=(3, 64, 64))
+@register_model(input_size=(3, 64, 64), sized_by_input=True)
 def sssnet(num_classes: int = 3, **kwargs: Any) -> SSSNet:
     """SSSNet: two convolutions (32, 64) and FC 256 on flow, 64 px (Khor et al.; MEB re-run)."""
     return SSSNet(num_classes=num_classes, **kwargs)

@@ -51,7 +51,6 @@ move with the grid; no grayscale (flow has no colour); uncovered corners get zer
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ from apexmer.data.crops import frame_path, load_crop, prepare_crop
 from apexmer.data.frames import read_image
 from apexmer.data.sample import Sample
 from apexmer.errors import ConfigError, FrameError
-from apexmer.models.registry import create_model
+from apexmer.models.registry import create_model, model_info
 from apexmer.preprocess.flow import FLOW_CHANNELS
 from apexmer.preprocess.pipeline import ClipResult
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
@@ -397,18 +396,11 @@ def augment_config(config: Config) -> BatchAugmentConfig:
 # ---------------------------------------------------------------- model
 
 
-@functools.cache
-def _takes_input_size(name: str) -> bool:
-    with torch.device("meta"):
-        probe = create_model(name, num_classes=2)
-    return "input_size" in inspect.signature(type(probe).__init__).parameters
-
-
 def model_kwargs(name: str, in_chans: int, input_size: int) -> dict[str, Any]:
     """Constructor arguments that fit network ``name`` to the input: ``in_chans`` always,
     ``input_size`` for networks whose classifier depends on it (the flow networks)."""
     kwargs: dict[str, Any] = {"in_chans": in_chans}
-    if _takes_input_size(name):
+    if model_info(name).sized_by_input:
         kwargs["input_size"] = input_size
     return kwargs
 
