@@ -40,6 +40,8 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
   step "gpu tests (pytest -m gpu)" 180 "$PY" -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider
   step "packed step profile (SE-ResNeXt-50, 224 px, batch 2, pack 26)" 90 \
     "$PY" bench/packed_profile.py --device cuda --pack 26 --json "$R"
+  step "packed step profile, CUDA graph replay" 90 "$PY" bench/packed_profile.py \
+    --device cuda --pack 26 --set train.cuda_graphs=true --label "cuda graphs" --json "$R"
   step "packed step profile, cuDNN benchmark off" 60 "$PY" bench/packed_profile.py \
     --device cuda --pack 26 --set train.cudnn_benchmark=false --label "cudnn benchmark off" --json "$R"
   step "packed convolutions, layer by layer (pack 26)" 90 \

@@ -66,7 +66,10 @@ def test_a_step_runs_on_the_meta_device(extra: dict) -> None:
     assert loss.device.type == hits.device.type == "meta" and loss.shape == hits.shape == ()
 
 
-@pytest.mark.parametrize("extra", [{}, FLOW], ids=["frame", "flow"])
+GRAPHS = {"train": {"epochs": 1, "batch_size": B, "cuda_graphs": True}}  # the static step
+
+
+@pytest.mark.parametrize("extra", [{}, FLOW, GRAPHS], ids=["frame", "flow", "cuda-graphs-body"])
 @pytest.mark.parametrize("active", [[0, 1, 2], [0, 2]], ids=["all-folds", "some-folds"])
 def test_a_packed_step_runs_on_the_meta_device(extra: dict, active: list[int]) -> None:
     config = _meta_config(**extra)

@@ -101,6 +101,22 @@ def test_cuda_packed_loso_matches_unpacked(
         assert diff < PACKED_TOL
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["train.amp=bf16", "train.channels_last=true"]],
+    ids=["fp32", "bf16-channels_last"],
+)
+def test_cuda_graph_replay_matches_eager_packed(
+    manifest: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    sets = [*FAST, "train.device=cuda", "train.pack_folds=4", *extra]
+    run_loso(manifest, load_config("demo", sets), tmp_path / "eager")
+    run_loso(manifest, load_config("demo", [*sets, "train.cuda_graphs=true"]), tmp_path / "graph")
+    diff = float(np.abs(_probs(tmp_path / "graph") - _probs(tmp_path / "eager")).max())
+    print(f"measured: CUDA graph vs eager packed ({extra or 'fp32'}), max abs diff {diff:.2e}")
+    assert diff < PACKED_TOL
+
+
 @pytest.mark.parametrize("model,size", [("sssnet", 64), ("ststnet", 28)])
 def test_cuda_packed_dropout_nets(manifest: Path, tmp_path: Path, model: str, size: int) -> None:
     sets = [*FAST, f"model.name={model}", f"data.input_size={size}", "train.device=cuda"]
@@ -183,8 +199,8 @@ def _device_waits(run: Callable[[], object]) -> int:
     return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
-@pytest.mark.parametrize("pack", [1, 3])
-def test_training_steps_do_not_wait_for_the_gpu(pack: int) -> None:
+@pytest.mark.parametrize("pack,graphs", [(1, False), (3, False), (3, True)])
+def test_training_steps_do_not_wait_for_the_gpu(pack: int, graphs: bool) -> None:
     # A wait per step would stop the host from queueing the next step while the GPU runs
     # this one. Two more epochs of 10 steps per fold may add a few waits per epoch (the
     # epoch's loss and accuracy are read once), never one per step.
@@ -202,12 +218,13 @@ def test_training_steps_do_not_wait_for_the_gpu(pack: int) -> None:
     ]
 
     def train(epochs: int) -> Callable[[], object]:
-        cfg = load_config("demo", [*FAST, "train.device=cuda", f"train.epochs={epochs}"])
+        sets = [*FAST, "train.device=cuda", f"train.epochs={epochs}"]
+        cfg = load_config("demo", [*sets, f"train.cuda_graphs={str(graphs).lower()}"])
         if pack == 1:
             return lambda: fit(cfg, folds[0].x, folds[0].y, 3, folds[0].seed)
         return lambda: fit_packed(cfg, folds, 3)
 
     train(1)()  # warm-up: CUDA context, cuDNN's choices
     one, three = _device_waits(train(1)), _device_waits(train(3))
-    print(f"measured: pack {pack}: {one} waits for 1 epoch, {three} for 3 (10 steps each)")
+    print(f"measured: pack {pack}, graphs {graphs}: {one} waits for 1 epoch, {three} for 3")
     assert three - one <= 2 * 3, (one, three)

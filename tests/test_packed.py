@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from apexmer.config import Config
+from apexmer.errors import ConfigError
 from apexmer.models.registry import model_info
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
 from apexmer.training.inputs import input_channels
@@ -13,6 +14,7 @@ from apexmer.training.losses import FocalLoss, class_balanced_alpha
 from apexmer.training.packed import (
     FoldData,
     FoldLosses,
+    PackedTrainer,
     fit_packed,
     pack_models,
     set_active,
@@ -282,3 +284,51 @@ def test_fold_losses_equal_each_folds_own_loss(alphas: list | str, gamma: float)
     got = FoldLosses(fns)(logits, y, [0, 2], torch.tensor([0, 2]))
     want = torch.stack([fns[0](logits[0], y[0]), fns[2](logits[1], y[1])])
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_static_full_pack_step_is_bit_identical(channels_last: bool) -> None:
+    # train.cuda_graphs: the full-pack steps run from fixed buffers (on CUDA, replayed as
+    # a graph); here they run eagerly and must give exactly the ordinary step's numbers,
+    # with the partial steps of unequal folds in between.
+    plain = _config(channels_last=channels_last)
+    static = _config(channels_last=channels_last, cuda_graphs=True)
+    for a, b in zip(
+        fit_packed(plain, _folds(plain), NUM_CLASSES),
+        fit_packed(static, _folds(static), NUM_CLASSES),
+        strict=True,
+    ):
+        assert a.history == b.history
+        for key, value in a.model.state_dict().items():
+            assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+def test_warm_up_steps_are_undone() -> None:
+    # CUDA-graph capture warms the step up three times first; run_restoring must leave no
+    # trace, so a warmed trainer then trains exactly like a fresh one.
+    config = _config(cuda_graphs=True)
+    fresh, warmed = (PackedTrainer(config, _folds(config), NUM_CLASSES) for _ in range(2))
+    before = [t.clone() for t in warmed.state_tensors()]
+    x = torch.randn(4, 3 * K, S, S, generator=torch.Generator().manual_seed(5))
+    table = torch.ones(2, K)
+
+    def full_step() -> None:  # what the capture's warm-up changes: weights, BN, moments
+        warmed.optimizer.zero_grad()
+        warmed.packed(x).float().square().sum().backward()
+        warmed.optimizer.step_all(table)
+
+    warmed.run_restoring(full_step, times=3)
+    assert all(torch.equal(a, b) for a, b in zip(before, warmed.state_tensors(), strict=True))
+    for epoch in range(2):
+        assert fresh.train_epoch() == warmed.train_epoch(), epoch
+    for a, b in zip(fresh.state_tensors(), warmed.state_tensors(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_cuda_graphs_refuse_what_cannot_be_replayed() -> None:
+    with pytest.raises(ConfigError, match="set one"):
+        config = _config(cuda_graphs=True, compile=True)
+        PackedTrainer(config, _folds(config), NUM_CLASSES)
+    config = _config("sssnet", 64, cuda_graphs=True)
+    with pytest.raises(ConfigError, match="dropout"):
+        PackedTrainer(config, _folds(config), NUM_CLASSES)

@@ -113,6 +113,9 @@ class TrainConfig(_Strict):
     compile: bool = False  # torch.compile the training forward
     # CUDA only: cuDNN times each convolution shape once and keeps the fastest algorithm.
     cudnn_benchmark: bool = True
+    # Packed folds: capture the full-pack training step as a CUDA graph and replay it
+    # (training/packed.py). Off until measured on a GPU (bench/gpu_suite.sh).
+    cuda_graphs: bool = False
 
 
 class EvalConfig(_Strict):

@@ -72,10 +72,12 @@ def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     )
 
 
-def autocast(config: Config) -> contextlib.AbstractContextManager:
+def autocast(config: Config, *, cache: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast when ``train.amp`` asks for it. ``cache=False`` for a region that is
+    captured as a CUDA graph (the cast-weight cache must not outlive the capture)."""
     if config.train.amp == "bf16":
         device_type = "cuda" if config.train.device.startswith("cuda") else "cpu"
-        return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
