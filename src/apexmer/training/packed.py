@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -351,15 +351,9 @@ class PackedOptimizer:
             return
         step_size, bc2_sqrt = table[0][:, None], table[1][:, None]
         index = torch.tensor(rows).to(self.params[0].device, non_blocking=True)
-        for p, st in zip(self.params, self.state, strict=True):
-            if p.grad is None:
-                continue
-            views = [_fold_rows(t, self.k) for t in (p, p.grad, st["m"])]
-            if st["v"] is not None:
-                views.append(_fold_rows(st["v"], self.k))
+        for views, shape in self._fold_views():
             # On copies of the active rows, written back into them.
             work = [v.index_select(0, index) for v in views]
-            shape = (-1,) + (1,) * (views[0].ndim - 1)  # per-fold scalars broadcast on dim 0
             self._update(work, step_size.view(shape), bc2_sqrt.view(shape))
             for target, src in zip(views[:1] + views[2:], work[:1] + work[2:], strict=True):
                 target.index_copy_(0, index, src)
@@ -372,14 +366,19 @@ class PackedOptimizer:
         if self.foreach:
             self._step_foreach(step_size, bc2_sqrt)
             return
+        for views, shape in self._fold_views():
+            self._update(views, step_size.view(shape), bc2_sqrt.view(shape))  # in place
+
+    def _fold_views(self) -> Iterator[tuple[list[torch.Tensor], tuple[int, ...]]]:
+        """Per parameter with a gradient: (k, ...) views of it, its gradient and moments,
+        and the shape that broadcasts a per-fold scalar (k,) over them (on dim 0)."""
         for p, st in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
             views = [_fold_rows(t, self.k) for t in (p, p.grad, st["m"])]
             if st["v"] is not None:
                 views.append(_fold_rows(st["v"], self.k))
-            shape = (-1,) + (1,) * (views[0].ndim - 1)
-            self._update(views, step_size.view(shape), bc2_sqrt.view(shape))  # in place
+            yield views, (-1,) + (1,) * (views[0].ndim - 1)
 
     def _update(
         self, t: list[torch.Tensor], step_size: torch.Tensor, bc2_sqrt: torch.Tensor
