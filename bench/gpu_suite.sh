@@ -36,21 +36,22 @@ for m in ("pydantic", "openpyxl", "yaml", "cv2", "pandas", "dlib", "fastapi", "u
 '
 
 if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-  # Ordered by what the next decision needs most: each step's result is on disk when it ends.
+  # Ordered by what matters most (each result is on disk when its step ends, so a run cut
+  # short keeps the first ones): correctness, the target figure, then where time goes.
   step "gpu tests (pytest -m gpu)" 180 "$PY" -m pytest -m gpu tests/test_gpu.py -q -s -p no:cacheprovider
+  step "paper recipe (CLI) and one-fold-at-a-time baseline" 300 \
+    "$PY" bench/gpu_recipe.py --out "$OUT/recipe" --results "$R"
   step "packed step profile (SE-ResNeXt-50, 224 px, batch 2, pack 26)" 90 \
     "$PY" bench/packed_profile.py --device cuda --pack 26 --json "$R"
   step "packed step profile, CUDA graph replay" 90 "$PY" bench/packed_profile.py \
     --device cuda --pack 26 --set train.cuda_graphs=true --label "cuda graphs" --json "$R"
-  step "packed step profile, cuDNN benchmark off" 60 "$PY" bench/packed_profile.py \
-    --device cuda --pack 26 --set train.cudnn_benchmark=false --label "cudnn benchmark off" --json "$R"
   step "packed convolutions, layer by layer (pack 26)" 90 \
     "$PY" bench/packed_convs.py --device cuda --pack 26 --json "$R"
+  step "packed step profile, cuDNN benchmark off" 60 "$PY" bench/packed_profile.py \
+    --device cuda --pack 26 --set train.cudnn_benchmark=false --label "cudnn benchmark off" --json "$R"
   step "train throughput (SE-ResNeXt-50, 224 px, batch 2; pack of 26)" 90 \
     "$PY" bench/train_throughput.py --device cuda --models seresnext50_32x4d --batches 2 \
     --modes fp32 cl+bf16 --packs 26 --iters 10
-  step "paper recipe (CLI) and one-fold-at-a-time baseline" 300 \
-    "$PY" bench/gpu_recipe.py --out "$OUT/recipe" --results "$R"
   step "packed semantics (CPU tests, this torch)" 60 "$PY" -m pytest tests/test_packed.py tests/test_device_sync.py -q -x -p no:cacheprovider
 else
   "$PY" bench/gpu_results.py "$R" "NO CUDA DEVICE" --status 0 --seconds 0 \
