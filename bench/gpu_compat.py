@@ -8,6 +8,8 @@ could no longer import it. The GPU suite brings pydantic as a wheel: bench/READM
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -33,3 +35,15 @@ def describe_device(device: str) -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def add_packed_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the packed-step benches: the network, its input, the pack, --quick and
+    the suite's results file."""
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="seresnext50_32x4d")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--pack", type=int, default=26)
+    ap.add_argument("--quick", action="store_true", help="CPU smoke run: tiny network, 32 px")
+    ap.add_argument("--json", type=Path, default=None, help="gpu_suite results file")

@@ -27,6 +27,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apexmer.models.registry import create_model
+from gpu_compat import add_packed_args
 from gpu_results import record
 
 
@@ -112,14 +113,8 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default="seresnext50_32x4d")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--pack", type=int, default=26)
+    add_packed_args(ap)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="CPU smoke run: tiny network, 32 px")
-    ap.add_argument("--json", type=Path, default=None, help="gpu_suite results file")
     args = ap.parse_args()
     if args.quick:
         args.model, args.size, args.pack, args.iters = "seresnext_tiny", 32, 3, 2

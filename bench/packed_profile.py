@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from apexmer.config import load_config
 from apexmer.training.engine import training_settings
 from apexmer.training.packed import FoldData, PackedTrainer
+from gpu_compat import add_packed_args
 from gpu_results import record
 
 FAMILIES = (  # first match wins; lower-case substrings of kernel / operator names
@@ -63,17 +64,11 @@ def _rows(prof: profile, cuda: bool) -> dict[str, tuple[int, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default="seresnext50_32x4d")
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--pack", type=int, default=26)
+    add_packed_args(ap)
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--profiled", type=int, default=3, help="profiled steps")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("--quick", action="store_true", help="CPU smoke run: tiny network, 32 px")
-    ap.add_argument("--json", type=Path, default=None, help="gpu_suite results file")
     ap.add_argument("--label", default="", help="added to the step's name in --json")
     args = ap.parse_args()
     if args.quick:
