@@ -601,16 +601,30 @@ class PackedTrainer:
             self._step_static(x, yb)
             return
         set_active(self.packed, None if m == k else active)
-        with autocast(config):
+        self.optimizer.zero_grad()
+        self._train(x, yb, active, rows, lambda: self.optimizer.step(active))
+
+    def _train(
+        self,
+        x: torch.Tensor,
+        yb: torch.Tensor,
+        active: Sequence[int],
+        rows: torch.Tensor,
+        update: Callable[[], None],
+    ) -> None:
+        """Forward ``x`` (b, k*C, S, S), each active fold's loss on its labels ``yb``
+        (m, b), backward, ``update`` (the optimizer step), and the epoch's statistics.
+        ``rows`` (m,) holds ``active`` on the device. Takes no decision on the host."""
+        # No autocast cache: the same body is captured as a CUDA graph (train.cuda_graphs).
+        with autocast(self.config, cache=False):
             logits = self.forward(x)  # (b, k, C)
         fold_logits = logits.float().index_select(1, rows).transpose(0, 1)  # (m, b, C)
         loss = self.losses(fold_logits, yb, active, rows)  # (m,) per-fold mean losses
-        self.optimizer.zero_grad()
         loss.sum().backward()  # each fold's parameters get exactly its own gradient
-        self.optimizer.step(active)
+        update()
         with torch.no_grad():
             self.correct.index_add_(0, rows, (fold_logits.argmax(2) == yb).sum(1))
-            self.total.index_add_(0, rows, loss.detach().double() * b)
+            self.total.index_add_(0, rows, loss.detach().double() * yb.shape[1])
 
     # ------------------------------------------------ train.cuda_graphs: the full-pack step
     #
@@ -639,15 +653,7 @@ class PackedTrainer:
 
     def _static_body(self, st: _StaticStep) -> None:
         """The full-pack step on the static buffers (what the CUDA graph holds)."""
-        with autocast(self.config, cache=False):
-            logits = self.forward(st.x)  # (b, k, C)
-        fold_logits = logits.float().index_select(1, st.rows).transpose(0, 1)  # (k, b, C)
-        loss = self.losses(fold_logits, st.y, range(self.k), st.rows)  # (k,)
-        loss.sum().backward()
-        self.optimizer.step_all(st.table)
-        with torch.no_grad():
-            self.correct.index_add_(0, st.rows, (fold_logits.argmax(2) == st.y).sum(1))
-            self.total.index_add_(0, st.rows, loss.detach().double() * st.y.shape[1])
+        self._train(st.x, st.y, range(self.k), st.rows, lambda: self.optimizer.step_all(st.table))
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Every tensor a training step changes: parameters, buffers, optimizer moments and
