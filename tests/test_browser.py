@@ -8,7 +8,6 @@ a screenshot (``docs/screenshot.png``, the README's, when APEXMER_SCREENSHOT=1).
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import zipfile
@@ -17,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+
+from procs import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The README's screenshot is refreshed only when asked (APEXMER_SCREENSHOT=1), so a test
@@ -41,12 +42,6 @@ pytestmark = [
         "(apt-get install chromium; `make test` does it when root)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from long_clips import Event, write_long_video
-from test_browser import ARGS, CHROMIUM, free_port
+from procs import free_port
+from test_browser import ARGS, CHROMIUM
 from test_predictor import CLASSES, make_checkpoint
 
 README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "timeline.png"

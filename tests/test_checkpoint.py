@@ -32,6 +32,7 @@ from apexmer.training.checkpoint import (
 from apexmer.training.deploy import train_deployable
 from apexmer.training.engine import predict_proba
 from apexmer.training.inputs import input_metadata
+from procs import cli_command
 
 TINY = [
     "data.input=diff",  # the demo preset's earlier input: these checkpoints are of images
@@ -265,7 +266,6 @@ def test_valid_metadata_still_loads(tmp_path: Path) -> None:
 
 def test_cli_predict_with_zero_std_exits_2_with_one_line(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -273,16 +273,13 @@ def test_cli_predict_with_zero_std_exits_2_with_one_line(tmp_path: Path) -> None
     clip = tmp_path / "clip"
     clip.mkdir()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from apexmer.cli.main import main; main()",
+        cli_command(
             "predict",
             "--checkpoint",
             str(folder),
             "--input-path",
             str(clip),
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=120,

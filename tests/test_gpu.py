@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import warnings
@@ -32,6 +30,7 @@ import torch
 from apexmer.config import load_config
 from apexmer.evaluation.protocol import run_loso
 from manifests import write_tiny_manifest
+from procs import cli_command, free_port
 
 pytestmark = [
     pytest.mark.gpu,
@@ -156,19 +155,13 @@ def test_train_on_cuda_then_the_network_predicts_alike_on_both(cuda_checkpoint: 
     assert diff < NETWORK_TOL
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_on_cuda_answers(cuda_checkpoint: Path) -> None:
     pytest.importorskip("uvicorn")
     pytest.importorskip("dlib", reason="serve loads the dlib landmark backend")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from apexmer.cli.main import main; main()", "serve",
-         "--checkpoint", str(cuda_checkpoint), "--device", "cuda", "--port", str(port)],
+        cli_command("serve", "--checkpoint", str(cuda_checkpoint), "--device", "cuda",
+                    "--port", str(port)),
         env={**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])},
     )  # fmt: skip
     try:

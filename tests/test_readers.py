@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from corpus_files import (
     write_samm_sheet,
     write_smic_tree,
 )
+from procs import cli_command
 
 
 @pytest.fixture(scope="module")
@@ -390,17 +390,14 @@ def test_cli_smic_with_root_and_clean_error(tmp_path):
     bad = tmp_path / "bad.xlsx"
     bad.write_text("not a spreadsheet")
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from apexmer.cli.main import main; main()",
+        cli_command(
             "data",
             "summary",
             "--corpus",
             "casme2",
             "--coding",
             str(bad),
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,6 +19,7 @@ from apexmer.errors import ApexmerError
 from apexmer.evaluation.protocol import run_loso
 from apexmer.evaluation.runfolder import RunLock
 from manifests import TINY_RUN, write_tiny_manifest
+from procs import cli_command
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 FAST = TINY_RUN
@@ -45,10 +46,6 @@ def _copy(finished: Path, tmp_path: Path) -> Path:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": SRC, "PYTHONUNBUFFERED": "1"}
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from apexmer.cli.main import main; main()", *args]
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
@@ -219,7 +216,7 @@ def test_a_killed_runs_temp_files_are_removed(
 
 
 def _loso_cmd(manifest: Path, out: Path, *sets: str) -> list[str]:
-    return _cli(
+    return cli_command(
         "loso",
         "--data",
         str(manifest),

@@ -29,6 +29,7 @@ from apexmer.preprocess.spotting import (
     stream_curve,
     stream_frames,
 )
+from procs import cli_command
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 N = 40
@@ -229,21 +230,17 @@ def test_symmetric_needs_two_lags_of_frames() -> None:
 @pytest.mark.parametrize("count", [1, 2])
 def test_too_short_clip_gets_advice_for_a_clip_not_a_coding_sheet(tmp_path: Path, count) -> None:
     import subprocess
-    import sys
 
     folder = tmp_path / "upload"
     folder.mkdir()
     for i in range(count):
         cv2.imwrite(str(folder / f"img{i}.jpg"), np.full((40, 40, 3), 90, np.uint8))
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from apexmer.cli.main import main; main()",
+        cli_command(
             "spot",
             "--frames",
             str(folder),
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from manifests import write_tiny_manifest
+from procs import cli_command
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -120,16 +121,12 @@ def _kill_parent_mid_run(cmd: list[str], first_result: str, n_workers: int = 2) 
         _kill_all(workers)
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from apexmer.cli.main import main; main()", *args]
-
-
 @pytest.mark.slow
 def test_loso_process_workers_die_with_a_killed_runner(tmp_path: Path) -> None:
     manifest = write_tiny_manifest(tmp_path / "tiny")
     # 4 folds on 2 workers; a fold of 60 epochs takes a few seconds here.
     sets = ["data.input=diff", "model.name=seresnext_tiny", "data.input_size=32", "train.epochs=60"]
-    cmd = _cli(
+    cmd = cli_command(
         "loso",
         "--data",
         str(manifest),
@@ -151,7 +148,7 @@ def test_preprocess_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     from apexmer.data.synth import write_synthetic_corpus
 
     corpus = write_synthetic_corpus(tmp_path / "corpus", subjects=2, clips_per_subject=16, seed=3)
-    cmd = _cli(
+    cmd = cli_command(
         "preprocess",
         "--corpus",
         "casme2",
