@@ -145,19 +145,27 @@ print(json.dumps({"frames": len(src.numbers), "growth": rss("VmHWM:") - before})
 """
 
 
-def test_iterating_a_long_video_holds_o1_frames(tmp_path: Path) -> None:
-    """400 frames of 640x480 are 369 MB decoded; a stream must hold a few of them."""
-    path = write_video(tmp_path / "long.mp4", 400, size=(640, 480))
+def _run_measure(script: str, *args: str, timeout: int, threads: int | None = None) -> dict:
+    """Run a measuring ``script`` in a fresh interpreter (nothing else loaded, so its
+    memory is its own); the JSON of its last output line."""
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(path)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=True,
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_iterating_a_long_video_holds_o1_frames(tmp_path: Path) -> None:
+    """400 frames of 640x480 are 369 MB decoded; a stream must hold a few of them."""
+    path = write_video(tmp_path / "long.mp4", 400, size=(640, 480))
+    result = _run_measure(MEASURE, str(path), timeout=120)
     assert result["frames"] == 400
     frame_bytes = 640 * 480 * 3
     assert result["growth"] < 60 * frame_bytes, result  # old decode-all: 391 MB, 400 frames
@@ -216,16 +224,7 @@ def test_spotting_a_long_clip_holds_a_window_of_crops(tmp_path: Path) -> None:
     spotting 1,500 frames grows memory by far less than their crops, 10 x s^2 x T bytes
     (156 MB here; the spotter that kept every frame's crops grew by exactly that)."""
     path = write_video(tmp_path / "long.mp4", 1500, size=(320, 240))
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", SPOT, str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=True,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run_measure(SPOT, str(path), timeout=120, threads=1)
     assert result["scored_1500"] == 1500 - 3 and result["side"] >= 90, result
     crops = 10 * result["side"] ** 2 * 1500
     # Measured: 37 kB for 150 and for 1,500 frames (keeping every frame's crops: 156 MB).
@@ -271,16 +270,7 @@ def test_predict_on_a_long_video_stays_bounded(tmp_path: Path) -> None:
         writer.write(cycle[i % len(cycle)])
     writer.release()
     checkpoint = make_checkpoint(tmp_path / "model")
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", PREDICT, str(path), str(checkpoint)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run_measure(PREDICT, str(path), str(checkpoint), timeout=300, threads=1)
     assert result["error"] is None and result["numbers"] == 600
     assert result["apex"] == result["again"]
     # The second prediction in the process: first-call costs (dlib, torch) are paid already.
