@@ -24,7 +24,7 @@ from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.preprocess.spotting import spot_clip
 from apexmer.training.checkpoint import save_checkpoint
-from apexmer.training.inputs import input_metadata
+from apexmer.training.inputs import input_metadata, model_kwargs
 
 CLASSES = ["disgust", "happiness", "others", "repression", "surprise"]
 N_FRAMES, APEX = 20, 9  # the synthetic motion peaks at frame index 9
@@ -271,13 +271,13 @@ def test_cuda_matches_cpu(checkpoint: Path, clip) -> None:
     assert np.allclose(cpu[cols].to_numpy(), gpu[cols].to_numpy(), atol=1e-4)
 
 
-def make_flow_checkpoint(out: Path, flow: dict | None) -> Path:
-    """An untrained STSTNet on onset->apex (u, v, strain) flow at 28 px, 64 px crops;
-    ``flow``: the preprocessing flow settings it records (None: none recorded)."""
+def make_flow_checkpoint(out: Path, flow: dict | None, model: str = "ststnet") -> Path:
+    """An untrained flow network (``model``) on onset->apex (u, v, strain) flow at 28 px,
+    64 px crops; ``flow``: the preprocessing flow settings it records (None: none)."""
     torch.manual_seed(0)
     data = DataConfig(input="flow", input_size=28)
     meta = {
-        "architecture": "ststnet",
+        "architecture": model,
         "classes": CLASSES,
         "num_classes": len(CLASSES),
         "input_size": 28,
@@ -289,7 +289,8 @@ def make_flow_checkpoint(out: Path, flow: dict | None) -> Path:
         "preprocess": {**PreprocessConfig(align=AlignConfig(size=64)).to_dict(), "flow": flow},
         "package_version": "test",
     }
-    return save_checkpoint(create_model("ststnet", num_classes=len(CLASSES)), meta, out)
+    net = create_model(model, num_classes=len(CLASSES), **model_kwargs(model, 3, 28))
+    return save_checkpoint(net, meta, out)
 
 
 def test_flow_model_on_a_new_clip(workdir: Path, clip) -> None:

@@ -27,8 +27,16 @@ with warnings.catch_warnings():  # starlette's notice about its httpx backend
     from fastapi.testclient import TestClient
 
 from apexmer.inference import Predictor
+from apexmer.preprocess.flow import FlowConfig
 from apexmer.serving.app import ServeLimits, create_app, image_dims, sniff_type
-from test_predictor import APEX, CLASSES, make_checkpoint, near_apex, synthetic_clip
+from test_predictor import (
+    APEX,
+    CLASSES,
+    make_checkpoint,
+    make_flow_checkpoint,
+    near_apex,
+    synthetic_clip,
+)
 
 LIMITS = ServeLimits(
     max_upload_bytes=3 * 2**20,
@@ -384,38 +392,6 @@ def test_1080p_upload_stays_in_its_memory_budget(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- flow models
 
 
-def make_flow_checkpoint(out: Path) -> Path:
-    """An untrained SSSNet on (u, v, strain) flow at 28 px, flow settings in its metadata."""
-    from apexmer.config import load_config
-    from apexmer.models.registry import create_model
-    from apexmer.preprocess.align import AlignConfig
-    from apexmer.preprocess.flow import FlowConfig
-    from apexmer.preprocess.pipeline import PreprocessConfig
-    from apexmer.training.checkpoint import save_checkpoint
-    from apexmer.training.inputs import input_metadata, model_kwargs
-
-    data = load_config("flow").data
-    torch.manual_seed(0)
-    model = create_model("sssnet", num_classes=len(CLASSES), **model_kwargs("sssnet", 3, 28))
-    meta = {
-        "architecture": "sssnet",
-        "classes": CLASSES,
-        "num_classes": len(CLASSES),
-        "input_size": 28,
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "frame": "apex",
-        "input": input_metadata(data),
-        "config": {"data": data.model_dump(mode="json"), "train": {"threads": 1}},
-        "preprocess": {
-            **PreprocessConfig(align=AlignConfig(size=64), flow=FlowConfig("dis")).to_dict(),
-            "detector": "dlib",
-        },
-        "package_version": "test",
-    }
-    return save_checkpoint(model, meta, out)
-
-
 def decode_data_url(url: str) -> np.ndarray:
     import base64
 
@@ -425,7 +401,8 @@ def decode_data_url(url: str) -> np.ndarray:
 
 
 def test_flow_model_answer_shows_flow_and_strain(clip, tmp_path: Path) -> None:
-    checkpoint = make_flow_checkpoint(tmp_path / "flow_model")
+    dis = FlowConfig("dis").to_dict()
+    checkpoint = make_flow_checkpoint(tmp_path / "flow_model", dis, model="sssnet")
     predictor = Predictor.from_checkpoint(checkpoint)
     with TestClient(create_app(predictor, LIMITS)) as flow_client:
         model = flow_client.get("/api/model").json()
