@@ -91,7 +91,7 @@ def check_targets(target: torch.Tensor, num_classes: int) -> None:
     """Raise ValueError unless every class index of ``target`` is in [0, num_classes)."""
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
         raise ValueError(
-            f"FocalLoss target out of range [0, {num_classes}): "
+            f"class labels out of range [0, {num_classes}): "
             f"min {int(target.min())}, max {int(target.max())}"
         )
 
