@@ -92,6 +92,12 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield idx
 
 
+def fold_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """A fold's (batch order, augmentation) generators from its seed (the weights use the
+    seed itself). On the CPU: the same draws on any device, alone or packed."""
+    return torch.Generator().manual_seed(seed + 1), torch.Generator().manual_seed(seed + 2)
+
+
 def epoch_batches(
     n: int, batch_size: int, generator: torch.Generator, device: str | torch.device
 ) -> list[torch.Tensor]:
@@ -218,8 +224,7 @@ def _fit(
     # Training data lives on the device for the whole fit: no per-batch host copies.
     x_train, y_train = x_train.to(config.train.device), y_train.to(config.train.device)
     optimizer = build_optimizer(config, model)
-    order_gen = torch.Generator().manual_seed(seed + 1)
-    aug_gen = torch.Generator().manual_seed(seed + 2)  # CPU: same draws on any device
+    order_gen, aug_gen = fold_generators(seed)
     result = FitResult(model=model)
     # The compiled module shares the parameters; the plain one is returned and predicts.
     step_model = torch.compile(model) if config.train.compile else model

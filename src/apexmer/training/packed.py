@@ -49,6 +49,7 @@ from apexmer.training.engine import (
     build_loss,
     build_model,
     epoch_batches,
+    fold_generators,
     predict_proba,
     training_settings,
 )
@@ -537,8 +538,8 @@ class PackedTrainer:
         self.optimizer = PackedOptimizer(list(packed.parameters()), self.k, config)
         # Training data lives on the device for the whole fit: no per-batch host copies.
         self.folds = [dataclasses.replace(fd, x=fd.x.to(device), y=fd.y.to(device)) for fd in folds]
-        self.order_gens = [torch.Generator().manual_seed(fd.seed + 1) for fd in folds]
-        self.aug_gens = [torch.Generator().manual_seed(fd.seed + 2) for fd in folds]
+        gens = [fold_generators(fd.seed) for fd in folds]
+        self.order_gens, self.aug_gens = [g[0] for g in gens], [g[1] for g in gens]
         self.aug = augment_config(config)
         self.total = torch.zeros(self.k, dtype=torch.float64, device=device)  # loss * batch
         self.correct = torch.zeros(self.k, dtype=torch.long, device=device)
