@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apexmer.config import load_config
 from apexmer.errors import ConfigError
+from apexmer.training.engine import build_loss
 from apexmer.training.losses import FocalLoss, class_balanced_alpha
 
 
@@ -111,6 +115,21 @@ def test_class_balanced_alpha() -> None:
     torch.testing.assert_close(class_balanced_alpha([3, 7], beta=0.0), torch.ones(2))
     eff = class_balanced_alpha([99, 63, 32, 28, 27], beta=0.99)
     assert torch.isclose(eff.mean(), torch.tensor(1.0)) and (eff.diff() > 0).all()
-    for bad, kwargs in (([], {}), ([0, 0], {}), ([-1, 2], {}), ([1, 2], {"beta": 1.0})):
+    # inverse square root: weights 1/sqrt(n) normalised to mean 1, between none and balanced
+    sq = class_balanced_alpha([250, 109, 83], power=0.5)
+    expected = torch.tensor([250, 109, 83], dtype=torch.float64) ** -0.5
+    torch.testing.assert_close(sq, (expected / expected.mean()).float())
+    full = class_balanced_alpha([250, 109, 83])
+    assert (sq.max() / sq.min()) ** 2 == pytest.approx(float(full.max() / full.min()), rel=1e-5)
+    bad_cases = (([], {}), ([0, 0], {}), ([-1, 2], {}), ([1, 2], {"beta": 1.0}))
+    for bad, kwargs in (*bad_cases, ([1, 2], {"power": -1.0}), ([1, 2], {"power": math.nan})):
         with pytest.raises(ConfigError):
             class_balanced_alpha(bad, **kwargs)
+
+
+def test_build_loss_weights_follow_the_config() -> None:
+    y = torch.tensor([0] * 8 + [1] * 2)  # counts 8, 2
+    balanced = build_loss(load_config("flow", ["loss.alpha=balanced"]), y, 3).alpha
+    soft = build_loss(load_config("flow", ["loss.alpha=sqrt_balanced"]), y, 3).alpha
+    torch.testing.assert_close(balanced, torch.tensor([0.4, 1.6, 0.0]))
+    torch.testing.assert_close(soft, torch.tensor([2 / 3, 4 / 3, 0.0]))  # 1/sqrt(8) : 1/sqrt(2)

@@ -77,7 +77,8 @@ class ModelConfig(_Strict):
 class LossConfig(_Strict):
     name: Literal["focal", "cross_entropy"] = "focal"
     gamma: float = Field(2.0, ge=0.0)  # open in the paper; Lin et al.'s 2
-    alpha: Literal["none", "balanced"] | list[float] = "none"
+    # balanced: 1 / n_k of each fold's training set; sqrt_balanced: 1 / sqrt(n_k), softer
+    alpha: Literal["none", "balanced", "sqrt_balanced"] | list[float] = "none"
 
 
 class OptimConfig(_Strict):

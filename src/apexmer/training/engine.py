@@ -50,9 +50,9 @@ def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
 
 def build_loss(config: Config, y_train: torch.Tensor, num_classes: int) -> nn.Module:
     alpha = config.loss.alpha
-    if alpha == "balanced":
+    if alpha in ("balanced", "sqrt_balanced"):
         counts = torch.bincount(y_train, minlength=num_classes)
-        alpha_t = class_balanced_alpha(counts)
+        alpha_t = class_balanced_alpha(counts, power=1.0 if alpha == "balanced" else 0.5)
     elif alpha == "none":
         alpha_t = None
     else:

@@ -114,17 +114,23 @@ def _check_alpha(alpha: float | Sequence[float] | torch.Tensor | None) -> torch.
 
 
 def class_balanced_alpha(
-    counts: Sequence[int] | torch.Tensor, beta: float | None = None
+    counts: Sequence[int] | torch.Tensor, beta: float | None = None, power: float = 1.0
 ) -> torch.Tensor:
     """Per-class weights from training-set class counts, normalised to mean 1.
 
-    ``beta=None``: inverse frequency, 1 / n_k. ``beta`` in [0, 1): inverse effective number
-    (1 - beta) / (1 - beta^n_k) of Cui et al. 2019. A class with no samples gets weight 0
-    (it never appears as a target, e.g. absent from a LOSO fold) and is left out of the mean.
+    ``beta=None``: inverse frequency to a power, 1 / n_k^power (``power=1`` is plain inverse
+    frequency; ``0.5``, inverse square root, is the softer weighting of Mahajan et al. 2018
+    and Mikolov et al.'s sub-sampling, which moves the decision boundary less towards the
+    large class than plain inverse frequency does). ``beta`` in [0, 1): inverse effective
+    number (1 - beta) / (1 - beta^n_k) of Cui et al. 2019. A class with no samples gets
+    weight 0 (it never appears as a target, e.g. absent from a LOSO fold) and is left out of
+    the mean.
     """
     n = torch.as_tensor(counts, dtype=torch.float64)
     if n.ndim != 1 or n.numel() == 0 or (n < 0).any() or not torch.isfinite(n).all():
         raise ConfigError(f"class counts must be a non-empty list of counts >= 0, got {counts!r}")
+    if not (math.isfinite(power) and power >= 0):
+        raise ConfigError(f"class-balanced power must be a finite number >= 0, got {power!r}")
     if beta is not None and not 0.0 <= beta < 1.0:
         raise ConfigError(f"class-balanced beta must be in [0, 1), got {beta!r}")
     present = n > 0
@@ -132,7 +138,7 @@ def class_balanced_alpha(
         raise ConfigError("class counts are all zero: no training samples")
     weights = torch.zeros_like(n)
     if beta is None:
-        weights[present] = 1.0 / n[present]
+        weights[present] = n[present] ** -power
     else:
         weights[present] = (1.0 - beta) / (1.0 - beta ** n[present])
     weights[present] /= weights[present].mean()
