@@ -14,16 +14,19 @@ without a row reported as a problem.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from pathlib import Path
 
-from apexmer.data.frames import IMAGE_SUFFIXES
+import numpy as np
+
+from apexmer.data.frames import IMAGE_SUFFIXES, decode_image
 from apexmer.data.labels import class_names, label_map
-from apexmer.data.megc import composite_row, read_megc
+from apexmer.data.megc import SUBJECT_RULES, composite_row, read_megc
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.data.sheets import RowError
-from apexmer.errors import DataError
+from apexmer.errors import DataError, FrameError
 
 LABEL_COLUMNS = ("dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename")
 NEEDED_COLUMNS = ("dataset", "sub", "filename_o", "label")
@@ -78,11 +81,21 @@ def read_flow_images(
     rows = _read_rows(coding)
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if "filename_o" in header:
+        if len(rows) == 1:
+            raise DataError(
+                "the label CSV has a header but no rows", file=coding, fix=FLOW_LABELS_FIX
+            )
         samples, problems = _labelled_rows(coding, rows, label_map("megc", classes))
     else:  # combined_3class_gt.csv: dataset,subject,clip,label without a header
+        _check_separator(coding, rows)
         composite = read_megc(coding, root=None, classes=classes)
         samples = [s.with_(extra={**s.extra, "names": ()}) for s in composite]
         problems = list(composite.problems)
+    if not samples:
+        first = f" (first: {problems[0]})" if problems else ""
+        raise DataError(
+            f"no row of the label CSV is usable{first}", file=coding, fix=FLOW_LABELS_FIX
+        )
     index, problems_index = _index_folder(root)
     problems.extend(problems_index)
     matched: list[Sample] = []
@@ -114,9 +127,18 @@ def read_flow_images(
             )
             continue
         used.add(path)
+        issue = flow_image_issue(path)
+        if issue is not None:  # 0-byte, cut short, grayscale, 4-channel, 16-bit ...
+            problems.append(
+                Problem(str(path), f"{issue.message} Fix: {issue.fix}", row=row, sample=sample.key)
+            )
+            continue
         extra = {k: v for k, v in sample.extra.items() if k != "names"}
         matched.append(sample.with_(flow_path=path, extra=extra))
-    for path in sorted(set(index.values()) - used):
+    # An image named by a row that was rejected (its label, its field count ...) has that
+    # row's problem reported already: it is not also an image "no row names".
+    named = {index[n] for n in _row_stems(rows, header) if n in index}
+    for path in sorted(set(index.values()) - used - named):
         problems.append(
             Problem(
                 str(root),
@@ -126,6 +148,76 @@ def read_flow_images(
         )
     mapping = label_map("megc", classes)
     return SampleSet(matched, class_names(mapping), CODING_VERSION, str(coding), problems)
+
+
+def read_flow_image(path: str | Path) -> np.ndarray:
+    """One (u, v, strain) flow image as stored: 8-bit ``(H, W, 3)``, channels in OpenCV's
+    order (B, G, R = strain, v, u). A missing, empty, cut short or undecodable file, or one
+    that is not 8-bit with three channels (grayscale, with alpha, 16-bit) raises FrameError:
+    such a file cannot hold the three flow channels, and converting it would invent them."""
+    image = decode_image(path)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype != np.uint8 or channels != 3:
+        mode = {1: "grayscale", 2: "grayscale with alpha", 4: "with an alpha channel"}.get(
+            channels, f"{channels} channels"
+        )
+        raise FrameError(
+            f"a flow image holds u, v, strain as 8-bit R, G, B; this one is {image.dtype} "
+            f"{mode} ({channels} channel{'s' * (channels != 1)})",
+            file=path,
+            fix="use the (u, v, strain) image as distributed (8-bit RGB), or delete its row",
+        )
+    return image
+
+
+def flow_image_issue(path: str | Path) -> FrameError | None:
+    """Why the flow image at ``path`` cannot be used (see ``read_flow_image``), or None."""
+    try:
+        read_flow_image(path)
+    except FrameError as exc:
+        return exc
+    return None
+
+
+def _check_separator(coding: Path, rows: list[list[str]]) -> None:
+    """A CSV written with ';' or tab separators reads as one field per row: say so."""
+    if all(len(r) == 1 for r in rows):
+        for sep, name in ((";", "';'"), ("\t", "tabs")):
+            if sep in rows[0][0]:
+                raise DataError(
+                    f"the fields are separated by {name}, not commas",
+                    file=coding,
+                    fix="save the label CSV with comma separators",
+                )
+
+
+def _stem(name: str) -> str:
+    """A file name as the folder index keys it: last path part, no image suffix, no
+    surrounding spaces."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if base.lower().endswith(tuple(IMAGE_SUFFIXES)) else base
+    return stem.strip()
+
+
+def _row_stems(rows: list[list[str]], header: list[str]) -> set[str]:
+    """Every image stem any row of the label CSV could name (accepted or not)."""
+    stems: set[str] = set()
+    labelled = "filename_o" in header
+    for cells in rows[1:] if labelled else rows:
+        cells = [c.strip() for c in cells]
+        if labelled:
+            record = dict(zip(header, cells, strict=False))
+            dataset, sub, clip = (record.get(k, "") for k in ("dataset", "sub", "filename_o"))
+            names = [record.get("imagename", ""), record.get("sub_filename", "")]
+        else:
+            dataset, sub, clip = ([*cells, "", "", ""])[:3]
+            names = []
+        names.append(flow_image_stem(sub, clip))
+        dataset = _DATASET_ALIASES.get(re.sub(r"[^a-z0-9]", "", dataset.lower()), dataset)
+        with contextlib.suppress(KeyError, RowError):  # as normalised for the composite
+            names.append(flow_image_stem(SUBJECT_RULES[dataset](sub), clip))
+        stems.update(_stem(n) for n in names if n)
+    return stems
 
 
 def _read_rows(coding: Path) -> list[list[str]]:
@@ -216,8 +308,6 @@ def _index_folder(root: Path) -> tuple[dict[str, Path], list[Problem]]:
 def _find_image(sample: Sample, index: dict[str, Path]) -> Path | None:
     """The image of one sample: the CSV's own names first, then the published pattern."""
     for name in (*sample.extra.get("names", ()), flow_image_stem(sample.subject, sample.clip)):
-        base = name.replace("\\", "/").rsplit("/", 1)[-1]
-        stem = base.rsplit(".", 1)[0] if base.lower().endswith(tuple(IMAGE_SUFFIXES)) else base
-        if stem.strip() in index:
-            return index[stem.strip()]
+        if _stem(name) in index:
+            return index[_stem(name)]
     return None

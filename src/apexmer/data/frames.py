@@ -149,10 +149,18 @@ def image_end_issue(path: str | Path) -> FrameError | None:
 def read_image(path: str | Path) -> np.ndarray:
     """Read one image file as 8-bit BGR; a missing, cut short or corrupt file raises
     FrameError."""
+    return to_bgr8(decode_image(path), path)
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """One image file as stored (any channel count and bit depth, channels in OpenCV's
+    B, G, R(, A) order); a missing, empty, cut short or corrupt file raises FrameError."""
     path = Path(path)
     if not path.is_file():
         raise FrameError("image file not found", file=path, fix="check the path")
     data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        raise FrameError("the file is empty (0 bytes)", file=path, fix="copy this file again")
     why = cut_short(data[:8].tobytes(), data[-_TAIL:].tobytes(), data.tobytes)
     if why is not None:
         raise FrameError(why, file=path, fix="copy or extract this frame again")
@@ -163,7 +171,7 @@ def read_image(path: str | Path) -> np.ndarray:
             file=path,
             fix="re-extract or replace this frame",
         )
-    return to_bgr8(image, path)
+    return image
 
 
 class FrameSource(Protocol):

@@ -61,8 +61,9 @@ import numpy as np
 import torch
 
 from apexmer.config import Config, DataConfig
+from apexmer.data.arrays import non_finite
 from apexmer.data.crops import frame_path, load_crop, prepare_crop
-from apexmer.data.frames import read_image
+from apexmer.data.flow_images import read_flow_image
 from apexmer.data.sample import Sample
 from apexmer.errors import ConfigError, FrameError
 from apexmer.models.registry import create_model, model_info
@@ -105,7 +106,8 @@ def flow_to_input(
     # for square crops, which is what apexmer and the published flow images have).
     scale = {"u": size / w, "v": size / h, "magnitude": size / np.sqrt(h * w)}
     picked = [flow[:, :, names.index(c)] * scale.get(c, 1.0) for c in channels]
-    return np.stack(picked).astype(np.float16)  # (C, size, size)
+    with np.errstate(over="ignore"):  # beyond float16's range: inf, which callers refuse
+        return np.stack(picked).astype(np.float16)  # (C, size, size)
 
 
 def read_flow_file(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -114,34 +116,58 @@ def read_flow_file(path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     ``.npy``: float (H, W, 2|3|4) in ``FLOW_CHANNELS`` order (``apexmer preprocess`` writes
     float16 (S, S, 4)), signed pixels. An image: 8-bit (u, v, strain) in R, G, B, each
     min-max scaled (STSTNet/HTNet); returned /255 with u and v centred by their median.
-    Raises FrameError for a missing or unreadable file.
+    Raises FrameError for a missing or unreadable file, or one whose values cannot be a
+    flow (``read_flow_npy``, ``read_flow_image``).
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise FrameError("flow file not found", file=path, fix="check flow_path")
-        try:
-            flow = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise FrameError(
-                f"flow file cannot be read ({exc})", file=path, fix="re-run `apexmer preprocess`"
-            ) from None
-        if flow.ndim != 3 or flow.shape[2] not in (2, 3, 4) or flow.dtype.kind != "f":
-            raise FrameError(
-                f"flow array has dtype {flow.dtype} and shape {flow.shape}; expected float "
-                f"(H, W, 2-4) with channels {', '.join(FLOW_CHANNELS)}",
-                file=path,
-                fix="re-run `apexmer preprocess`",
-            )
-        return flow.astype(np.float32), FLOW_CHANNELS[: flow.shape[2]]
-    rgb = read_image(path)[:, :, ::-1].astype(np.float32) / 255.0  # BGR -> (u, v, strain)
+        flow = read_flow_npy(path)
+        return flow, FLOW_CHANNELS[: flow.shape[2]]
+    # BGR -> (u, v, strain); read_flow_image refuses grayscale, alpha and 16-bit files.
+    rgb = read_flow_image(path)[:, :, ::-1].astype(np.float32) / 255.0
     for c in (0, 1):  # zero motion = the median motion (most of the face does not move)
         rgb[:, :, c] -= np.median(rgb[:, :, c])
     return np.ascontiguousarray(rgb), FLOW_IMAGE_CHANNELS
 
 
+def read_flow_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` flow file as float32 ``(H, W, 2-4)``, checked once here: a missing, empty,
+    cut short or pickled file, another shape or dtype, or a NaN/inf value (here or after
+    float32 rounding) raises FrameError naming the file."""
+    fix = "re-run `apexmer preprocess` (or rewrite this flow file), or delete its manifest row"
+    if not path.is_file():
+        raise FrameError("flow file not found", file=path, fix="check flow_path")
+    if path.stat().st_size == 0:
+        raise FrameError("flow file is empty (0 bytes)", file=path, fix=fix)
+    try:
+        flow = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FrameError(f"flow file cannot be read ({exc})", file=path, fix=fix) from None
+    if not isinstance(flow, np.ndarray):  # an .npz archive saved as .npy
+        raise FrameError("flow file is not one array", file=path, fix=fix)
+    if (
+        flow.ndim != 3
+        or flow.shape[2] not in (2, 3, 4)
+        or min(flow.shape[:2]) < 1
+        or flow.dtype.kind != "f"
+    ):
+        raise FrameError(
+            f"flow array has dtype {flow.dtype} and shape {flow.shape}; expected float "
+            f"(H, W, 2-4) with channels {', '.join(FLOW_CHANNELS)}",
+            file=path,
+            fix=fix,
+        )
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, refused below
+        flow = flow.astype(np.float32)
+    bad = non_finite(flow)
+    if bad is not None:
+        raise FrameError(f"flow array has {bad} (as float32)", file=path, fix=fix)
+    return flow
+
+
 def load_flow(path: Path, channels: tuple[str, ...], size: int) -> np.ndarray:
-    """One flow file as the stored input ``(C, size, size)`` float16."""
+    """One flow file as the stored input ``(C, size, size)`` float16; a value that does not
+    fit float16 (beyond +-65504 px after resizing) raises FrameError naming the file."""
     features, names = read_flow_file(path)
     missing = [c for c in channels if c not in names]
     if missing:
@@ -157,7 +183,15 @@ def load_flow(path: Path, channels: tuple[str, ...], size: int) -> np.ndarray:
             file=path,
             fix="set data.flow_channels to channels the files have",
         )
-    return flow_to_input(features, names, channels, size)
+    stored = flow_to_input(features, names, channels, size)
+    bad = non_finite(stored)
+    if bad is not None:
+        raise FrameError(
+            f"flow array has {bad} once stored as float16 (values beyond +-65504 px)",
+            file=path,
+            fix="check how this flow was computed; a face's motion is a few pixels",
+        )
+    return stored
 
 
 # ---------------------------------------------------------------- kinds
