@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from apexmer.config import Config
+from apexmer.errors import NonFiniteTraining
 from apexmer.evaluation.splits import Fold, fold_diagnostics
 from apexmer.preprocess.pipeline import ProgressFn
 from apexmer.training.dataset import ManifestData
@@ -25,16 +26,24 @@ def train_fold(
     """Train on every subject but one, score the held-out one. Returns a JSON-ready dict."""
     train_idx = torch.as_tensor(fold.train_idx)
     x_eval = data.inputs[torch.as_tensor(fold.test_idx)] if config.eval.oracle else None
-    result = fit(
-        config,
-        data.inputs[train_idx],
-        data.labels[train_idx],
-        len(data.classes),
-        seed=seed_for(config, fold.index),
-        x_eval=x_eval,
-        on_epoch=on_epoch,
-    )
+    try:
+        result = fit(
+            config,
+            data.inputs[train_idx],
+            data.labels[train_idx],
+            len(data.classes),
+            seed=seed_for(config, fold.index),
+            x_eval=x_eval,
+            on_epoch=on_epoch,
+        )
+    except NonFiniteTraining as exc:
+        raise exc.named(fold.name, _keys(data, fold)) from None
     return fold_result(data, fold, config, result)
+
+
+def _keys(data: ManifestData, fold: Fold) -> list[str]:
+    """The sample keys of a fold's training set, in its order."""
+    return [data.samples[i].key for i in fold.train_idx]
 
 
 def train_fold_group(
@@ -69,7 +78,11 @@ def train_fold_group(
             row = dict(row)
             on_epoch({**row, "fold": folds[row.pop("pack_index")].index})
 
-    results = fit_packed(config, fold_data, len(data.classes), on_epoch=packed_epoch)
+    try:
+        results = fit_packed(config, fold_data, len(data.classes), on_epoch=packed_epoch)
+    except NonFiniteTraining as exc:
+        fold = folds[exc.pack_index]
+        raise exc.named(fold.name, _keys(data, fold)) from None
     return [fold_result(data, fold, config, res) for fold, res in zip(folds, results, strict=True)]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
-from apexmer.errors import DataError
+from apexmer.errors import DataError, NonFiniteTraining
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.dataset import load_manifest_data
@@ -86,14 +86,17 @@ def train_deployable(
             file=manifest,
             fix="a classifier needs at least two labels",
         )
-    result = fit(
-        config,
-        data.inputs,
-        data.labels,
-        len(data.classes),
-        seed=config.train.seed,
-        on_epoch=on_epoch,
-    )
+    try:
+        result = fit(
+            config,
+            data.inputs,
+            data.labels,
+            len(data.classes),
+            seed=config.train.seed,
+            on_epoch=on_epoch,
+        )
+    except NonFiniteTraining as exc:  # nothing is written
+        raise exc.named(None, [s.key for s in data.samples]) from None
     counts = data.labels.bincount(minlength=len(data.classes)).tolist()
     metadata = {
         "architecture": config.model.name,

@@ -9,6 +9,7 @@ the batch order and the augmentation each draw from their own seeded generator.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from apexmer.config import Config
+from apexmer.errors import NonFiniteTraining
 from apexmer.models.layers import seed_dropout
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
@@ -156,6 +158,43 @@ def train_step(
     return loss.detach(), (logits.argmax(1) == yb).sum()
 
 
+def check_epoch_loss(loss: float, epoch: int, x: torch.Tensor, config: Config) -> None:
+    """Raise NonFiniteTraining when an epoch's mean loss (read once per epoch anyway) is NaN
+    or infinite, naming the first training sample whose network input is not finite. The
+    steps themselves never read anything back (``tests/test_device_sync.py``)."""
+    if not math.isfinite(loss):
+        raise NonFiniteTraining(
+            f"the mean training loss is {loss}", epoch, sample_index=first_non_finite(x, config)
+        )
+
+
+@torch.no_grad()
+def first_non_finite(x: torch.Tensor, config: Config) -> int | None:
+    """The first of stored inputs ``x`` whose network input (normalised, not augmented)
+    holds NaN or inf, or None. Only on the error path: it reads from the device."""
+    for start in range(0, len(x), config.train.eval_batch_size):
+        xb = prepare_batch(x[start : start + config.train.eval_batch_size], config)
+        bad = ~xb.flatten(1).isfinite().all(1)
+        if bool(bad.any()):
+            return start + int(bad.nonzero()[0, 0])
+    return None
+
+
+@torch.no_grad()
+def check_weights(model: nn.Module, epoch: int) -> None:
+    """Raise NonFiniteTraining unless every float parameter and buffer of a trained model is
+    finite (one read, at the end of a fit: the last step's update is not in any loss)."""
+    named = [
+        (name, t)
+        for name, t in (*model.named_parameters(), *model.named_buffers())
+        if t.is_floating_point() and t.numel()
+    ]
+    if not named or bool(torch.stack([t.isfinite().all() for _, t in named]).all()):
+        return
+    first = next(name for name, t in named if not bool(t.isfinite().all()))
+    raise NonFiniteTraining(f"the trained weight {first} holds NaN or inf", epoch)
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarray:
     """Softmax probabilities ``(N, K)`` for stored inputs ``(N, C, S, S)``."""
@@ -202,6 +241,8 @@ def fit(
     """Train a fresh model for ``config.train.epochs`` epochs; the last epoch's model is kept.
 
     With ``x_eval`` (oracle mode only) the probabilities on it are recorded every epoch.
+    A NaN or infinite epoch loss or final weight raises NonFiniteTraining (epoch, and the
+    index of the first training sample whose input is not finite): no model comes back.
     """
     with training_settings(config):
         return _fit(config, x_train, y_train, num_classes, seed, x_eval, on_epoch)
@@ -237,7 +278,9 @@ def _fit(
         }
         if x_eval is not None:
             result.eval_probs.append(predict_proba(model, x_eval, config))
+        check_epoch_loss(row["loss"], epoch, x_train, config)
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(row)
+    check_weights(model, config.train.epochs)
     return result

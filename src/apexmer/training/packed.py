@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from apexmer.config import Config
-from apexmer.errors import ConfigError
+from apexmer.errors import ConfigError, NonFiniteTraining
 from apexmer.models.layers import Dropout
 from apexmer.training.engine import (
     EpochCallback,
@@ -48,6 +48,8 @@ from apexmer.training.engine import (
     autocast,
     build_loss,
     build_model,
+    check_epoch_loss,
+    check_weights,
     epoch_batches,
     fold_generators,
     predict_proba,
@@ -495,12 +497,16 @@ def fit_packed(
     on_epoch: EpochCallback | None = None,
 ) -> list[FitResult]:
     """``engine.fit`` for k folds at once; returns one ``FitResult`` per fold (ordinary
-    models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key."""
+    models, unpacked). ``on_epoch`` receives each fold's row with a ``"pack_index"`` key.
+    A fold's NaN or infinite loss or final weight raises NonFiniteTraining as ``fit`` does,
+    with ``pack_index`` set to that fold's position in ``folds``."""
     with training_settings(config):
         trainer = PackedTrainer(config, folds, num_classes)
         results = [FitResult(model=m) for m in trainer.models]
         for epoch in range(1, config.train.epochs + 1):
             rows = trainer.train_epoch()
+            for f, row in enumerate(rows):  # the epoch's one read (train_epoch) already done
+                _in_fold(f, check_epoch_loss, row["loss"], epoch, trainer.folds[f].x, config)
             last = config.eval.oracle or epoch == config.train.epochs
             models = trainer.unpacked_models() if last else None
             for f, row in enumerate(rows):
@@ -511,7 +517,18 @@ def fit_packed(
                     results[f].eval_probs.append(predict_proba(models[f], x_eval, config))
                 if on_epoch is not None:
                     on_epoch({**row, "pack_index": f})
+        for f, model in enumerate(trainer.models):  # the last epoch's unpacked states
+            _in_fold(f, check_weights, model, config.train.epochs)
         return results
+
+
+def _in_fold(f: int, check: Callable[..., None], *args) -> None:
+    """Run a check of fold ``f``; its NonFiniteTraining carries ``pack_index = f``."""
+    try:
+        check(*args)
+    except NonFiniteTraining as exc:
+        exc.pack_index = f
+        raise
 
 
 class PackedTrainer:
