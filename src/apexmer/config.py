@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -25,6 +26,27 @@ from apexmer.errors import ConfigError
 PRESET_DIR = Path(__file__).parent / "configs"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalization_issue(mean: Any, std: Any) -> str | None:
+    """Why ``(x - mean) / std`` of x in [0, 1] is not finite when computed in float32, as
+    every batch is, or None. Checked in float32, not float64: a denormal std (1e-40) is not
+    zero in float64 but its reciprocal is inf in float32, and every probability NaN."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        m = np.asarray(mean, dtype=np.float64).astype(np.float32)
+        s = np.asarray(std, dtype=np.float64).astype(np.float32)
+        if not np.isfinite(m).all():
+            return f"mean {list(mean)} is not finite in float32"
+        tiny = np.finfo(np.float32).tiny
+        if not (np.isfinite(s).all() and (s >= tiny).all()):
+            return (
+                f"std {list(std)} must be finite and at least {tiny:.3g} in float32 (a zero, "
+                "negative or denormal std gives inf or NaN inputs)"
+            )
+        x = np.array([[0.0], [1.0]], dtype=np.float32)
+        if not np.isfinite((x - m) / s).all():
+            return f"mean {list(mean)} / std {list(std)} overflow float32 on inputs in [0, 1]"
+    return None
 
 
 class _Strict(BaseModel):
@@ -59,6 +81,13 @@ class DataConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"flow_channels {list(v)} repeats a channel")
         return v
+
+    @model_validator(mode="after")
+    def _normalization(self) -> DataConfig:
+        issue = normalization_issue(self.mean, self.std)
+        if issue is not None:
+            raise ValueError(f"data.{issue}")
+        return self
 
     @model_validator(mode="after")
     def _flow_frame(self) -> DataConfig:

@@ -18,9 +18,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from apexmer.config import DataConfig
+from apexmer.config import DataConfig, normalization_issue
 from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
 from apexmer.models.registry import create_model, list_models
@@ -138,8 +139,9 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
         values = meta[key]
         if not (isinstance(values, list) and len(values) == 3 and all(map(_number, values))):
             raise bad(key, "a list of 3 numbers (R, G, B)")
-    if not all(v > 0 for v in meta["std"]):
-        raise bad("std", "3 positive numbers (a zero std divides by zero)")
+    issue = normalization_issue(meta["mean"], meta["std"])
+    if issue is not None:  # in float32, the dtype the inputs are normalised in
+        raise WeightsError(f"{source}: checkpoint metadata {issue}. Fix: {FIX_RETRAIN}")
     frames = typing.get_args(DataConfig.model_fields["frame"].annotation)
     if meta["frame"] not in frames:
         raise bad("frame", f"one of {', '.join(frames)}")
@@ -168,6 +170,14 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
         raise bad("preprocess", f"valid preprocessing settings ({first})") from None
 
 
+def non_finite_tensor(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first float tensor holding NaN or inf, or None."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            return name
+    return None
+
+
 def save_checkpoint(model: nn.Module, metadata: dict[str, Any], path: str | Path) -> Path:
     """Write ``model`` and ``metadata`` to ``path`` (a folder, or a ``.safetensors`` file) and
     ``model.json`` beside it; both atomically. Returns the weights file."""
@@ -178,6 +188,12 @@ def save_checkpoint(model: nn.Module, metadata: dict[str, Any], path: str | Path
         path = path / WEIGHTS_NAME
     meta = validate_metadata({"format_version": FORMAT_VERSION, **metadata}, path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    bad = non_finite_tensor(tensors)
+    if bad is not None:
+        raise WeightsError(
+            f"{path}: not written: weight {bad} holds NaN or inf. Fix: lower optim.lr and "
+            "train again"
+        )
     document = json.dumps(meta, default=str)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", METADATA_KEY: document})
@@ -247,6 +263,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
         raise WeightsError(
             f"{file}: weights cannot be read ({exc}). Fix: copy the file again, or {FIX_RETRAIN}"
         ) from None
+    bad = non_finite_tensor(state)
+    if bad is not None:
+        raise WeightsError(
+            f"{file}: weight {bad} holds NaN or inf; such a model answers NaN. Fix: {FIX_RETRAIN}"
+        )
     kwargs = model_kwargs(
         meta["architecture"], len(meta["input"]["channels"]), int(meta["input_size"])
     )
