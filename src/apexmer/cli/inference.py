@@ -70,8 +70,15 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
         out: Path = typer.Option(..., "--out", help="model folder (model.safetensors, .json)"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
+        allow_missing_classes: bool = typer.Option(
+            False,
+            "--allow-missing-classes",
+            help="train even when a class has no usable sample left (the model never predicts it)",
+        ),
     ) -> None:
-        """Train on ALL subjects and write one self-describing checkpoint for `predict`."""
+        """Train on ALL subjects and write one self-describing checkpoint for `predict`.
+        Samples left out (unreadable or damaged files) are counted and listed in
+        OUT/problems.txt."""
         from apexmer.config import load_config
         from apexmer.training.deploy import train_deployable
 
@@ -84,12 +91,24 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
 
-        meta = train_deployable(data, cfg, out, on_epoch=on_epoch)
-        counts = ", ".join(f"{k} {v}" for k, v in meta["training_data"]["class_counts"].items())
-        typer.echo(
-            f"trained {meta['architecture']} on {meta['training_data']['n_samples']} "
-            f"samples ({counts})"
+        meta = train_deployable(
+            data, cfg, out, on_epoch=on_epoch, allow_missing_classes=allow_missing_classes
         )
+        info = meta["training_data"]
+        counts = ", ".join(f"{k} {v}" for k, v in info["class_counts"].items())
+        typer.echo(f"trained {meta['architecture']} on {info['n_samples']} samples ({counts})")
+        if meta["problems_file"]:
+            typer.echo(
+                f"warning: {len(info['problems'])} data problem(s), samples left out; "
+                f"listed in {meta['problems_file']}",
+                err=True,
+            )
+        if info["classes_without_samples"]:
+            typer.echo(
+                f"warning: no training sample for {', '.join(info['classes_without_samples'])}"
+                " (--allow-missing-classes): the model never predicts it",
+                err=True,
+            )
         typer.echo(f"checkpoint: {meta['checkpoint']}")
 
     @app.command(context_settings={"allow_interspersed_args": True})

@@ -21,6 +21,7 @@ from typing import Any
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
 from apexmer.errors import DataError, NonFiniteTraining
+from apexmer.fileio import write_text
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.dataset import load_manifest_data
@@ -28,6 +29,7 @@ from apexmer.training.engine import fit
 from apexmer.training.inputs import check_model_input, input_metadata
 
 EpochFn = Callable[[dict], None]
+PROBLEMS_NAME = "problems.txt"  # beside the checkpoint: the samples and rows left out
 PREPROCESS_FIX = (
     "the checkpoint must record how its crops were made; build the cache with "
     "`apexmer preprocess`, which writes preprocess.json next to manifest.csv"
@@ -70,12 +72,31 @@ def preprocess_provenance(manifest: str | Path, config: Config) -> dict[str, Any
     return out
 
 
-def train_deployable(
-    manifest: str | Path, config: Config, out: str | Path, *, on_epoch: EpochFn | None = None
-) -> dict[str, Any]:
-    """Train on every sample of ``manifest``; write ``out/model.safetensors`` + ``model.json``.
+def write_problems(out: str | Path, problems: list[str]) -> Path | None:
+    """``out/problems.txt``, one left-out sample or row per line, when there are any (a
+    stale one from an earlier run is removed). Returns its path, or None."""
+    path = Path(out) / PROBLEMS_NAME
+    if not problems:
+        path.unlink(missing_ok=True)
+        return None
+    write_text(path, "".join(f"{p}\n" for p in problems))
+    return path
 
-    Returns the checkpoint metadata (with ``checkpoint`` set to the weights path).
+
+def train_deployable(
+    manifest: str | Path,
+    config: Config,
+    out: str | Path,
+    *,
+    on_epoch: EpochFn | None = None,
+    allow_missing_classes: bool = False,
+) -> dict[str, Any]:
+    """Train on every sample of ``manifest``; write ``out/model.safetensors`` + ``model.json``,
+    and ``out/problems.txt`` listing the samples left out (as ``loso``'s report does).
+
+    A class left with no training sample is refused before training (such a model never
+    predicts it) unless ``allow_missing_classes``. Returns the checkpoint metadata (with
+    ``checkpoint`` set to the weights path and ``problems_file`` to the list, or None).
     """
     check_model_input(config)
     provenance = preprocess_provenance(manifest, config)
@@ -85,6 +106,18 @@ def train_deployable(
             f"only one class ({', '.join(data.classes)}) in the manifest",
             file=manifest,
             fix="a classifier needs at least two labels",
+        )
+    problems = [str(p) for p in data.problems]
+    counts = data.labels.bincount(minlength=len(data.classes)).tolist()
+    empty = [c for c, n in zip(data.classes, counts, strict=True) if n == 0]
+    if empty and not allow_missing_classes:
+        listed = write_problems(out, problems)
+        where = f"; the {len(problems)} left out are listed in {listed}" if listed else ""
+        raise DataError(
+            f"no training sample left for class(es) {', '.join(empty)}{where}",
+            file=manifest,
+            fix="repair those samples' files, or pass --allow-missing-classes to train a "
+            "model that never predicts them",
         )
     try:
         result = fit(
@@ -97,7 +130,6 @@ def train_deployable(
         )
     except NonFiniteTraining as exc:  # nothing is written
         raise exc.named(None, [s.key for s in data.samples]) from None
-    counts = data.labels.bincount(minlength=len(data.classes)).tolist()
     metadata = {
         "architecture": config.model.name,
         "classes": list(data.classes),
@@ -117,10 +149,12 @@ def train_deployable(
             "subjects": sorted(set(data.groups)),
             "class_counts": dict(zip(data.classes, counts, strict=True)),
             "data_digest": data.digest,
-            "problems": [str(p) for p in data.problems],
+            "problems": problems,
+            "classes_without_samples": empty,
         },
         "history": result.history,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = save_checkpoint(result.model.cpu(), metadata, out)
-    return {**metadata, "checkpoint": str(path)}
+    listed = write_problems(path.parent, problems)
+    return {**metadata, "checkpoint": str(path), "problems_file": str(listed) if listed else None}
