@@ -195,10 +195,17 @@ def register(app: typer.Typer) -> None:
         """Spot, align and crop every sample, compute its optical flow; write manifest.csv
         and problems.csv."""
         from apexmer.data.readers import read_corpus
+        from apexmer.errors import ConfigError, DataError
         from apexmer.preprocess.align import AlignConfig
         from apexmer.preprocess.flow import FlowConfig
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
+        if corpus.strip().lower() == "megc-flow":  # flows already made: nothing to preprocess
+            raise ConfigError(
+                "--corpus megc-flow: flow images need `apexmer data manifest --corpus "
+                "megc-flow`, not preprocess. Fix: apexmer data manifest --corpus megc-flow "
+                "--coding LABELS.csv --root FLOW_FOLDER --out manifest.csv"
+            )
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
@@ -220,6 +227,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"problems: {result.problems_csv}")
         if warned := sum(p.is_warning for p in result.problems):
             typer.echo(f"{warned} warnings (samples kept, flagged): {result.problems_csv}")
+        if result.n_ok == 0:  # a job that produced nothing is not a success (exit 2)
+            errors = [str(p) for p in result.problems if not p.is_warning]
+            first, _, fix = (errors[0] if errors else "").partition(" Fix: ")
+            raise DataError(
+                "no sample was preprocessed; every problem is listed there"
+                + (f". The first: {first.rstrip('.')}." if first else "."),
+                file=result.problems_csv,
+                fix=fix or "fix the first problem and run again (finished samples are kept)",
+            )
 
 
 def _spot_eval_long(
