@@ -39,8 +39,12 @@ def load_inputs(
         try:
             arrays.append(kind.from_sample(sample, data))
         except FrameError as exc:
+            # The problem names the file once (its ``file``), then what is wrong and the fix.
+            message = str(exc) if exc.file is None else exc.message
+            if exc.file is not None and exc.fix:
+                message += f" Fix: {exc.fix}"
             problems.append(
-                Problem(file=exc.file or sample.key, sample=sample.key, message=str(exc))
+                Problem(file=exc.file or sample.key, sample=sample.key, message=message)
             )
             continue
         kept.append(i)
