@@ -22,7 +22,7 @@ from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Sample, SampleSet
 from apexmer.errors import DataError, FrameError
 from apexmer.training.dataset import load_manifest_data
-from apexmer.training.inputs import load_flow
+from apexmer.training.inputs import get_input, load_flow
 
 CHANNELS = ("u", "v", "strain")
 FLOW = ["data.input=flow", "data.flow_channels=[u,v,strain]", "data.input_size=28"]
@@ -290,3 +290,14 @@ def test_a_row_rejected_for_its_label_is_reported_once(tmp_path, header) -> None
     assert len(samples) == 2
     assert len(samples.problems) == 1, [str(p) for p in samples.problems]
     assert "'7'" in samples.problems[0].message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e6], ids=["nan", "inf", "beyond-float16"])
+def test_a_clip_flow_with_a_non_finite_value_is_refused(bad: float) -> None:
+    """The Predictor's path (a flow computed on a new clip) gets the files' check."""
+    features = np.zeros((28, 28, 4), np.float32)
+    features[7, 9, 1] = bad
+    data = load_config("demo", FLOW).data
+    with pytest.raises(DataError, match="non-finite") as err:
+        get_input("flow").from_features(features, data)
+    assert "flow" in str(err.value) and "Fix:" in str(err.value)

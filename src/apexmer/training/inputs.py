@@ -65,7 +65,7 @@ from apexmer.data.arrays import non_finite
 from apexmer.data.crops import frame_path, load_crop, prepare_crop
 from apexmer.data.flow_images import read_flow_image
 from apexmer.data.sample import Sample
-from apexmer.errors import ConfigError, FrameError
+from apexmer.errors import ConfigError, DataError, FrameError
 from apexmer.models.registry import create_model, model_info
 from apexmer.preprocess.flow import FLOW_CHANNELS
 from apexmer.preprocess.pipeline import ClipResult
@@ -297,8 +297,16 @@ class FlowInput(InputKind):
             )
         # Rounded to float16 as preprocessing stores it: a clip gives the same array here
         # as from the files written for it.
-        features = features.astype(np.float16).astype(np.float32)
-        return flow_to_input(features, FLOW_CHANNELS, self.channels(data), data.input_size)
+        with np.errstate(over="ignore"):  # beyond float16: inf, refused below
+            features = features.astype(np.float16).astype(np.float32)
+        stored = flow_to_input(features, FLOW_CHANNELS, self.channels(data), data.input_size)
+        bad = non_finite(stored)
+        if bad is not None:  # the same check as a flow file's (load_flow)
+            raise DataError(
+                f"the clip's onset->{data.frame} flow has {bad} as float16",
+                fix="check the clip's frames (a face's motion is a few pixels)",
+            )
+        return stored
 
     def from_sample(self, sample: Sample, data: DataConfig) -> np.ndarray:
         field = FLOW_FIELDS[data.frame]
