@@ -301,3 +301,18 @@ def test_a_clip_flow_with_a_non_finite_value_is_refused(bad: float) -> None:
     with pytest.raises(DataError, match="non-finite") as err:
         get_input("flow").from_features(features, data)
     assert "flow" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_data_summary_of_a_manifest_reports_every_damaged_file(tmp_path) -> None:
+    """The "check first" step reads each file as training will and lists the bad ones."""
+    manifest, samples = write_npy_manifest(tmp_path)
+    for sample, how in zip(samples, DAMAGE, strict=False):
+        _damage(sample.flow_path, how)
+    result = CliRunner().invoke(
+        app, ["data", "summary", "--corpus", "manifest", "--coding", str(manifest)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"samples         {len(samples) - len(DAMAGE)}" in result.output
+    assert f"problems        {len(DAMAGE)}" in result.output
+    for sample in samples[: len(DAMAGE)]:
+        assert str(sample.flow_path) in result.output

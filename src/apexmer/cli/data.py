@@ -55,7 +55,12 @@ def summary(
             )
         _long_summary(corpus, coding, root, as_json)
         return
-    info = read_corpus(corpus, coding=coding, root=root, classes=classes, layout=layout).summary()
+    samples = read_corpus(corpus, coding=coding, root=root, classes=classes, layout=layout)
+    if corpus.lower() == "manifest":  # the files training will read, checked as it checks them
+        from apexmer.training.dataset import check_manifest_files
+
+        samples = check_manifest_files(samples)
+    info = samples.summary()
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

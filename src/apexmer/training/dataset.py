@@ -16,10 +16,20 @@ import numpy as np
 import torch
 
 from apexmer.config import DataConfig
+from apexmer.data.crops import FRAME_FIELDS
+from apexmer.data.frames import read_image
 from apexmer.data.manifest import read_manifest
-from apexmer.data.sample import Problem, Sample
+from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import DataError, FrameError
-from apexmer.training.inputs import get_input
+from apexmer.training.inputs import FLOW_FIELDS, get_input, read_flow_file
+
+
+def file_problem(sample: Sample, exc: FrameError) -> Problem:
+    """A sample left out for a bad file: the file named once, then what is wrong and the fix."""
+    if exc.file is None:
+        return Problem(file=sample.key, sample=sample.key, message=str(exc))
+    message = exc.message + (f" Fix: {exc.fix}" if exc.fix else "")
+    return Problem(file=exc.file, sample=sample.key, message=message)
 
 
 def load_inputs(
@@ -39,19 +49,38 @@ def load_inputs(
         try:
             arrays.append(kind.from_sample(sample, data))
         except FrameError as exc:
-            # The problem names the file once (its ``file``), then what is wrong and the fix.
-            message = str(exc) if exc.file is None else exc.message
-            if exc.file is not None and exc.fix:
-                message += f" Fix: {exc.fix}"
-            problems.append(
-                Problem(file=exc.file or sample.key, sample=sample.key, message=message)
-            )
+            problems.append(file_problem(sample, exc))
             continue
         kept.append(i)
     if not arrays:
         c, s = len(kind.channels(data)), data.input_size
         return torch.empty((0, c, s, s), dtype=kind.dtype), kept, problems
     return torch.from_numpy(np.stack(arrays)), kept, problems
+
+
+def check_manifest_files(sample_set: SampleSet) -> SampleSet:
+    """Read every file each sample names (crops with ``read_image``, flows with
+    ``read_flow_file``: the checks training applies) and move a sample with a bad one into
+    ``problems``; what ``apexmer data summary --corpus manifest`` reports before a run."""
+    kept: list[Sample] = []
+    problems = list(sample_set.problems)
+    for sample in sample_set.samples:
+        try:
+            for field in (*FRAME_FIELDS.values(), *FLOW_FIELDS.values()):
+                path = getattr(sample, field)
+                if path is None:
+                    continue
+                if field in FLOW_FIELDS.values():
+                    read_flow_file(path)
+                else:
+                    read_image(path)
+        except FrameError as exc:
+            problems.append(file_problem(sample, exc))
+            continue
+        kept.append(sample)
+    return SampleSet(
+        kept, sample_set.classes, sample_set.coding_version, sample_set.source, problems
+    )
 
 
 @dataclass
