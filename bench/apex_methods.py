@@ -23,8 +23,8 @@ import torch
 
 from apexmer.data.frames import ArrayFrames
 from apexmer.data.synth import AU_CODES, FIVE_CLASSES, render_clip, subject_identity
-from apexmer.preprocess.landmarks import get_detector
-from apexmer.preprocess.spotting import SpotConfig, spot_clip
+from apexmer.face.landmarks import get_detector
+from apexmer.spotting.apex import SpotConfig, spot_clip
 
 METHODS = {
     "paper (eq. 5-6, default)": SpotConfig(),

@@ -32,7 +32,8 @@ import numpy as np
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import base_face, write_synthetic_corpus
-from apexmer.preprocess.align import AlignConfig, align_face, face_mask, transform_points
+from apexmer.face.align import AlignConfig, align_face, face_mask, transform_points
+from apexmer.face.landmarks import get_detector
 from apexmer.preprocess.flow import (
     DISParams,
     FarnebackParams,
@@ -44,7 +45,6 @@ from apexmer.preprocess.flow import (
     remove_global_motion,
     warp_by_flow,
 )
-from apexmer.preprocess.landmarks import get_detector
 from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
 
 SIZE = 224

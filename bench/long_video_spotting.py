@@ -34,7 +34,7 @@ import torch
 from apexmer.data.frames import FolderFrames, iter_frames, list_frames, open_frames
 from apexmer.data.synth_long import write_long_corpus
 from apexmer.evaluation.intervals import Span, pool_scores, score_video
-from apexmer.preprocess.landmarks import get_detector
+from apexmer.face.landmarks import get_detector
 from apexmer.spotting import IntervalConfig, spot_intervals
 from apexmer.spotting.intervals import intervals_from_motion
 

@@ -50,8 +50,8 @@ def write_checkpoint(out: Path) -> Path:
     import torch
 
     from apexmer.config import DataConfig
+    from apexmer.face.align import AlignConfig
     from apexmer.models.registry import create_model
-    from apexmer.preprocess.align import AlignConfig
     from apexmer.preprocess.pipeline import PreprocessConfig
     from apexmer.training.checkpoint import save_checkpoint
     from apexmer.training.inputs import input_metadata

@@ -23,9 +23,9 @@ import torch
 
 import apexmer.preprocess.pipeline as pipeline
 from apexmer.data.synth import make_identity, render_clip
+from apexmer.face.align import AlignConfig
 from apexmer.inference import Predictor
 from apexmer.models.registry import create_model
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 
 STAGES = ("decode", "landmarks", "spotting", "alignment", "network", "total")

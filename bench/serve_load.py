@@ -27,9 +27,9 @@ import torch
 import uvicorn
 
 from apexmer.data.synth import make_identity, render_clip
+from apexmer.face.align import AlignConfig
 from apexmer.inference import Predictor
 from apexmer.models.registry import create_model
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.serving.app import ServeLimits, create_app
 

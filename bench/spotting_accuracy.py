@@ -17,8 +17,8 @@ import pandas as pd
 
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.synth import write_synthetic_corpus
-from apexmer.preprocess.spot_eval import evaluate_spotting, spotting_scores
-from apexmer.preprocess.spotting import SpotConfig
+from apexmer.spotting.apex import SpotConfig
+from apexmer.spotting.apex_eval import evaluate_spotting, spotting_scores
 
 SETTINGS = {
     "paper (backward, offset term)": SpotConfig(),

@@ -21,8 +21,9 @@ import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from apexmer.data.frames import ArrayFrames, FolderFrames  # noqa: E402
-from apexmer.preprocess import SpotConfig, get_detector, spot_clip  # noqa: E402
-from apexmer.preprocess.spotting import curve_from_crops, roi_boxes, spot_apex  # noqa: E402
+from apexmer.face import get_detector  # noqa: E402
+from apexmer.spotting import SpotConfig, spot_clip  # noqa: E402
+from apexmer.spotting.apex import curve_from_crops, roi_boxes, spot_apex  # noqa: E402
 
 cv2.setNumThreads(1)
 

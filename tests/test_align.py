@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apexmer.errors import ConfigError
-from apexmer.preprocess import (
+from apexmer.face import (
     AlignConfig,
     align_face,
     face_mask,

@@ -14,8 +14,8 @@ from apexmer.cli.main import app
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.frames import open_frames
 from apexmer.errors import ApexmerError, ConfigError
-from apexmer.preprocess.align import AlignConfig
-from apexmer.preprocess.landmarks import get_detector
+from apexmer.face.align import AlignConfig
+from apexmer.face.landmarks import get_detector
 from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
 
 SMALL = AlignConfig(size=48)
@@ -103,7 +103,7 @@ def flagged(corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
 
 
 def test_spot_eval_does_not_score_a_flagged_apex(corpus, flagged) -> None:
-    from apexmer.preprocess.spot_eval import evaluate_spotting
+    from apexmer.spotting.apex_eval import evaluate_spotting
 
     samples = read_casme2(flagged[0], root=corpus.frames_root, classes="all")
     table = evaluate_spotting(samples).set_index("key")

@@ -18,9 +18,9 @@ from apexmer.data.crops import load_crop
 from apexmer.data.manifest import read_manifest
 from apexmer.data.synth import CODING_NAME, FRAMES_DIR, write_synthetic_corpus
 from apexmer.errors import DataError, WeightsError
+from apexmer.face.align import AlignConfig
 from apexmer.inference import Predictor, crop_to_input
 from apexmer.models.registry import create_model
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 from apexmer.training.checkpoint import (
     FORMAT_VERSION,

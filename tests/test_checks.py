@@ -102,7 +102,7 @@ def test_data_summary_reports_a_cut_frame_inside_the_clip(tmp_path: Path) -> Non
 
 
 def test_preprocessing_reports_a_cut_frame(tmp_path: Path) -> None:
-    from apexmer.preprocess.align import AlignConfig
+    from apexmer.face.align import AlignConfig
     from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
     rows = [dict(subject=1, filename="EP02_01f", onset=10, apex=15, offset=25)]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from apexmer.data.synth import base_face
 from apexmer.errors import ConfigError
-from apexmer.preprocess.align import AlignConfig, align_face, face_mask, transform_points
+from apexmer.face.align import AlignConfig, align_face, face_mask, transform_points
 from apexmer.preprocess.flow import (
     FLOW_CHANNELS,
     FarnebackParams,

@@ -20,7 +20,7 @@ from apexmer.data.frames import (
     open_frames,
 )
 from apexmer.errors import FrameError
-from apexmer.preprocess.spotting import SpotConfig, curve_from_crops
+from apexmer.spotting.apex import SpotConfig, curve_from_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,9 +194,9 @@ SPOT = """
 import json, sys
 from apexmer.data.frames import VideoFrames
 from apexmer.data.synth import make_identity
-from apexmer.preprocess.landmarks import FaceLandmarks
-from apexmer.preprocess.rois import roi_boxes
-from apexmer.preprocess.spotting import SpotConfig, spot_clip
+from apexmer.face.landmarks import FaceLandmarks
+from apexmer.face.rois import roi_boxes
+from apexmer.spotting.apex import SpotConfig, spot_clip
 
 def rss(field):
     for line in open("/proc/self/status"):

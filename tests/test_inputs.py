@@ -27,10 +27,10 @@ from apexmer.errors import ConfigError, DataError
 from apexmer.evaluation.folds import train_fold, train_fold_group
 from apexmer.evaluation.protocol import run_loso
 from apexmer.evaluation.splits import loso_folds
+from apexmer.face.align import AlignConfig
+from apexmer.face.landmarks import get_detector
 from apexmer.inference import Predictor
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.flow import FlowConfig, flow_features
-from apexmer.preprocess.landmarks import get_detector
 from apexmer.preprocess.pipeline import (
     ClipResult,
     PreprocessConfig,

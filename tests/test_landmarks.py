@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from apexmer.errors import ApexmerError, ConfigError
-from apexmer.preprocess import landmarks as lm
-from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+from apexmer.face import landmarks as lm
+from apexmer.face.landmarks import FaceLandmarks, LandmarkDetector, get_detector
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 # eye centres (36-41, 42-47) on the original 512x600 photo, read off dlib once
@@ -133,5 +133,5 @@ def test_missing_model_package_says_how_to_install(monkeypatch: pytest.MonkeyPat
 
 
 def test_dlib_is_imported_lazily() -> None:
-    code = "import sys, apexmer.preprocess; assert 'dlib' not in sys.modules"
+    code = "import sys, apexmer.preprocess, apexmer.spotting; assert 'dlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

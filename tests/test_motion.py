@@ -1,4 +1,4 @@
-"""ROI motion (preprocess/motion.py) on a real face photograph under known warps."""
+"""ROI motion (spotting/motion.py) on a real face photograph under known warps."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from apexmer.data.frames import ArrayFrames
 from apexmer.data.synth import expression_field, subject_identity
 from apexmer.errors import ConfigError
-from apexmer.preprocess.landmarks import get_detector
-from apexmer.preprocess.motion import (
+from apexmer.face.landmarks import get_detector
+from apexmer.face.rois import ROIS
+from apexmer.spotting.motion import (
     LIDS,
     LandmarkTracker,
     MotionConfig,
@@ -24,7 +25,6 @@ from apexmer.preprocess.motion import (
     video_motion,
     work_scale,
 )
-from apexmer.preprocess.rois import ROIS
 
 MOUTH = [i for i, (name, _) in enumerate(ROIS) if name.startswith("mouth")]
 BROWS = [i for i, (name, _) in enumerate(ROIS) if name.startswith("brow")]
@@ -197,7 +197,7 @@ def test_motion_apex_spotter_finds_the_coded_apex(tmp_path) -> None:
 
     from apexmer.cli.main import app
     from apexmer.data.synth import render_clip
-    from apexmer.preprocess.spotting import SpotConfig, spot_clip
+    from apexmer.spotting.apex import SpotConfig, spot_clip
 
     face = subject_identity(2, 1)
     rng = np.random.default_rng(5)
@@ -218,7 +218,7 @@ def test_motion_apex_spotter_finds_the_coded_apex(tmp_path) -> None:
 
 def test_spot_method_option_travels_with_the_preprocessing_settings() -> None:
     from apexmer.preprocess.pipeline import PreprocessConfig
-    from apexmer.preprocess.spotting import SpotConfig
+    from apexmer.spotting.apex import SpotConfig
 
     config = PreprocessConfig(spot=SpotConfig(method="motion"))
     assert PreprocessConfig.from_dict(config.to_dict()).spot.method == "motion"

@@ -17,9 +17,9 @@ from apexmer.cli.main import app
 from apexmer.data.casme2 import read_casme2
 from apexmer.data.manifest import read_manifest
 from apexmer.data.synth import write_synthetic_corpus
+from apexmer.face.align import AlignConfig
 from apexmer.fileio import write_json
 from apexmer.preprocess import pipeline
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.flow import FLOW_CHANNELS, FlowConfig, compute_flow
 from apexmer.preprocess.pipeline import PreprocessConfig, mid_frame, preprocess_corpus
 
@@ -282,7 +282,7 @@ def test_bad_settings_are_refused_before_a_cache_exists(tmp_path: Path) -> None:
 
 
 def test_spotting_scores_without_clips_are_json_null() -> None:
-    from apexmer.preprocess.spot_eval import spotting_scores
+    from apexmer.spotting.apex_eval import spotting_scores
 
     scores = spotting_scores([None, float("nan")])
     assert scores["n"] == 0 and json.loads(json.dumps(scores))["mae"] is None
@@ -334,7 +334,7 @@ def test_flow_files_missing_are_redone_to_identical_files(
 
 def test_flow_uses_the_apex_transform_for_both_frames_whatever_align_per(corpus) -> None:
     from apexmer.data.frames import open_frames
-    from apexmer.preprocess.landmarks import get_detector
+    from apexmer.face.landmarks import get_detector
 
     samples = read_casme2(corpus.coding, root=corpus.frames_root, classes="all")
     sample = samples.samples[1]

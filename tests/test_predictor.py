@@ -17,12 +17,12 @@ from apexmer.config import DataConfig
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import make_identity, render_clip
 from apexmer.errors import ApexmerError, FrameError
+from apexmer.face.align import AlignConfig
 from apexmer.inference import Predictor, find_clips
 from apexmer.models.registry import create_model
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
-from apexmer.preprocess.spotting import spot_clip
+from apexmer.spotting.apex import spot_clip
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.inputs import input_metadata, model_kwargs
 

@@ -13,17 +13,9 @@ from hypothesis import strategies as st
 
 from apexmer.data.frames import ArrayFrames
 from apexmer.errors import ConfigError, DataError, NoFaceError
-from apexmer.preprocess import (
-    ROIS,
-    FaceLandmarks,
-    SpotConfig,
-    get_detector,
-    intensity_curve,
-    roi_boxes,
-    spot_apex,
-    spot_clip,
-)
-from apexmer.preprocess.spotting import (
+from apexmer.face import ROIS, FaceLandmarks, get_detector, roi_boxes
+from apexmer.spotting import SpotConfig, intensity_curve, spot_apex, spot_clip
+from apexmer.spotting.apex import (
     CURVE_BLOCK_BYTES,
     curve_from_crops,
     stream_curve,
@@ -219,7 +211,7 @@ def test_symmetric_denominator_spots_the_peak_without_phase_shift(base, face, pe
 def test_symmetric_needs_two_lags_of_frames() -> None:
     from apexmer.data.frames import ArrayFrames
     from apexmer.errors import DataError
-    from apexmer.preprocess.landmarks import FaceLandmarks
+    from apexmer.face.landmarks import FaceLandmarks
 
     clip = ArrayFrames([np.full((60, 60, 3), i, np.uint8) for i in range(6)])
     face = FaceLandmarks(box=(0, 0, 60, 60), points=np.full((68, 2), 30, np.float32))
@@ -329,7 +321,7 @@ def test_spot_clip_curve_equals_the_reference_on_a_video(
     """spot_clip reads the video forward (twice with the offset term) and holds a window of
     crops: its curve equals curve_from_crops on the crops of every frame."""
     from apexmer.data.frames import VideoFrames
-    from apexmer.preprocess.rois import crop_rois
+    from apexmer.face.rois import crop_rois
 
     rng = np.random.default_rng(4)
     path = tmp_path / "clip.avi"

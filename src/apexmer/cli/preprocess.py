@@ -22,7 +22,7 @@ def _spot_config(
     denominator: str = "backward",
     method: str = "paper",
 ):
-    from apexmer.preprocess.spotting import SpotConfig
+    from apexmer.spotting.apex import SpotConfig
 
     return SpotConfig(
         offset_term=offset_term,
@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Spot the apex frame of one clip."""
         from apexmer.data.frames import open_frames
-        from apexmer.preprocess.landmarks import get_detector
-        from apexmer.preprocess.spotting import spot_clip
+        from apexmer.face.landmarks import get_detector
+        from apexmer.spotting.apex import spot_clip
 
         with open_frames(frames) as src:
             res = spot_clip(
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         from apexmer.data.readers import read_corpus
         from apexmer.errors import DataError
         from apexmer.fileio import write_text
-        from apexmer.preprocess.spot_eval import (
+        from apexmer.spotting.apex_eval import (
             evaluate_spotting,
             plot_spotting_errors,
             spotting_scores,
@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
         and problems.csv."""
         from apexmer.data.readers import read_corpus
         from apexmer.errors import ConfigError, DataError
-        from apexmer.preprocess.align import AlignConfig
+        from apexmer.face.align import AlignConfig
         from apexmer.preprocess.flow import FlowConfig
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
@@ -273,7 +273,7 @@ def _spot_eval_long(
     else:
         if root is None:
             raise ConfigError("pass --root (the frames) to run the spotter, or --spotted CSV")
-        from apexmer.preprocess.landmarks import get_detector
+        from apexmer.face.landmarks import get_detector
         from apexmer.spotting.intervals import IntervalConfig
 
         config = IntervalConfig()

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Spot expression intervals (onset, apex, offset; micro or macro) in a long video."""
         from apexmer.data.frames import open_frames
-        from apexmer.preprocess.landmarks import get_detector
+        from apexmer.face.landmarks import get_detector
         from apexmer.spotting import IntervalConfig, spot_intervals
 
         config = IntervalConfig(threshold=threshold)

@@ -38,8 +38,8 @@ from apexmer.evaluation.intervals import (
     pool_scores,
     score_video,
 )
+from apexmer.face.landmarks import LandmarkDetector
 from apexmer.fileio import write_json
-from apexmer.preprocess.landmarks import LandmarkDetector
 from apexmer.spotting.intervals import (
     IntervalConfig,
     SpottedInterval,

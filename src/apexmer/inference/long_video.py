@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from apexmer.data.frames import FrameSource
-from apexmer.preprocess.landmarks import LandmarkDetector
+from apexmer.face.landmarks import LandmarkDetector
 from apexmer.spotting.intervals import IntervalConfig, IntervalSpotResult, spot_intervals
 
 CLASSIFIED_KINDS = ("micro",)  # the checkpoint was trained on micro-expressions

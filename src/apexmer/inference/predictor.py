@@ -11,7 +11,7 @@ the same code that loads training data) and normalised exactly as in training. T
 of all clips go through the network as one batch.
 
 Memory: a video is streamed (``apexmer.data.frames.VideoFrames``), never decoded whole,
-and so is spotting (``preprocess.spotting.stream_curve``: onset..offset read forward, twice
+and so is spotting (``spotting.apex.stream_curve``: onset..offset read forward, twice
 with the paper's offset term). Per clip, prediction holds a few decoded frames, the 10
 uint8 ROI crops (10 x s^2 bytes, s half the eye distance) of a window of frames, one
 float32 block of the curve and the lag frames either side (``stream_frames``: ~2 MB), plus
@@ -43,9 +43,9 @@ from apexmer.config import DataConfig, build_config
 from apexmer.data.crops import prepare_crop
 from apexmer.data.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, FrameSource, open_frames
 from apexmer.errors import ApexmerError, DataError, WeightsError
+from apexmer.face.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.inference.long_video import recognise_intervals
 from apexmer.preprocess.flow import FlowConfig
-from apexmer.preprocess.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, get_detector
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
 from apexmer.spotting.intervals import IntervalConfig
 from apexmer.training.checkpoint import load_checkpoint, with_legacy_input

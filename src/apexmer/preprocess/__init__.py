@@ -1,25 +1,30 @@
-"""Preprocessing: 68 landmarks, apex spotting, face alignment and crop.
+"""Preprocessing a corpus: the resumable job that spots the apex, aligns and crops the
+face and computes the optical flow of every sample, writing a manifest.
 
-dlib is imported only when a dlib detector first runs.
+The stages it calls live in their own packages: ``apexmer.face`` (landmarks, alignment,
+ROIs) and ``apexmer.spotting`` (apex spotting). Their names are re-exported here, and the
+modules' old paths (``MOVED``) still import, so code written for earlier versions works.
 """
 
-from apexmer.preprocess.align import (
+import importlib
+import sys
+
+from apexmer.face import (
+    DETECTORS,
+    ROIS,
     AlignConfig,
+    FaceLandmarks,
+    LandmarkDetector,
     align_face,
     face_mask,
+    get_detector,
     invert_affine,
+    register_detector,
+    roi_boxes,
     similarity_from_landmarks,
     transform_points,
 )
-from apexmer.preprocess.landmarks import (
-    DETECTORS,
-    FaceLandmarks,
-    LandmarkDetector,
-    get_detector,
-    register_detector,
-)
-from apexmer.preprocess.rois import ROIS, roi_boxes
-from apexmer.preprocess.spotting import (
+from apexmer.spotting.apex import (
     SpotConfig,
     SpotResult,
     intensity_curve,
@@ -27,8 +32,22 @@ from apexmer.preprocess.spotting import (
     spot_clip,
 )
 
+# Old module path -> where it lives now (moved in 0.3 so that spotting has one home).
+MOVED = {
+    "apexmer.preprocess.landmarks": "apexmer.face.landmarks",
+    "apexmer.preprocess.align": "apexmer.face.align",
+    "apexmer.preprocess.rois": "apexmer.face.rois",
+    "apexmer.preprocess.spotting": "apexmer.spotting.apex",
+    "apexmer.preprocess.motion": "apexmer.spotting.motion",
+    "apexmer.preprocess.spot_eval": "apexmer.spotting.apex_eval",
+}
+for _old, _new in MOVED.items():
+    sys.modules.setdefault(_old, importlib.import_module(_new))
+    setattr(sys.modules[__name__], _old.rsplit(".", 1)[1], sys.modules[_old])
+
 __all__ = [
     "DETECTORS",
+    "MOVED",
     "ROIS",
     "AlignConfig",
     "FaceLandmarks",

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from apexmer.errors import ConfigError
-from apexmer.preprocess.landmarks import NOSE_BRIDGE, NOSE_WINGS
+from apexmer.face.landmarks import NOSE_BRIDGE, NOSE_WINGS
 
 FLOW_CHANNELS = ("u", "v", "strain", "magnitude")
 FlowAlgorithm = Literal["tvl1", "dis", "farneback"]

@@ -21,10 +21,8 @@ the same files. A record is redone when one of its files is missing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,17 +35,17 @@ from apexmer.data.frames import FrameSource, open_frames
 from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import ApexmerError, ConfigError, NoFaceError
-from apexmer.fileio import atomic_path, write_json, write_text
-from apexmer.preprocess.align import AlignConfig, align_face, transform_points
-from apexmer.preprocess.flow import FlowConfig, flow_to_color, pair_features
-from apexmer.preprocess.landmarks import (
+from apexmer.face.align import AlignConfig, align_face, transform_points
+from apexmer.face.landmarks import (
     DETECTORS,
     FaceLandmarks,
     LandmarkDetector,
     get_detector,
 )
-from apexmer.preprocess.spotting import SpotConfig, SpotResult, spot_clip
-from apexmer.workers import exit_with_parent
+from apexmer.face.pool import map_samples
+from apexmer.fileio import atomic_path, write_json, write_text
+from apexmer.preprocess.flow import FlowConfig, flow_to_color, pair_features
+from apexmer.spotting.apex import SpotConfig, SpotResult, spot_clip
 
 FRAME_ROLES = ("apex", "mid", "onset")
 FLOW_ROLES = ("apex", "mid")  # flow from the onset to these frames
@@ -373,52 +371,6 @@ def process_sample(
         "face_box": [int(v) for v in box],
         "curve": res.spot.as_dict()["curve"],
     }
-
-
-_WORKER: dict[str, Any] = {}
-SampleTask = Callable[..., dict[str, Any]]
-
-
-def _init_worker(detector_name: str) -> None:
-    exit_with_parent()  # a killed preprocess takes its workers with it
-    cv2.setNumThreads(1)
-    _WORKER["detector"] = get_detector(detector_name)
-
-
-def _call(task: SampleTask, sample: Sample, kwargs: dict[str, Any]) -> dict[str, Any]:
-    return task(sample, _WORKER["detector"], **kwargs)
-
-
-def map_samples(
-    task: SampleTask, samples: list[Sample], detector_name: str, workers: int, **kwargs: Any
-) -> Iterator[dict[str, Any]]:
-    """``task(sample, detector, **kwargs)`` for every sample, yielding results as they
-    finish; in spawned worker processes (each with its own detector) when workers > 1.
-    At most ``2 * workers`` samples are in flight, so memory stays bounded."""
-    if workers <= 1:
-        detector = get_detector(detector_name)
-        for sample in samples:
-            yield task(sample, detector, **kwargs)
-        return
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(detector_name,),
-    ) as pool:
-        queue = iter(samples)
-        pending = set()
-        for sample in queue:
-            pending.add(pool.submit(_call, task, sample, kwargs))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_call, task, nxt, kwargs))
 
 
 def _preprocess_task(

@@ -27,9 +27,9 @@ import numpy as np
 
 from apexmer.data.frames import VIDEO_CACHE_FRAMES, FolderFrames, FrameSource, VideoFrames
 from apexmer.errors import ApexmerError, FrameError
+from apexmer.face.rois import ROIS
 from apexmer.inference.predictor import INPUT_ERRORS
-from apexmer.preprocess.rois import ROIS
-from apexmer.preprocess.spotting import CURVE_BLOCK_BYTES, stream_frames
+from apexmer.spotting.apex import CURVE_BLOCK_BYTES, stream_frames
 
 VIDEO_SUFFIX = {"mp4": ".mp4", "avi": ".avi", "mkv": ".mkv"}
 ACCEPTED = (

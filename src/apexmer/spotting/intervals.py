@@ -2,7 +2,7 @@
 
 Training-free, in four steps (options in ``IntervalConfig``, each with its source):
 
-1. **ROI motion against a frame ``k`` frames earlier** (``preprocess.motion.video_motion``):
+1. **ROI motion against a frame ``k`` frames earlier** (``spotting.motion.video_motion``):
    the skip-k-frame ROI optical flow of the MEGC spotting baselines (He et al., FG 2020;
    Moilanen et al., ICPR 2014 use the same k = half the expression length), the nose
    bridge's flow subtracted (head motion), landmarks tracked by fitting in the previous
@@ -55,8 +55,8 @@ import pandas as pd
 from apexmer.data.frames import FrameSource
 from apexmer.data.long_videos import Kind
 from apexmer.errors import ConfigError, DataError, NoFaceError
-from apexmer.preprocess.landmarks import LandmarkDetector, get_detector
-from apexmer.preprocess.motion import EYE_ADJACENT, MotionConfig, VideoMotion, video_motion
+from apexmer.face.landmarks import LandmarkDetector, get_detector
+from apexmer.spotting.motion import EYE_ADJACENT, MotionConfig, VideoMotion, video_motion
 
 
 @dataclass(frozen=True)

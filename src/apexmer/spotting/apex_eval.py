@@ -12,10 +12,10 @@ import pandas as pd
 from apexmer.data.frames import open_frames
 from apexmer.data.sample import Sample, SampleSet
 from apexmer.errors import ApexmerError
+from apexmer.face.landmarks import LandmarkDetector
+from apexmer.face.pool import map_samples
 from apexmer.fileio import atomic_path
-from apexmer.preprocess.landmarks import LandmarkDetector
-from apexmer.preprocess.pipeline import map_samples
-from apexmer.preprocess.spotting import SpotConfig, spot_clip
+from apexmer.spotting.apex import SpotConfig, spot_clip
 
 
 def _spot_task(sample: Sample, detector: LandmarkDetector, config: SpotConfig) -> dict[str, Any]:

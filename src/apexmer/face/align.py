@@ -16,7 +16,7 @@ import numpy as np
 
 from apexmer.data.frames import to_bgr8
 from apexmer.errors import ConfigError
-from apexmer.preprocess.landmarks import BROWS, eye_centres
+from apexmer.face.landmarks import BROWS, eye_centres
 
 
 @dataclass(frozen=True)

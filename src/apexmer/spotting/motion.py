@@ -5,7 +5,7 @@ spotting literature (He, Wang et al., "Spotting macro- and micro-expression inte
 long video sequences", FG 2020, the MEGC 2020 baseline; the optical-flow spotters of MEGC
 2021-2022 built on dlib landmarks): dense optical flow (Farnebäck) between a frame and a
 reference frame, averaged inside the 10 landmark ROIs of the apex spotter
-(``preprocess.rois.ROIS``), minus the flow of the nose region (the nose bridge does not
+(``face.rois.ROIS``), minus the flow of the nose region (the nose bridge does not
 move with expressions, so its flow is the head's; the same subtraction as those papers).
 What comes out per frame is one displacement vector per ROI, ``(R, 2)``, in pixels of a
 face normalised to an eye distance of ``MotionConfig.work_iod``.
@@ -34,13 +34,13 @@ import numpy as np
 
 from apexmer.data.frames import FrameSource, iter_frames
 from apexmer.errors import ConfigError
-from apexmer.preprocess.landmarks import (
+from apexmer.face.landmarks import (
     NOSE_BRIDGE_LOWER,
     FaceLandmarks,
     LandmarkDetector,
     eye_distance,
 )
-from apexmer.preprocess.rois import ROIS, roi_boxes, square_boxes
+from apexmer.face.rois import ROIS, roi_boxes, square_boxes
 
 # The head's motion, subtracted from every ROI, is the flow at the lower nose bridge
 # (NOSE_BRIDGE_LOWER, 29-30): 27 and 28 sit between the eyes, where a blink drags the skin

@@ -36,7 +36,7 @@ uint8 ROI crops of a window of frames (``stream_frames``); its curve equals the 
 blocks).
 
 ``method="motion"`` (an apexmer option built on the long-video motion signal,
-``preprocess.motion``) replaces eq. 5-6 by the optical flow of each ROI against the onset
+``spotting.motion``) replaces eq. 5-6 by the optical flow of each ROI against the onset
 frame, the nose bridge's flow subtracted (head motion), in the ``motion_rois`` ROIs that
 move most over the clip, smoothed over ``motion_smooth`` frames; the apex is its maximum.
 It uses no lag, no offset term and no per-frame landmarks (those options are ignored).
@@ -61,9 +61,9 @@ import numpy as np
 
 from apexmer.data.frames import FrameSource, iter_frames
 from apexmer.errors import ConfigError, DataError, NoFaceError
-from apexmer.preprocess.landmarks import FaceLandmarks, LandmarkDetector, get_detector
-from apexmer.preprocess.motion import MotionConfig, clip_motion
-from apexmer.preprocess.rois import ROIS, crop_rois, roi_boxes
+from apexmer.face.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+from apexmer.face.rois import ROIS, crop_rois, roi_boxes
+from apexmer.spotting.motion import MotionConfig, clip_motion
 
 
 @dataclass(frozen=True)

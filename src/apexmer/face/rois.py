@@ -1,7 +1,7 @@
 """The 10 facial regions of interest (ROIs) both spotters measure, placed from 68 landmarks.
 
-Geometry only: where the boxes are. The apex spotter (``preprocess.spotting``) compares
-pixel intensities inside them, the ROI motion signal (``preprocess.motion``) averages
+Geometry only: where the boxes are. The apex spotter (``spotting.apex``) compares
+pixel intensities inside them, the ROI motion signal (``spotting.motion``) averages
 optical flow inside them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apexmer.preprocess.landmarks import eye_distance
+from apexmer.face.landmarks import eye_distance
 
 # The 10 ROIs: name and the landmark indices whose mean is the box centre (iBUG-68,
 # 0-based; left/right = image side). Chosen where micro-expression AUs move skin; the eye
