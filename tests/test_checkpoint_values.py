@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -27,10 +28,9 @@ from apexmer.training.checkpoint import (
 from apexmer.training.inputs import get_input
 from test_checkpoint import tiny_metadata
 
-FLOATS = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 1e-40, -1e-40, 1e-45, 1.1e-38, 1.2e-38, 3.5e38, 1e39, 1e-30]),
-)
+EDGES = [0.0, -0.0, 1e-40, -1e-40, 1e-45, 1.1e-38, 1.2e-38, 1e-30, 3.5e38, 1e39]
+EDGES += [3.4028234663852886e38, 3.4028235677973366e38]  # float32's largest; just past it
+FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(EDGES))
 
 
 def _normalised(mean: list[float], std: list[float]) -> torch.Tensor:
@@ -56,9 +56,15 @@ def test_mean_and_std_are_accepted_exactly_when_the_input_is_finite(mean, std) -
         accepted_by_checkpoint = False
     else:
         accepted_by_checkpoint = True
-    # Accepted exactly when the network's input is finite for black and white images (a
-    # negative std is refused too: it flips the image).
-    usable = bool(_normalised(mean, std).isfinite().all()) and all(s > 0 for s in std)
+    # Accepted exactly when the network's input is finite for black and white images, every
+    # value is a float32 number and std a normal positive one (a denormal std gives inputs
+    # of 1e38 or inf; a negative one flips the image).
+    f32 = np.finfo(np.float32)
+    usable = (
+        bool(_normalised(mean, std).isfinite().all())
+        and all(abs(v) <= float(f32.max) for v in (*mean, *std))  # float32 numbers, not NaN
+        and all(np.float32(s) >= f32.tiny for s in std)  # not zero, negative or denormal
+    )
     assert accepted_by_config == accepted_by_checkpoint == usable
 
 

@@ -32,11 +32,16 @@ def normalization_issue(mean: Any, std: Any) -> str | None:
     """Why ``(x - mean) / std`` of x in [0, 1] is not finite when computed in float32, as
     every batch is, or None. Checked in float32, not float64: a denormal std (1e-40) is not
     zero in float64 but its reciprocal is inf in float32, and every probability NaN."""
+    top = float(np.finfo(np.float32).max)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        m = np.asarray(mean, dtype=np.float64).astype(np.float32)
-        s = np.asarray(std, dtype=np.float64).astype(np.float32)
-        if not np.isfinite(m).all():
-            return f"mean {list(mean)} is not finite in float32"
+        # Range first, in float64: casts round values just past float32's largest to inf
+        # (numpy) or to the largest (torch); either way they are not float32 numbers.
+        m64, s64 = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        if not (np.abs(m64) <= top).all():
+            return f"mean {list(mean)} is not a finite float32 number"
+        if not (np.abs(s64) <= top).all():
+            return f"std {list(std)} is not a finite float32 number"
+        m, s = m64.astype(np.float32), s64.astype(np.float32)
         tiny = np.finfo(np.float32).tiny
         if not (np.isfinite(s).all() and (s >= tiny).all()):
             return (
