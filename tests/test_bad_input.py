@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from apexmer.cli.main import app
 from apexmer.config import load_config
 from apexmer.data.flow_images import LABEL_COLUMNS, read_flow_images
+from apexmer.data.frames import read_image
 from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Sample, SampleSet
 from apexmer.errors import DataError, FrameError
@@ -316,3 +317,15 @@ def test_data_summary_of_a_manifest_reports_every_damaged_file(tmp_path) -> None
     assert f"problems        {len(DAMAGE)}" in result.output
     for sample in samples[: len(DAMAGE)]:
         assert str(sample.flow_path) in result.output
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_float_frame_with_a_non_finite_pixel_is_refused(tmp_path, bad) -> None:
+    """Float TIFF frames and crops: NaN would otherwise become an arbitrary 8-bit value."""
+    path = tmp_path / "img001.tiff"
+    image = np.full((20, 20, 3), 0.5, np.float32)
+    image[4, 6, 2] = bad
+    assert cv2.imwrite(str(path), image)
+    with pytest.raises(FrameError, match="non-finite") as err:
+        read_image(path)
+    assert str(path) in str(err.value)

@@ -18,6 +18,7 @@ from typing import NoReturn, Protocol
 import cv2
 import numpy as np
 
+from apexmer.data.arrays import non_finite
 from apexmer.errors import FrameError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -85,6 +86,9 @@ def to_bgr8(image: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
+        bad = non_finite(image)
+        if bad is not None:  # NaN would become an arbitrary pixel value in the cast below
+            raise FrameError(f"image has {bad}", file=source, fix="save the frame again")
         peak = 1.0 if float(np.nanmax(image)) <= 1.0 else 255.0
         image = np.clip(image * (255.0 / peak), 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
