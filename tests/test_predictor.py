@@ -16,7 +16,7 @@ from apexmer.cli.main import app
 from apexmer.config import DataConfig
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import make_identity, render_clip
-from apexmer.errors import ApexmerError, FrameError
+from apexmer.errors import ApexmerError, DataError, FrameError
 from apexmer.face.align import AlignConfig
 from apexmer.inference import Predictor, find_clips
 from apexmer.models.registry import create_model
@@ -319,3 +319,18 @@ def test_flow_model_without_flow_settings_uses_the_defaults(workdir: Path) -> No
 def test_frame_models_compute_no_flow(predictor: Predictor, clip) -> None:
     assert predictor.preprocess.flow is None and predictor.flow_roles == ()
     assert predictor.predict_clips(clip)[0].flow is None
+
+
+def test_a_non_finite_network_output_fails_the_clip_never_a_nan_confidence(
+    checkpoint: Path, clip
+) -> None:
+    predictor = Predictor.from_checkpoint(checkpoint)
+    with torch.no_grad():  # weights damaged in memory (on disk they are refused on load)
+        next(predictor.model.parameters()).fill_(float("nan"))
+    results = predictor.predict_clips([clip, clip])
+    assert [r.ok for r in results] == [False, False]
+    assert all("not finite" in r.error and r.confidence is None for r in results)
+    table = predictor.predict(clip, on_error="record")
+    assert "not finite" in table.iloc[0].error and np.isnan(table.iloc[0].confidence)
+    with pytest.raises(DataError, match="not finite"):  # one clip: raised, as other errors
+        predictor.predict(clip)

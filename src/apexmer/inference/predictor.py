@@ -399,6 +399,16 @@ class Predictor:
             probs = self.predict_inputs([r.stored_input for r in ok])
             share = (time.perf_counter() - start) / len(ok)  # the batch's time, split evenly
             for r, p in zip(ok, probs, strict=True):
+                if not np.isfinite(p).all():  # never a NaN confidence: the clip fails
+                    error = DataError(
+                        "the network's output for this clip is not finite (NaN or inf)",
+                        file=r.input,
+                        fix="re-create the model with `apexmer train` (its weights are damaged)",
+                    )
+                    if on_error == "raise":
+                        raise error
+                    r.error = str(error)
+                    continue
                 k = int(np.argmax(p))
                 r.probs, r.label, r.confidence = p, self.classes[k], float(p[k])
                 r.timings["network"] = share
