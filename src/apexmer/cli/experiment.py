@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from apexmer.cli.options import COUNT, SEED, in_range
 from apexmer.config import load_config
 
 
@@ -70,7 +71,9 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers", help="parallel folds"),
+        workers: int | None = typer.Option(
+            None, "--workers", help="parallel folds", callback=COUNT
+        ),
         ray_address: str | None = typer.Option(
             None, "--ray-address", help="join an existing Ray cluster"
         ),
@@ -122,7 +125,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers"),
+        workers: int | None = typer.Option(None, "--workers", callback=COUNT),
         models: str = typer.Option(
             "resnet50,resnext50_32x4d,seresnext50_32x4d",
             "--models",
@@ -160,10 +163,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Path = typer.Option(Path("demo"), "--out", help="folder for corpus, cache, run"),
-        subjects: int = typer.Option(8, "--subjects"),
-        clips_per_subject: int = typer.Option(8, "--clips-per-subject"),
-        seed: int = typer.Option(0, "--seed"),
-        workers: int = typer.Option(2, "--workers", help="preprocessing processes"),
+        subjects: int = typer.Option(8, "--subjects", callback=in_range(2, hint="(LOSO)")),
+        clips_per_subject: int = typer.Option(8, "--clips-per-subject", callback=COUNT),
+        seed: int = typer.Option(0, "--seed", callback=SEED),
+        workers: int = typer.Option(2, "--workers", help="preprocessing processes", callback=COUNT),
         set_: list[str] = typer.Option([], "--set", help="override the demo preset"),
     ) -> None:
         """Synthetic corpus -> preprocess -> LOSO (demo preset) -> report, end to end."""

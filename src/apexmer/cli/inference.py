@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from apexmer.cli.options import COUNT, FRAME_NUMBER, PORT, POSITIVE, frame_rate
 from apexmer.errors import ApexmerError
 
 
@@ -116,8 +117,12 @@ def register(app: typer.Typer) -> None:
         save_aligned: Path | None = typer.Option(
             None, "--save_aligned", "--save-aligned", help="folder for the aligned crops (PNG)"
         ),
-        onset: int | None = typer.Option(None, "--onset", help="onset frame (default: first)"),
-        offset: int | None = typer.Option(None, "--offset", help="offset frame (default: last)"),
+        onset: int | None = typer.Option(
+            None, "--onset", help="onset frame (default: first)", callback=FRAME_NUMBER
+        ),
+        offset: int | None = typer.Option(
+            None, "--offset", help="offset frame (default: last)", callback=FRAME_NUMBER
+        ),
         as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
         long: bool = typer.Option(
             False,
@@ -125,7 +130,10 @@ def register(app: typer.Typer) -> None:
             help="long videos: spot the expression intervals, classify each micro-expression",
         ),
         fps: float | None = typer.Option(
-            None, "--fps", help="with --long: frame rate (default: the video's)"
+            None,
+            "--fps",
+            help="with --long: frame rate (default: the video's)",
+            callback=frame_rate,
         ),
     ) -> None:
         """Recognise the micro-expression of each clip (exit 1 if any input failed).
@@ -181,23 +189,28 @@ def register(app: typer.Typer) -> None:
             "--host",
             help="0.0.0.0 exposes it to the network: only behind a proxy you trust",
         ),
-        port: int = typer.Option(8000, "--port"),
+        port: int = typer.Option(8000, "--port", callback=PORT),
         device: str = typer.Option("cpu", "--device"),
-        workers: int = typer.Option(2, "--workers", help="clips processed at once"),
-        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb"),
-        max_frames: int = typer.Option(600, "--max-frames"),
-        max_duration: float = typer.Option(30.0, "--max-duration", help="seconds of video"),
-        long_max_upload_mb: float = typer.Option(
-            1024.0, "--long-max-upload-mb", help="/api/spot: upload size"
+        workers: int = typer.Option(2, "--workers", help="clips processed at once", callback=COUNT),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", callback=POSITIVE),
+        max_frames: int = typer.Option(600, "--max-frames", callback=COUNT),
+        max_duration: float = typer.Option(
+            30.0, "--max-duration", help="seconds of video", callback=POSITIVE
         ),
-        long_max_frames: int = typer.Option(18_000, "--long-max-frames", help="/api/spot"),
+        long_max_upload_mb: float = typer.Option(
+            1024.0, "--long-max-upload-mb", help="/api/spot: upload size", callback=POSITIVE
+        ),
+        long_max_frames: int = typer.Option(
+            18_000, "--long-max-frames", help="/api/spot", callback=COUNT
+        ),
         long_max_duration: float = typer.Option(
-            600.0, "--long-max-duration", help="/api/spot: seconds of video"
+            600.0, "--long-max-duration", help="/api/spot: seconds of video", callback=POSITIVE
         ),
         threads: int | None = typer.Option(
             None,
             "--threads",
             help="torch threads; default CPU cores / workers (more only oversubscribes)",
+            callback=COUNT,
         ),
     ) -> None:
         """Web page and JSON API: upload a clip, see apex, crop, curve and probabilities."""

@@ -18,11 +18,40 @@ from typing import NoReturn, Protocol
 import cv2
 import numpy as np
 
-from apexmer.errors import FrameError
+from apexmer.errors import ConfigError, FrameError
+
+# The highest frame rate taken (frames per second): far above any camera used for
+# micro-expressions (SAMM: 200, CASME II: 200) and low enough that frame counts and lags
+# computed from it stay ordinary integers (``--fps 1e308`` would overflow them).
+MAX_FPS = 10_000.0
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+
+
+def valid_fps(fps: object) -> bool:
+    """Whether ``fps`` is a usable frame rate: a finite number in (0, MAX_FPS]."""
+    try:
+        value = float(fps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(value)) and 0 < value <= MAX_FPS
+
+
+def check_fps(fps: float | None, name: str = "fps") -> float | None:
+    """``fps`` as a float, None when not given; ConfigError "not a valid frame rate"
+    (naming the option or field ``name``) for 0, a negative, NaN, inf or > MAX_FPS.
+    Different from a frame rate that is unknown (none given, none in the video)."""
+    if fps is None:
+        return None
+    if not valid_fps(fps):
+        example = f"{name} 30" if name.startswith("-") else f"{name}=30"
+        raise ConfigError(
+            f"{name} {fps!r} is not a valid frame rate. Fix: give the frames per second "
+            f"as a number in (0, {MAX_FPS:g}], e.g. {example}"
+        )
+    return float(fps)
 
 
 def frame_number(name: str) -> int | None:
@@ -379,7 +408,7 @@ def _probe_video(path: Path, max_frames: int | None) -> tuple[int, float | None]
             file=path,
             fix="check that the file is a complete video",
         )
-    return count, (float(fps) if fps and fps > 0 and np.isfinite(fps) else None)
+    return count, (float(fps) if valid_fps(fps) else None)
 
 
 class ArrayFrames:

@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from apexmer.data.frames import FrameSource
+from apexmer.data.frames import FrameSource, check_fps, valid_fps
 from apexmer.data.long_videos import Kind
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.face.landmarks import LandmarkDetector, get_detector
@@ -173,17 +173,20 @@ class IntervalSpotResult:
 
 
 def source_fps(source: FrameSource, fps: float | None = None) -> float:
-    """The frame rate: ``fps`` when given, else the source's, else a video file's header."""
-    if fps is None:
-        fps = getattr(source, "fps", None)
+    """The frame rate: ``fps`` when given (ConfigError when it is not a valid frame rate,
+    ``data.frames.check_fps``), else the source's, else a video file's header (a header
+    rate that is not valid counts as none)."""
+    if fps is not None:
+        return float(check_fps(fps))
+    fps = getattr(source, "fps", None)
     path = Path(source.path)
-    if fps is None and path.is_file():
+    if not valid_fps(fps) and path.is_file():
         cap = cv2.VideoCapture(str(path))
         try:
             fps = cap.get(cv2.CAP_PROP_FPS) or None
         finally:
             cap.release()
-    if fps is None or not fps > 0:
+    if not valid_fps(fps):
         raise DataError(
             "the frame rate is unknown (a frame folder has none)",
             file=path,
