@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Leave-one-subject-out training and evaluation, resumable at fold granularity."""
         from apexmer.evaluation.protocol import run_loso
+        from apexmer.training.devices import check_device
 
         overrides = list(set_)
         if frame:
@@ -93,6 +94,8 @@ def register(app: typer.Typer) -> None:
         if oracle:
             overrides.append("eval.oracle=true")
         cfg = load_config(config, overrides)
+        # Ray runs folds on other machines: only the name is checked here.
+        check_device(cfg.train.device, "--set train.device", here=executor != "ray")
         progress = FoldProgress()
         try:
             summary = run_loso(
@@ -135,11 +138,13 @@ def register(app: typer.Typer) -> None:
         """The paper's Table 4: ResNet-50 / ResNeXt-50 / SE-ResNeXt-50 x apex / non-apex."""
         from apexmer.evaluation.ablation import run_ablation
         from apexmer.models.registry import model_info
+        from apexmer.training.devices import check_device
 
         names = tuple(m.strip() for m in models.split(",") if m.strip())
         for name in names:
             model_info(name)  # an unknown name fails here, before any run starts
         cfg = load_config(config, list(set_))
+        check_device(cfg.train.device, "--set train.device", here=executor != "ray")
         progress = FoldProgress()
         try:
             rows = run_ablation(
@@ -171,7 +176,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Synthetic corpus -> preprocess -> LOSO (demo preset) -> report, end to end."""
         from apexmer.evaluation.demo import run_demo
+        from apexmer.training.devices import check_device
 
+        check_device(load_config("demo", list(set_)).train.device, "--set train.device")
         progress = FoldProgress()
         try:
             result = run_demo(

@@ -75,8 +75,10 @@ def register(app: typer.Typer) -> None:
         """Train on ALL subjects and write one self-describing checkpoint for `predict`."""
         from apexmer.config import load_config
         from apexmer.training.deploy import train_deployable
+        from apexmer.training.devices import check_device
 
         cfg = load_config(config, list(set_))
+        check_device(cfg.train.device, "--set train.device")
 
         def on_epoch(row: dict) -> None:
             typer.echo(
