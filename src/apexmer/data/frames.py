@@ -54,6 +54,11 @@ def check_fps(fps: float | None, name: str = "fps") -> float | None:
     return float(fps)
 
 
+def _size(shape: tuple[int, ...]) -> str:
+    """``WIDTHxHEIGHT`` of an image shape ``(H, W, ...)``."""
+    return f"{shape[1]}x{shape[0]}"
+
+
 def frame_number(name: str) -> int | None:
     """The last integer in a file name's stem, or None when it has none."""
     m = _LAST_INT.search(Path(name).stem)
@@ -220,13 +225,16 @@ class FrameSource(Protocol):
 
 
 class FolderFrames:
-    """Frames in a folder, one image per frame, read from disk on every ``read``."""
+    """Frames in a folder, one image per frame, read from disk on every ``read``. A frame
+    whose size differs from the first one read raises FrameError naming both files (the
+    spotter and the aligner compare frames pixel by pixel)."""
 
     def __init__(self, folder: str | Path, fps: float | None = None) -> None:
         self.path = Path(folder)
         self._files = dict(list_frames(self.path))
         self.numbers = sorted(self._files)
         self.fps = fps
+        self._first: tuple[str, tuple[int, ...]] | None = None  # (file name, shape)
 
     def file(self, number: int) -> Path:
         try:
@@ -239,7 +247,19 @@ class FolderFrames:
             ) from None
 
     def read(self, number: int) -> np.ndarray:
-        return read_image(self.file(number))
+        path = self.file(number)
+        image = read_image(path)
+        if self._first is None:
+            self._first = (path.name, image.shape)
+        elif image.shape != self._first[1]:
+            raise FrameError(
+                f"frames differ in size: {path.name} is {_size(image.shape)}, "
+                f"{self._first[0]} is {_size(self._first[1])}",
+                file=self.path,
+                fix="give every frame of a clip the same size (extract them again, or "
+                "resize them all alike)",
+            )
+        return image
 
     def close(self) -> None:
         """Nothing to release: every ``read`` opens and closes its file."""
@@ -421,6 +441,14 @@ class ArrayFrames:
             raise FrameError("no frames given", file=name, fix="pass at least one frame")
         self.path = Path(name)
         self._frames = [to_bgr8(np.asarray(f), name) for f in frames]
+        for index, frame in enumerate(self._frames):
+            if frame.shape != self._frames[0].shape:
+                raise FrameError(
+                    f"frames differ in size: frame {index} is {_size(frame.shape)}, frame 0 "
+                    f"is {_size(self._frames[0].shape)}",
+                    file=name,
+                    fix="give every frame the same size",
+                )
         self.numbers = list(range(len(self._frames)))
         self.fps = fps
 
