@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
@@ -62,6 +63,30 @@ def _predict_long(
             typer.echo(f"intervals: {output_path}")
     if as_json:
         typer.echo(table.to_json(orient="records", indent=2))
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening; ApexmerError naming both when
+    the address is taken or not this machine's."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ApexmerError(
+            f"--host {host}: {exc.strerror or exc}. Fix: use an address of this machine, "
+            "e.g. 127.0.0.1"
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ApexmerError(
+            f"cannot serve at {host}:{port}: {exc.strerror or exc}. Fix: choose another "
+            "--port, or stop what listens there"
+        ) from None
+    return sock
 
 
 def register(app: typer.Typer) -> None:
@@ -245,9 +270,14 @@ def register(app: typer.Typer) -> None:
             ),
         )
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        sock = _listen(host, port)  # bound before saying where: a busy port fails first
+        port = sock.getsockname()[1]  # --port 0: the one the system chose
         typer.echo(
             f"serving {predictor.metadata['architecture']} "
             f"({', '.join(predictor.classes)}) at http://{host}:{port}/",
             err=True,
         )
-        uvicorn.run(create_app(predictor, limits), host=host, port=port, log_level="info")
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(predictor, limits), host=host, port=port, log_level="info")
+        )
+        server.run(sockets=[sock])
