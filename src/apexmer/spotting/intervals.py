@@ -44,6 +44,7 @@ seed 0) and are reported on other seeds in ``bench/long_video_spotting.py``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +106,14 @@ class IntervalConfig:
     def lag(self, fps: float) -> int:
         """The reference distance k in frames at ``fps``."""
         return max(1, round(self.lag_s * fps))
+
+    def min_frames(self, fps: float) -> int:
+        """The fewest frames in which an interval can be spotted at ``fps``: the lag k
+        (a frame's motion is against the frame k earlier; within the first k frames every
+        lag chain has one element and no displacement), the shortest interval kept
+        (``min_s``) and one frame either side (an interval that runs into the first or
+        last frame is dropped). 13 frames at 30 fps."""
+        return self.lag(fps) + max(1, math.ceil(self.min_s * fps)) + 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -406,12 +415,22 @@ def spot_intervals(
     """Spot the micro- and macro-expression intervals of a long video (module doc).
 
     ``source`` is read once, in order (``numbers``: all its frames by default); ``fps``
-    defaults to the source's. Raises DataError without a frame rate and NoFaceError when no
-    frame shows a face.
+    defaults to the source's. Raises DataError without a frame rate or for a video too short
+    to spot (fewer than ``config.min_frames(fps)`` frames) and NoFaceError when no frame
+    shows a face.
     """
     config = config or IntervalConfig()
     fps = source_fps(source, fps)
     numbers = list(source.numbers if numbers is None else numbers)
+    need = config.min_frames(fps)
+    if len(numbers) < need:  # else: "0 intervals", as if the video had none
+        raise DataError(
+            f"too short to spot: {len(numbers)} frame(s), {len(numbers) / fps:.2f} s at "
+            f"{fps:g} fps; spotting intervals needs at least {need} frames "
+            f"({need / fps:.2f} s)",
+            file=source.path,
+            fix="give a longer video (or check the frame rate)",
+        )
     lag = config.lag(fps)
     motion = video_motion(source, numbers, detector or get_detector(), lag, fps, config.motion)
     if not motion.tracked.any():
