@@ -247,7 +247,7 @@ def check_backend(name: str, source: str = "the checkpoint") -> None:
             f"{source} was preprocessed with the landmark backend {name!r}, "
             f"which this installation does not have (it has: "
             f"{', '.join(sorted(DETECTORS))}). Fix: install the package that "
-            f"provides it, or pass detector= to the Predictor"
+            f"provides it"
         )
     module, package = BACKEND_PACKAGES.get(name, (None, None))
     if module and importlib.util.find_spec(module) is None:

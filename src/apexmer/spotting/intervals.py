@@ -83,23 +83,31 @@ class IntervalConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.lag_s <= 0.5:
-            raise ConfigError(f"IntervalConfig.lag_s={self.lag_s}; use 0 < lag_s <= 0.5 s")
+            raise ConfigError(
+                f"interval spotting lag_s {self.lag_s} is out of range. Fix: use 0 < lag_s <= 0.5 s"
+            )
         if self.threshold not in ("mad", "moilanen"):
             raise ConfigError(
-                f"IntervalConfig.threshold={self.threshold!r}; use 'mad' or 'moilanen'"
+                f"interval spotting threshold {self.threshold!r} (--threshold) is not "
+                "known. Fix: use mad or moilanen"
             )
         if not (isinstance(self.top_rois, int) and 1 <= self.top_rois <= 10):
-            raise ConfigError(f"IntervalConfig.top_rois={self.top_rois!r}; use 1..10")
+            raise ConfigError(
+                f"interval spotting top_rois {self.top_rois!r} is out of range. Fix: use 1..10"
+            )
         if not 0 < self.edge < 1 or not 0 < self.moilanen_p < 1:
-            raise ConfigError("IntervalConfig.edge and moilanen_p are fractions in (0, 1)")
+            raise ConfigError(
+                f"interval spotting edge {self.edge}, moilanen_p {self.moilanen_p}: "
+                "Fix: use fractions in (0, 1)"
+            )
         if not 0 < self.min_s <= self.micro_max_s < self.max_s:
             raise ConfigError(
-                f"IntervalConfig durations need 0 < min_s <= micro_max_s < max_s, got "
+                f"interval spotting durations need 0 < min_s <= micro_max_s < max_s, got "
                 f"{self.min_s}, {self.micro_max_s}, {self.max_s}"
             )
         if not self.baseline_s >= self.micro_baseline_s > 2 * self.lag_s:
             raise ConfigError(
-                f"IntervalConfig needs baseline_s >= micro_baseline_s > 2 x lag_s, got "
+                f"interval spotting needs baseline_s >= micro_baseline_s > 2 x lag_s, got "
                 f"{self.baseline_s}, {self.micro_baseline_s}, {self.lag_s}"
             )
 
