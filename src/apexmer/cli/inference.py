@@ -33,15 +33,25 @@ def _write_crops(results: list, folder: Path) -> list[Path]:
 
 def _predict_long(
     predictor, paths: list[Path], fps: float | None, output_path: Path | None, as_json: bool
-) -> None:
-    """``predict --long``: spot and classify each long video; one row per interval."""
+) -> int:
+    """``predict --long``: spot and classify each long video; one row per interval. An
+    input that fails (no face, too short, unreadable) is one row with its ``error``, the
+    others are processed all the same (as clip mode); returns how many failed."""
     import pandas as pd
 
     from apexmer.fileio import write_text
+    from apexmer.inference.predictor import INPUT_ERRORS
 
-    tables = []
+    tables, failed = [], 0
     for path in paths:
-        table = predictor.spot(path, fps)
+        try:
+            table = predictor.spot(path, fps)
+        except INPUT_ERRORS as exc:
+            failed += 1
+            error = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            typer.echo(f"failed: {error}", err=True)
+            tables.append(pd.DataFrame([{"input": str(path), "error": error}]))
+            continue
         table.insert(0, "input", str(path))
         tables.append(table)
         if not as_json:
@@ -57,12 +67,18 @@ def _predict_long(
                     f"{row.onset}-{row.apex}-{row.offset}  {label}"
                 )
     table = pd.concat(tables, ignore_index=True)
+    if "error" in table.columns:  # last, as in clip mode, whichever input came first
+        table = table[[c for c in table.columns if c != "error"] + ["error"]]
+    for column in ("interval", "onset", "apex", "offset"):  # frames stay integers
+        if column in table.columns:
+            table[column] = table[column].astype("Int64")
     if output_path is not None:
         write_text(output_path, table.to_csv(index=False))
         if not as_json:
             typer.echo(f"intervals: {output_path}")
     if as_json:
         typer.echo(table.to_json(orient="records", indent=2))
+    return failed
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -173,7 +189,8 @@ def register(app: typer.Typer) -> None:
         if long:
             paths = [*input_path, *(more or [])]
             predictor = Predictor.from_checkpoint(checkpoint, device=device)
-            _predict_long(predictor, paths, fps, output_path, as_json)
+            if _predict_long(predictor, paths, fps, output_path, as_json):
+                raise typer.Exit(1)
             return
 
         clips: list[Path] = []
