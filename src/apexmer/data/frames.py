@@ -8,6 +8,7 @@ arrays whatever the file held (grayscale and 16-bit images are converted).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -28,6 +29,17 @@ MAX_FPS = 10_000.0
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+
+
+def quiet_decoders() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines (``moov atom not found``, ``[WARN:0] ...``)
+    off the terminal: apexmer reports an unreadable video in one line of its own. FFmpeg
+    reads its level once, at the first capture opened, so call this before any (the CLI
+    does, unless ``apexmer --verbose``); worker processes inherit it."""
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
 
 
 def valid_fps(fps: object) -> bool:
