@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
-from apexmer.cli.options import COUNT, NON_NEGATIVE, POSITIVE, SEED, frame_rate, in_range
+from apexmer.cli.options import COUNT, SEED, frame_rate, in_range
 from apexmer.errors import ConfigError
+
+EVENTS = in_range(0, 1000)  # expressions per video (more do not fit: a clear error later)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -37,7 +39,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--jitter",
             help="largest global drift in px (default 0.05 at 640 px)",
-            callback=NON_NEGATIVE,
+            callback=in_range(0, 100, hint="px"),
         ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="replace frames left by an earlier run"
@@ -49,26 +51,32 @@ def register(app: typer.Typer) -> None:
             2, "--videos-per-subject", help="--long: 1..9", callback=in_range(1, 9)
         ),
         seconds: float = typer.Option(
-            30.0, "--seconds", help="--long: length of each video", callback=POSITIVE
+            30.0,
+            "--seconds",
+            help="--long: length of each video",
+            callback=in_range(0, 3600, low_open=True, hint="seconds"),
         ),
         fps: float = typer.Option(30.0, "--fps", help="--long: frame rate", callback=frame_rate),
         micro: int = typer.Option(
-            4, "--micro", help="--long: micro-expressions per video", callback=NON_NEGATIVE
+            4, "--micro", help="--long: micro-expressions per video", callback=EVENTS
         ),
         macro: int = typer.Option(
-            2, "--macro", help="--long: macro-expressions per video", callback=NON_NEGATIVE
+            2, "--macro", help="--long: macro-expressions per video", callback=EVENTS
         ),
         blinks: float = typer.Option(
-            12.0, "--blinks-per-minute", help="--long: eye blinks", callback=NON_NEGATIVE
+            12.0,
+            "--blinks-per-minute",
+            help="--long: eye blinks",
+            callback=in_range(0, 120),
         ),
         head_px: float = typer.Option(
             4.0,
             "--head-px",
             help="--long: largest head translation, px at 640 px",
-            callback=NON_NEGATIVE,
+            callback=in_range(0, 100, hint="px"),
         ),
         head_deg: float = typer.Option(
-            1.0, "--head-deg", help="--long: largest head rotation", callback=NON_NEGATIVE
+            1.0, "--head-deg", help="--long: largest head rotation", callback=in_range(0, 30)
         ),
         mp4: bool = typer.Option(False, "--mp4", help="--long: also write each video as mp4"),
     ) -> None:
