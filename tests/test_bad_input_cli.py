@@ -121,6 +121,27 @@ def test_any_numeric_option_outside_its_range_is_one_line_exit_2(
     assert_one_line_error(code, out, err, option)
 
 
+CHOICES = [
+    pytest.param(path, param.opts[0], id=f"{'-'.join(path)}{param.opts[0]}")
+    for path, command in _commands(typer.main.get_command(app))
+    for param in command.params
+    if hasattr(_check(param), "choices")
+]
+
+
+@pytest.mark.parametrize(("path", "option"), CHOICES)
+def test_any_choice_option_refuses_an_unknown_value_in_one_line(
+    path: tuple[str, ...], option: str, monkeypatch, capsys
+) -> None:
+    code, out, err = run([*path, option, "no-such-value"], monkeypatch, capsys)
+    assert_one_line_error(code, out, err, option, "no-such-value", "one of")
+
+
+def test_the_choice_options_cover_the_issue() -> None:
+    named = {p.values[1] for p in CHOICES}
+    assert {"--flow-global", "--flow", "--apex", "--align-per", "--threshold"} <= named
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

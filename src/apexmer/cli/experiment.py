@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from apexmer.cli.options import COUNT, SEED, in_range
+from apexmer.cli.options import COUNT, SEED, in_range, one_of
 from apexmer.config import load_config
 
 
@@ -69,7 +69,9 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
         out: Path = typer.Option(..., "--out", help="run folder (resumes if it exists)"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
-        frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
+        frame: str | None = typer.Option(
+            None, "--frame", help="apex | mid | onset", callback=one_of(("apex", "mid", "onset"))
+        ),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
         workers: int | None = typer.Option(
             None, "--workers", help="parallel folds", callback=COUNT

@@ -183,12 +183,18 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
         out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
         classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
-        apex: str = typer.Option("labelled", "--apex", help="labelled | spotted"),
+        apex: str = typer.Option(
+            "labelled",
+            "--apex",
+            help="labelled | spotted",
+            callback=one_of(("labelled", "spotted")),
+        ),
         apex_outside: str = typer.Option(
             "spotted",
             "--apex-outside",
             help="a labelled apex outside onset..offset becomes: spotted (inside the span) | "
             "clamped (nearer of onset/offset) | labelled (as coded)",
+            callback=one_of(("spotted", "clamped", "labelled")),
         ),
         workers: int = typer.Option(1, "--workers", help="processes", callback=COUNT),
         size: int = typer.Option(
@@ -207,6 +213,7 @@ def register(app: typer.Typer) -> None:
             "clip",
             "--align-per",
             help="clip: one transform per clip from the apex frame | frame: each frame its own",
+            callback=one_of(("clip", "frame")),
         ),
         detector: str = typer.Option("dlib", "--detector"),
         flow: str = typer.Option(
