@@ -234,6 +234,10 @@ COMMANDS = {
     "predict": lambda x, m: ["predict", "--checkpoint", m, "--input-path", x],
     "predict --long": lambda x, m: ["predict", "--checkpoint", m, "--input-path", x, "--long",
                                     "--fps", "30"],
+    # any bad file given where a manifest belongs
+    "train": lambda x, m: ["train", "--data", x, "--out", x.parent / "t_out", "--config", "demo"],
+    "loso": lambda x, m: ["loso", "--data", x, "--out", x.parent / "l_out", "--config", "demo"],
+    "data summary": lambda x, m: ["data", "summary", "--corpus", "manifest", "--coding", x],
 }  # fmt: skip
 
 
@@ -248,6 +252,7 @@ def test_no_command_prints_a_traceback_on_bad_files(
     assert "Traceback" not in out + err and "unexpected" not in err, err
     assert path.name in err, err  # the error names the input
     assert "ValueError" not in err and "all input arrays" not in err, err  # numpy's text
+    assert all(line.count("Fix:") <= 1 for line in err.splitlines()), err
 
 
 def test_frames_of_two_sizes_name_both_files(files, monkeypatch, capsys) -> None:

@@ -151,6 +151,7 @@ def test_no_bad_upload_gets_a_500_or_leaks_internals(
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text)
     detail = resp.json()["detail"]
     assert isinstance(detail, str) and detail and "\n" not in detail
+    assert detail.count("Fix:") <= 1, detail
     for leak in ("Traceback", "ValueError", "all input arrays", "apexmer-upload", "upload.bin"):
         assert leak not in detail, detail
     assert tempfile.gettempdir() not in detail, detail
