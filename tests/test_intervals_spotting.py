@@ -273,6 +273,7 @@ def test_a_video_without_a_face_is_a_clear_error() -> None:
     from apexmer.data.frames import ArrayFrames
     from apexmer.errors import NoFaceError
 
-    blank = ArrayFrames([np.full((120, 160, 3), 128, np.uint8)] * 12, name="empty.mp4")
-    with pytest.raises(NoFaceError, match=r"empty\.mp4: no face found in any of its 12 frames"):
+    # 20 frames: 12 would now be too short to spot (IntervalConfig.min_frames: 13 at 30 fps)
+    blank = ArrayFrames([np.full((120, 160, 3), 128, np.uint8)] * 20, name="empty.mp4")
+    with pytest.raises(NoFaceError, match=r"empty\.mp4: no face found in any of its 20 frames"):
         spot_intervals(blank, fps=FPS)

@@ -458,7 +458,7 @@ def test_spot_zip_without_fps_asks_for_the_form_field(client: TestClient, clip) 
 
 
 def test_spot_error_names_the_upload(client: TestClient) -> None:
-    blank = [np.full((240, 320, 3), 128, np.uint8)] * 12
+    blank = [np.full((240, 320, 3), 128, np.uint8)] * 20  # 12 frames: too short to spot
     resp = post_spot(client, zip_bytes(blank), "blank.zip", "30")
     detail = resp.json()["detail"]
     assert resp.status_code == 422 and "face" in detail, detail

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from apexmer.cli.options import COUNT, SEED, in_range, one_of
 from apexmer.config import load_config
 
 
@@ -68,9 +69,13 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
         out: Path = typer.Option(..., "--out", help="run folder (resumes if it exists)"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
-        frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
+        frame: str | None = typer.Option(
+            None, "--frame", help="apex | mid | onset", callback=one_of(("apex", "mid", "onset"))
+        ),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers", help="parallel folds"),
+        workers: int | None = typer.Option(
+            None, "--workers", help="parallel folds", callback=COUNT
+        ),
         ray_address: str | None = typer.Option(
             None, "--ray-address", help="join an existing Ray cluster"
         ),
@@ -83,6 +88,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Leave-one-subject-out training and evaluation, resumable at fold granularity."""
         from apexmer.evaluation.protocol import run_loso
+        from apexmer.training.devices import check_device
 
         overrides = list(set_)
         if frame:
@@ -90,6 +96,8 @@ def register(app: typer.Typer) -> None:
         if oracle:
             overrides.append("eval.oracle=true")
         cfg = load_config(config, overrides)
+        # Ray runs folds on other machines: only the name is checked here.
+        check_device(cfg.train.device, "--set train.device", here=executor != "ray")
         progress = FoldProgress()
         try:
             summary = run_loso(
@@ -122,7 +130,7 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers"),
+        workers: int | None = typer.Option(None, "--workers", callback=COUNT),
         models: str = typer.Option(
             "resnet50,resnext50_32x4d,seresnext50_32x4d",
             "--models",
@@ -132,11 +140,13 @@ def register(app: typer.Typer) -> None:
         """The paper's Table 4: ResNet-50 / ResNeXt-50 / SE-ResNeXt-50 x apex / non-apex."""
         from apexmer.evaluation.ablation import run_ablation
         from apexmer.models.registry import model_info
+        from apexmer.training.devices import check_device
 
         names = tuple(m.strip() for m in models.split(",") if m.strip())
         for name in names:
             model_info(name)  # an unknown name fails here, before any run starts
         cfg = load_config(config, list(set_))
+        check_device(cfg.train.device, "--set train.device", here=executor != "ray")
         progress = FoldProgress()
         try:
             rows = run_ablation(
@@ -160,15 +170,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         out: Path = typer.Option(Path("demo"), "--out", help="folder for corpus, cache, run"),
-        subjects: int = typer.Option(8, "--subjects"),
-        clips_per_subject: int = typer.Option(8, "--clips-per-subject"),
-        seed: int = typer.Option(0, "--seed"),
-        workers: int = typer.Option(2, "--workers", help="preprocessing processes"),
+        subjects: int = typer.Option(8, "--subjects", callback=in_range(2, hint="(LOSO)")),
+        clips_per_subject: int = typer.Option(8, "--clips-per-subject", callback=COUNT),
+        seed: int = typer.Option(0, "--seed", callback=SEED),
+        workers: int = typer.Option(2, "--workers", help="preprocessing processes", callback=COUNT),
         set_: list[str] = typer.Option([], "--set", help="override the demo preset"),
     ) -> None:
         """Synthetic corpus -> preprocess -> LOSO (demo preset) -> report, end to end."""
         from apexmer.evaluation.demo import run_demo
+        from apexmer.training.devices import check_device
 
+        check_device(load_config("demo", list(set_)).train.device, "--set train.device")
         progress = FoldProgress()
         try:
             result = run_demo(

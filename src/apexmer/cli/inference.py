@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
 
+from apexmer.cli.options import COUNT, FRAME_NUMBER, PORT, POSITIVE, frame_rate
 from apexmer.errors import ApexmerError
 
 
@@ -31,15 +33,25 @@ def _write_crops(results: list, folder: Path) -> list[Path]:
 
 def _predict_long(
     predictor, paths: list[Path], fps: float | None, output_path: Path | None, as_json: bool
-) -> None:
-    """``predict --long``: spot and classify each long video; one row per interval."""
+) -> int:
+    """``predict --long``: spot and classify each long video; one row per interval. An
+    input that fails (no face, too short, unreadable) is one row with its ``error``, the
+    others are processed all the same (as clip mode); returns how many failed."""
     import pandas as pd
 
     from apexmer.fileio import write_text
+    from apexmer.inference.predictor import INPUT_ERRORS
 
-    tables = []
+    tables, failed = [], 0
     for path in paths:
-        table = predictor.spot(path, fps)
+        try:
+            table = predictor.spot(path, fps)
+        except INPUT_ERRORS as exc:
+            failed += 1
+            error = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            typer.echo(f"failed: {error}", err=True)
+            tables.append(pd.DataFrame([{"input": str(path), "error": error}]))
+            continue
         table.insert(0, "input", str(path))
         tables.append(table)
         if not as_json:
@@ -55,12 +67,42 @@ def _predict_long(
                     f"{row.onset}-{row.apex}-{row.offset}  {label}"
                 )
     table = pd.concat(tables, ignore_index=True)
+    if "error" in table.columns:  # last, as in clip mode, whichever input came first
+        table = table[[c for c in table.columns if c != "error"] + ["error"]]
+    for column in ("interval", "onset", "apex", "offset"):  # frames stay integers
+        if column in table.columns:
+            table[column] = table[column].astype("Int64")
     if output_path is not None:
         write_text(output_path, table.to_csv(index=False))
         if not as_json:
             typer.echo(f"intervals: {output_path}")
     if as_json:
         typer.echo(table.to_json(orient="records", indent=2))
+    return failed
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening; ApexmerError naming both when
+    the address is taken or not this machine's."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ApexmerError(
+            f"--host {host}: {exc.strerror or exc}. Fix: use an address of this machine, "
+            "e.g. 127.0.0.1"
+        ) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ApexmerError(
+            f"cannot serve at {host}:{port}: {exc.strerror or exc}. Fix: choose another "
+            "--port, or stop what listens there"
+        ) from None
+    return sock
 
 
 def register(app: typer.Typer) -> None:
@@ -81,8 +123,10 @@ def register(app: typer.Typer) -> None:
         OUT/problems.txt."""
         from apexmer.config import load_config
         from apexmer.training.deploy import train_deployable
+        from apexmer.training.devices import check_device
 
         cfg = load_config(config, list(set_))
+        check_device(cfg.train.device, "--set train.device")
 
         def on_epoch(row: dict) -> None:
             typer.echo(
@@ -135,8 +179,12 @@ def register(app: typer.Typer) -> None:
         save_aligned: Path | None = typer.Option(
             None, "--save_aligned", "--save-aligned", help="folder for the aligned crops (PNG)"
         ),
-        onset: int | None = typer.Option(None, "--onset", help="onset frame (default: first)"),
-        offset: int | None = typer.Option(None, "--offset", help="offset frame (default: last)"),
+        onset: int | None = typer.Option(
+            None, "--onset", help="onset frame (default: first)", callback=FRAME_NUMBER
+        ),
+        offset: int | None = typer.Option(
+            None, "--offset", help="offset frame (default: last)", callback=FRAME_NUMBER
+        ),
         as_json: bool = typer.Option(False, "--json", help="print the rows as a JSON list"),
         long: bool = typer.Option(
             False,
@@ -144,7 +192,10 @@ def register(app: typer.Typer) -> None:
             help="long videos: spot the expression intervals, classify each micro-expression",
         ),
         fps: float | None = typer.Option(
-            None, "--fps", help="with --long: frame rate (default: the video's)"
+            None,
+            "--fps",
+            help="with --long: frame rate (default: the video's)",
+            callback=frame_rate,
         ),
     ) -> None:
         """Recognise the micro-expression of each clip (exit 1 if any input failed).
@@ -157,7 +208,8 @@ def register(app: typer.Typer) -> None:
         if long:
             paths = [*input_path, *(more or [])]
             predictor = Predictor.from_checkpoint(checkpoint, device=device)
-            _predict_long(predictor, paths, fps, output_path, as_json)
+            if _predict_long(predictor, paths, fps, output_path, as_json):
+                raise typer.Exit(1)
             return
 
         clips: list[Path] = []
@@ -200,23 +252,28 @@ def register(app: typer.Typer) -> None:
             "--host",
             help="0.0.0.0 exposes it to the network: only behind a proxy you trust",
         ),
-        port: int = typer.Option(8000, "--port"),
+        port: int = typer.Option(8000, "--port", callback=PORT),
         device: str = typer.Option("cpu", "--device"),
-        workers: int = typer.Option(2, "--workers", help="clips processed at once"),
-        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb"),
-        max_frames: int = typer.Option(600, "--max-frames"),
-        max_duration: float = typer.Option(30.0, "--max-duration", help="seconds of video"),
-        long_max_upload_mb: float = typer.Option(
-            1024.0, "--long-max-upload-mb", help="/api/spot: upload size"
+        workers: int = typer.Option(2, "--workers", help="clips processed at once", callback=COUNT),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", callback=POSITIVE),
+        max_frames: int = typer.Option(600, "--max-frames", callback=COUNT),
+        max_duration: float = typer.Option(
+            30.0, "--max-duration", help="seconds of video", callback=POSITIVE
         ),
-        long_max_frames: int = typer.Option(18_000, "--long-max-frames", help="/api/spot"),
+        long_max_upload_mb: float = typer.Option(
+            1024.0, "--long-max-upload-mb", help="/api/spot: upload size", callback=POSITIVE
+        ),
+        long_max_frames: int = typer.Option(
+            18_000, "--long-max-frames", help="/api/spot", callback=COUNT
+        ),
         long_max_duration: float = typer.Option(
-            600.0, "--long-max-duration", help="/api/spot: seconds of video"
+            600.0, "--long-max-duration", help="/api/spot: seconds of video", callback=POSITIVE
         ),
         threads: int | None = typer.Option(
             None,
             "--threads",
             help="torch threads; default CPU cores / workers (more only oversubscribes)",
+            callback=COUNT,
         ),
     ) -> None:
         """Web page and JSON API: upload a clip, see apex, crop, curve and probabilities."""
@@ -249,9 +306,14 @@ def register(app: typer.Typer) -> None:
             ),
         )
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        sock = _listen(host, port)  # bound before saying where: a busy port fails first
+        port = sock.getsockname()[1]  # --port 0: the one the system chose
         typer.echo(
             f"serving {predictor.metadata['architecture']} "
             f"({', '.join(predictor.classes)}) at http://{host}:{port}/",
             err=True,
         )
-        uvicorn.run(create_app(predictor, limits), host=host, port=port, log_level="info")
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(predictor, limits), host=host, port=port, log_level="info")
+        )
+        server.run(sockets=[sock])

@@ -6,11 +6,13 @@ import json
 
 import typer
 
+from apexmer.cli.options import COUNT
+
 
 def models(
     as_json: bool = typer.Option(False, "--json", help="JSON list of {name, params, input}."),
     num_classes: int = typer.Option(
-        5, "--num-classes", min=1, help="Classes of the head the counts include."
+        5, "--num-classes", help="Classes of the head the counts include.", callback=COUNT
     ),
 ) -> None:
     """List the networks (timm names) with their parameter counts."""

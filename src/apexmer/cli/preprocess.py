@@ -8,11 +8,17 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from apexmer.cli.options import COUNT, FRAME_NUMBER, LAG, in_range, one_of
+from apexmer.preprocess.flow import ALGORITHMS, GLOBAL_MOTION
+
 CORPUS_HELP = "casme2 | samm | casme3 | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
 METHOD_HELP = "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed)"
+LANDMARKS = one_of(("onset", "per_frame"))
+DENOMINATOR = one_of(("backward", "symmetric"))
+METHOD = one_of(("paper", "motion"))
 
 
 def _spot_config(
@@ -37,15 +43,23 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def spot(
         frames: Path = typer.Option(..., "--frames", help="frame folder or video file"),
-        onset: int | None = typer.Option(None, "--onset", help="onset frame number"),
-        offset: int | None = typer.Option(None, "--offset", help="offset frame number"),
+        onset: int | None = typer.Option(
+            None, "--onset", help="onset frame number", callback=FRAME_NUMBER
+        ),
+        offset: int | None = typer.Option(
+            None, "--offset", help="offset frame number", callback=FRAME_NUMBER
+        ),
         offset_term: bool = typer.Option(
             True, "--offset-term/--no-offset-term", help="paper (on) or the authors' code (off)"
         ),
-        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
-        lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
-        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
+        landmarks: str = typer.Option(
+            "onset", "--landmarks", help="onset | per_frame", callback=LANDMARKS
+        ),
+        lag: int = typer.Option(3, "--lag", help="normalisation lag in frames", callback=LAG),
+        denominator: str = typer.Option(
+            "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
+        ),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -84,7 +98,12 @@ def register(app: typer.Typer) -> None:
             help="long videos: score intervals from this CSV (video,onset,offset,type) "
             "instead of running the spotter",
         ),
-        iou: float = typer.Option(0.5, "--iou", help="long videos: IoU for a true positive"),
+        iou: float = typer.Option(
+            0.5,
+            "--iou",
+            help="long videos: IoU for a true positive",
+            callback=in_range(0, 1, low_open=True, hint="(MEGC: 0.5)"),
+        ),
         loso_tune: bool = typer.Option(
             False,
             "--loso-tune",
@@ -92,11 +111,15 @@ def register(app: typer.Typer) -> None:
         ),
         classes: str = typer.Option("all", "--classes"),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
-        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
-        lag: int = typer.Option(3, "--lag"),
-        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
-        workers: int = typer.Option(1, "--workers"),
+        landmarks: str = typer.Option(
+            "onset", "--landmarks", help="onset | per_frame", callback=LANDMARKS
+        ),
+        lag: int = typer.Option(3, "--lag", callback=LAG),
+        denominator: str = typer.Option(
+            "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
+        ),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
+        workers: int = typer.Option(1, "--workers", callback=COUNT),
         out: Path | None = typer.Option(
             None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
         ),
@@ -160,36 +183,51 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
         out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
         classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
-        apex: str = typer.Option("labelled", "--apex", help="labelled | spotted"),
+        apex: str = typer.Option(
+            "labelled",
+            "--apex",
+            help="labelled | spotted",
+            callback=one_of(("labelled", "spotted")),
+        ),
         apex_outside: str = typer.Option(
             "spotted",
             "--apex-outside",
             help="a labelled apex outside onset..offset becomes: spotted (inside the span) | "
             "clamped (nearer of onset/offset) | labelled (as coded)",
+            callback=one_of(("spotted", "clamped", "labelled")),
         ),
-        workers: int = typer.Option(1, "--workers", help="processes"),
-        size: int = typer.Option(224, "--size", help="crop size in pixels"),
+        workers: int = typer.Option(1, "--workers", help="processes", callback=COUNT),
+        size: int = typer.Option(
+            224, "--size", help="crop size in pixels", callback=in_range(16, hint="pixels")
+        ),
         offset_term: bool = typer.Option(True, "--offset-term/--no-offset-term"),
-        landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
-        lag: int = typer.Option(3, "--lag"),
-        denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
+        landmarks: str = typer.Option(
+            "onset", "--landmarks", help="onset | per_frame", callback=LANDMARKS
+        ),
+        lag: int = typer.Option(3, "--lag", callback=LAG),
+        denominator: str = typer.Option(
+            "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
+        ),
+        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
         align_per: str = typer.Option(
             "clip",
             "--align-per",
             help="clip: one transform per clip from the apex frame | frame: each frame its own",
+            callback=one_of(("clip", "frame")),
         ),
         detector: str = typer.Option("dlib", "--detector"),
         flow: str = typer.Option(
             "tvl1",
             "--flow",
             help="onset->apex/mid optical flow: tvl1 (accurate) | dis | farneback (fast) | none",
+            callback=one_of((*ALGORITHMS, "none")),
         ),
         flow_global: str = typer.Option(
             "nose_median",
             "--flow-global",
             help="head motion left in the flow: nose_median (subtract the nose bridge's "
             "median flow) | none",
+            callback=one_of(GLOBAL_MOTION),
         ),
     ) -> None:
         """Spot, align and crop every sample, compute its optical flow; write manifest.csv

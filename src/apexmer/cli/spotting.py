@@ -7,16 +7,24 @@ from pathlib import Path
 
 import typer
 
+from apexmer.cli.options import frame_rate, one_of
+
 
 def register(app: typer.Typer) -> None:
     @app.command("spot-intervals")
     def spot_intervals_cmd(
         frames: Path = typer.Option(..., "--frames", help="video file or frame folder"),
         fps: float | None = typer.Option(
-            None, "--fps", help="frame rate (default: the video's; required for a folder)"
+            None,
+            "--fps",
+            help="frame rate (default: the video's; required for a folder)",
+            callback=frame_rate,
         ),
         threshold: str = typer.Option(
-            "mad", "--threshold", help="mad: median + k MAD | moilanen: mean + p (max - mean)"
+            "mad",
+            "--threshold",
+            help="mad: median + k MAD | moilanen: mean + p (max - mean)",
+            callback=one_of(("mad", "moilanen")),
         ),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json", help="print intervals and curve as JSON"),

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
+from apexmer.cli.options import COUNT, SEED, frame_rate, in_range
 from apexmer.errors import ConfigError
+
+EVENTS = in_range(0, 1000)  # expressions per video (more do not fit: a clear error later)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -23,15 +26,20 @@ def register(app: typer.Typer) -> None:
     def synth(
         out: Path = typer.Argument(..., help="folder to write the corpus into"),
         subjects: int | None = typer.Option(
-            None, "--subjects", help="number of subjects (default 8; 2 with --long)"
+            None, "--subjects", help="number of subjects (default 8; 2 with --long)", callback=COUNT
         ),
         clips_per_subject: int | None = typer.Option(
-            None, "--clips-per-subject", help="clips each (default 8)"
+            None, "--clips-per-subject", help="clips each (default 8)", callback=COUNT
         ),
-        seed: int = typer.Option(0, "--seed", help="same seed, byte-identical files"),
+        seed: int = typer.Option(
+            0, "--seed", help="same seed, byte-identical files", callback=SEED
+        ),
         size: str = typer.Option("640x480", "--size", help="frame size WIDTHxHEIGHT"),
         jitter: float | None = typer.Option(
-            None, "--jitter", help="largest global drift in px (default 0.05 at 640 px)"
+            None,
+            "--jitter",
+            help="largest global drift in px (default 0.05 at 640 px)",
+            callback=in_range(0, 100, hint="px"),
         ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="replace frames left by an earlier run"
@@ -39,16 +47,37 @@ def register(app: typer.Typer) -> None:
         long: bool = typer.Option(
             False, "--long", help="long videos with known intervals (CAS(ME)^2 layout)"
         ),
-        videos_per_subject: int = typer.Option(2, "--videos-per-subject", help="--long: 1..9"),
-        seconds: float = typer.Option(30.0, "--seconds", help="--long: length of each video"),
-        fps: float = typer.Option(30.0, "--fps", help="--long: frame rate"),
-        micro: int = typer.Option(4, "--micro", help="--long: micro-expressions per video"),
-        macro: int = typer.Option(2, "--macro", help="--long: macro-expressions per video"),
-        blinks: float = typer.Option(12.0, "--blinks-per-minute", help="--long: eye blinks"),
-        head_px: float = typer.Option(
-            4.0, "--head-px", help="--long: largest head translation, px at 640 px"
+        videos_per_subject: int = typer.Option(
+            2, "--videos-per-subject", help="--long: 1..9", callback=in_range(1, 9)
         ),
-        head_deg: float = typer.Option(1.0, "--head-deg", help="--long: largest head rotation"),
+        seconds: float = typer.Option(
+            30.0,
+            "--seconds",
+            help="--long: length of each video",
+            callback=in_range(0, 3600, low_open=True, hint="seconds"),
+        ),
+        fps: float = typer.Option(30.0, "--fps", help="--long: frame rate", callback=frame_rate),
+        micro: int = typer.Option(
+            4, "--micro", help="--long: micro-expressions per video", callback=EVENTS
+        ),
+        macro: int = typer.Option(
+            2, "--macro", help="--long: macro-expressions per video", callback=EVENTS
+        ),
+        blinks: float = typer.Option(
+            12.0,
+            "--blinks-per-minute",
+            help="--long: eye blinks",
+            callback=in_range(0, 120),
+        ),
+        head_px: float = typer.Option(
+            4.0,
+            "--head-px",
+            help="--long: largest head translation, px at 640 px",
+            callback=in_range(0, 100, hint="px"),
+        ),
+        head_deg: float = typer.Option(
+            1.0, "--head-deg", help="--long: largest head rotation", callback=in_range(0, 30)
+        ),
         mp4: bool = typer.Option(False, "--mp4", help="--long: also write each video as mp4"),
     ) -> None:
         """Write a synthetic corpus in the CASME II layout (coding sheet, frames, ground

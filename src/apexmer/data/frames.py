@@ -8,6 +8,7 @@ arrays whatever the file held (grayscale and 16-bit images are converted).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -19,11 +20,56 @@ import cv2
 import numpy as np
 
 from apexmer.data.arrays import non_finite
-from apexmer.errors import FrameError
+from apexmer.errors import ConfigError, FrameError
+
+# The highest frame rate taken (frames per second): far above any camera used for
+# micro-expressions (SAMM: 200, CASME II: 200) and low enough that frame counts and lags
+# computed from it stay ordinary integers (``--fps 1e308`` would overflow them).
+MAX_FPS = 10_000.0
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+
+
+def quiet_decoders() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines (``moov atom not found``, ``[WARN:0] ...``)
+    off the terminal: apexmer reports an unreadable video in one line of its own. FFmpeg
+    reads its level once, at the first capture opened, so call this before any (the CLI
+    does, unless ``apexmer --verbose``); worker processes inherit it."""
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+
+
+def valid_fps(fps: object) -> bool:
+    """Whether ``fps`` is a usable frame rate: a finite number in (0, MAX_FPS]."""
+    try:
+        value = float(fps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(value)) and 0 < value <= MAX_FPS
+
+
+def check_fps(fps: float | None, name: str = "fps") -> float | None:
+    """``fps`` as a float, None when not given; ConfigError "not a valid frame rate"
+    (naming the option or field ``name``) for 0, a negative, NaN, inf or > MAX_FPS.
+    Different from a frame rate that is unknown (none given, none in the video)."""
+    if fps is None:
+        return None
+    if not valid_fps(fps):
+        example = f"{name} 30" if name.startswith("-") else f"{name}=30"
+        raise ConfigError(
+            f"{name} {fps!r} is not a valid frame rate. Fix: give the frames per second "
+            f"as a number in (0, {MAX_FPS:g}], e.g. {example}"
+        )
+    return float(fps)
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """``WIDTHxHEIGHT`` of an image shape ``(H, W, ...)``."""
+    return f"{shape[1]}x{shape[0]}"
 
 
 def frame_number(name: str) -> int | None:
@@ -203,13 +249,16 @@ class FrameSource(Protocol):
 
 
 class FolderFrames:
-    """Frames in a folder, one image per frame, read from disk on every ``read``."""
+    """Frames in a folder, one image per frame, read from disk on every ``read``. A frame
+    whose size differs from the first one read raises FrameError naming both files (the
+    spotter and the aligner compare frames pixel by pixel)."""
 
     def __init__(self, folder: str | Path, fps: float | None = None) -> None:
         self.path = Path(folder)
         self._files = dict(list_frames(self.path))
         self.numbers = sorted(self._files)
         self.fps = fps
+        self._first: tuple[str, tuple[int, ...]] | None = None  # (file name, shape)
 
     def file(self, number: int) -> Path:
         try:
@@ -222,7 +271,19 @@ class FolderFrames:
             ) from None
 
     def read(self, number: int) -> np.ndarray:
-        return read_image(self.file(number))
+        path = self.file(number)
+        image = read_image(path)
+        if self._first is None:
+            self._first = (path.name, image.shape)
+        elif image.shape != self._first[1]:
+            raise FrameError(
+                f"frames differ in size: {path.name} is {_size(image.shape)}, "
+                f"{self._first[0]} is {_size(self._first[1])}",
+                file=self.path,
+                fix="give every frame of a clip the same size (extract them again, or "
+                "resize them all alike)",
+            )
+        return image
 
     def close(self) -> None:
         """Nothing to release: every ``read`` opens and closes its file."""
@@ -391,7 +452,7 @@ def _probe_video(path: Path, max_frames: int | None) -> tuple[int, float | None]
             file=path,
             fix="check that the file is a complete video",
         )
-    return count, (float(fps) if fps and fps > 0 and np.isfinite(fps) else None)
+    return count, (float(fps) if valid_fps(fps) else None)
 
 
 class ArrayFrames:
@@ -404,6 +465,14 @@ class ArrayFrames:
             raise FrameError("no frames given", file=name, fix="pass at least one frame")
         self.path = Path(name)
         self._frames = [to_bgr8(np.asarray(f), name) for f in frames]
+        for index, frame in enumerate(self._frames):
+            if frame.shape != self._frames[0].shape:
+                raise FrameError(
+                    f"frames differ in size: frame {index} is {_size(frame.shape)}, frame 0 "
+                    f"is {_size(self._frames[0].shape)}",
+                    file=name,
+                    fix="give every frame the same size",
+                )
         self.numbers = list(range(len(self._frames)))
         self.fps = fps
 

@@ -33,14 +33,19 @@ class AlignConfig:
 
     def __post_init__(self) -> None:
         if self.size < 16:
-            raise ConfigError(f"AlignConfig.size={self.size}; use at least 16 pixels")
+            raise ConfigError(
+                f"crop size {self.size} (--size) is too small. Fix: use at least 16 pixels"
+            )
         if not 0 < self.eye_distance < 1 or not 0 < self.eye_y < 1:
             raise ConfigError(
-                "AlignConfig.eye_distance and eye_y are fractions of size in "
-                f"(0, 1); got {self.eye_distance}, {self.eye_y}"
+                f"alignment eye_distance {self.eye_distance} and eye_y {self.eye_y}: "
+                "Fix: use fractions of the crop size in (0, 1)"
             )
         if self.forehead < 0 or self.feather < 0 or not 0 <= self.fill <= 255:
-            raise ConfigError("AlignConfig.forehead and feather must be >= 0, fill in 0..255")
+            raise ConfigError(
+                f"alignment forehead {self.forehead}, feather {self.feather}, fill "
+                f"{self.fill}: Fix: use forehead and feather >= 0, fill in 0..255"
+            )
 
 
 def similarity_from_landmarks(points: np.ndarray, config: AlignConfig | None = None) -> np.ndarray:

@@ -49,6 +49,7 @@ from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
 from apexmer.spotting.intervals import IntervalConfig
 from apexmer.training.checkpoint import load_checkpoint, with_legacy_input
+from apexmer.training.devices import check_device
 from apexmer.training.engine import predict_proba
 from apexmer.training.inputs import get_input
 
@@ -246,7 +247,7 @@ def check_backend(name: str, source: str = "the checkpoint") -> None:
             f"{source} was preprocessed with the landmark backend {name!r}, "
             f"which this installation does not have (it has: "
             f"{', '.join(sorted(DETECTORS))}). Fix: install the package that "
-            f"provides it, or pass detector= to the Predictor"
+            f"provides it"
         )
     module, package = BACKEND_PACKAGES.get(name, (None, None))
     if module and importlib.util.find_spec(module) is None:
@@ -254,16 +255,6 @@ def check_backend(name: str, source: str = "the checkpoint") -> None:
             f"{source} needs the {name!r} landmark backend, but the Python "
             f"module {module!r} is not installed. Fix: pip install {package}"
         )
-
-
-def check_device(device: str) -> None:
-    """Raise a clear error for a CUDA device on a machine without one."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ApexmerError(
-            f"device {device!r} requested but CUDA is not available here. Fix: use --device cpu"
-        )
-    if not device.startswith(("cpu", "cuda", "mps")):
-        raise ApexmerError(f"unknown device {device!r}. Fix: use cpu, cuda or cuda:N")
 
 
 class Predictor:

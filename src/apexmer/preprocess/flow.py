@@ -111,7 +111,8 @@ class FlowConfig:
             )
         if self.remove_global not in GLOBAL_MOTION:
             raise ConfigError(
-                f"remove_global={self.remove_global!r} is unknown. Fix: use one of "
+                f"flow global-motion removal {self.remove_global!r} (--flow-global) is not "
+                "known. Fix: use one of "
                 f"{', '.join(GLOBAL_MOTION)}"
             )
         _check_params(self.params)

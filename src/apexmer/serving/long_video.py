@@ -24,6 +24,8 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from apexmer.data.frames import check_fps, valid_fps
+from apexmer.errors import ConfigError
 from apexmer.inference.long_video import LongVideoResult, recognise_intervals
 from apexmer.inference.predictor import Predictor
 from apexmer.serving.uploads import (
@@ -49,15 +51,18 @@ NO_FPS = (
 
 
 def _as_float(value: Any) -> float | None:
+    """The form field ``fps``: None when absent, else a valid frame rate (400 otherwise,
+    ``data.frames.check_fps``: the same rule as ``--fps``)."""
     if value is None or value == "":
         return None
     try:
         fps = float(value)
     except (TypeError, ValueError):
         raise UploadError(400, f"fps {value!r} is not a number. Fix: e.g. fps=30") from None
-    if not fps > 0 or not np.isfinite(fps):
-        raise UploadError(400, f"fps {value!r} must be a positive number. Fix: e.g. fps=30")
-    return fps
+    try:
+        return check_fps(fps, "fps")
+    except ConfigError as exc:
+        raise UploadError(400, str(exc)) from None
 
 
 def long_video_payload(
@@ -109,7 +114,7 @@ def _spot_upload(
     config = IntervalConfig()
     # The classifier holds ROI crops of one interval at a time, at most max_s long.
     with saved_upload(fileobj, name, limits, crop_s=config.max_s, fps=fps) as upload:
-        if fps is None and not (getattr(upload.source, "fps", None) or 0) > 0:
+        if fps is None and not valid_fps(getattr(upload.source, "fps", None)):
             raise UploadError(422, NO_FPS)
         result = recognise_intervals(predictor, upload.source, fps, config)
         return long_video_payload(result, name, upload.scrub)

@@ -92,35 +92,49 @@ class SpotConfig:
     def __post_init__(self) -> None:
         if self.landmarks not in ("onset", "per_frame"):
             raise ConfigError(
-                f"SpotConfig.landmarks={self.landmarks!r}; use 'onset' or 'per_frame'"
+                f"apex spotting landmarks {self.landmarks!r} (--landmarks) is not known. "
+                "Fix: use onset or per_frame"
             )
         if self.first_frames not in ("skip", "clamp"):
             raise ConfigError(
-                f"SpotConfig.first_frames={self.first_frames!r}; use 'skip' or 'clamp'"
+                f"apex spotting first_frames {self.first_frames!r} is not known. "
+                "Fix: use skip or clamp"
             )
         if not (isinstance(self.lag, int) and self.lag >= 1):
-            raise ConfigError(f"SpotConfig.lag={self.lag!r}; use an integer >= 1 (paper: 3)")
+            raise ConfigError(
+                f"apex spotting lag {self.lag!r} (--lag) is out of range. "
+                "Fix: use an integer >= 1 frames (the paper uses 3)"
+            )
         if not self.roi_size > 0:
             raise ConfigError(
-                f"SpotConfig.roi_size={self.roi_size}; use a positive fraction "
-                "of the eye distance (default 0.5)"
+                f"apex spotting roi_size {self.roi_size} is out of range. Fix: use a "
+                "positive fraction of the eye distance (default 0.5)"
             )
         if self.denominator not in ("backward", "symmetric"):
             raise ConfigError(
-                f"SpotConfig.denominator={self.denominator!r}; use 'backward' "
-                "(the paper) or 'symmetric'"
+                f"apex spotting denominator {self.denominator!r} (--denominator) is not "
+                "known. Fix: use backward (the paper) or symmetric"
             )
         if self.method not in ("paper", "motion"):
             raise ConfigError(
-                f"SpotConfig.method={self.method!r}; use 'paper' (eq. 5-6, the default) or "
-                "'motion' (ROI optical flow against the onset)"
+                f"apex spotting method {self.method!r} (--spot-method) is not known. Fix: "
+                "use paper (eq. 5-6, the default) or motion (ROI optical flow against the "
+                "onset)"
             )
         if not (isinstance(self.motion_rois, int) and 1 <= self.motion_rois <= len(ROIS)):
-            raise ConfigError(f"SpotConfig.motion_rois={self.motion_rois!r}; use 1..{len(ROIS)}")
+            raise ConfigError(
+                f"apex spotting motion_rois {self.motion_rois!r} is out of range. "
+                f"Fix: use 1..{len(ROIS)}"
+            )
         if not (isinstance(self.motion_smooth, int) and self.motion_smooth >= 1):
-            raise ConfigError(f"SpotConfig.motion_smooth={self.motion_smooth!r}; use >= 1")
+            raise ConfigError(
+                f"apex spotting motion_smooth {self.motion_smooth!r} is out of range. "
+                "Fix: use an integer >= 1 frames"
+            )
         if not self.blur >= 0:
-            raise ConfigError(f"SpotConfig.blur={self.blur}; use a sigma >= 0 (0 = off)")
+            raise ConfigError(
+                f"apex spotting blur {self.blur} is out of range. Fix: use a sigma >= 0 (0 = off)"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -361,8 +375,8 @@ def clip_numbers(
             raise DataError(
                 f"{what} frame {n} is not available ({span})",
                 file=source.path,
-                fix=f"give an {what} frame number that exists, or None for the "
-                f"{'first' if what == 'onset' else 'last'} frame",
+                fix=f"give an {what} frame number that exists, or leave --{what} out "
+                f"for the {'first' if what == 'onset' else 'last'} frame",
             )
     if onset >= offset:
         raise DataError(
@@ -377,7 +391,7 @@ def clip_numbers(
             f"clip {onset}..{offset} has {len(numbers)} frames; spotting with "
             f"lag {lag} needs at least {need}",
             file=source.path,
-            fix="use a longer onset..offset span, or lower SpotConfig.lag",
+            fix="use a longer onset..offset span, or a smaller --lag",
         )
     return numbers
 
@@ -407,8 +421,8 @@ def spot_clip(
         if face is None:
             raise NoFaceError(
                 f"{source.path}, frame {numbers[0]}: no face found on the onset "
-                "frame. Fix: check the onset number and that the face is "
-                "frontal and lit, or pass the onset landmarks as face="
+                "frame. Fix: check the onset frame number and that the face is "
+                "frontal, lit and at least ~80 px wide"
             )
     if config.method == "motion":
         vectors = clip_motion(source, numbers, face, MotionConfig(roi_size=config.roi_size))

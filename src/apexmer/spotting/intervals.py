@@ -44,6 +44,7 @@ seed 0) and are reported on other seeds in ``bench/long_video_spotting.py``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +53,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from apexmer.data.frames import FrameSource
+from apexmer.data.frames import FrameSource, check_fps, valid_fps
 from apexmer.data.long_videos import Kind
 from apexmer.errors import ConfigError, DataError, NoFaceError
 from apexmer.face.landmarks import LandmarkDetector, get_detector
@@ -82,29 +83,45 @@ class IntervalConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.lag_s <= 0.5:
-            raise ConfigError(f"IntervalConfig.lag_s={self.lag_s}; use 0 < lag_s <= 0.5 s")
+            raise ConfigError(
+                f"interval spotting lag_s {self.lag_s} is out of range. Fix: use 0 < lag_s <= 0.5 s"
+            )
         if self.threshold not in ("mad", "moilanen"):
             raise ConfigError(
-                f"IntervalConfig.threshold={self.threshold!r}; use 'mad' or 'moilanen'"
+                f"interval spotting threshold {self.threshold!r} (--threshold) is not "
+                "known. Fix: use mad or moilanen"
             )
         if not (isinstance(self.top_rois, int) and 1 <= self.top_rois <= 10):
-            raise ConfigError(f"IntervalConfig.top_rois={self.top_rois!r}; use 1..10")
+            raise ConfigError(
+                f"interval spotting top_rois {self.top_rois!r} is out of range. Fix: use 1..10"
+            )
         if not 0 < self.edge < 1 or not 0 < self.moilanen_p < 1:
-            raise ConfigError("IntervalConfig.edge and moilanen_p are fractions in (0, 1)")
+            raise ConfigError(
+                f"interval spotting edge {self.edge}, moilanen_p {self.moilanen_p}: "
+                "Fix: use fractions in (0, 1)"
+            )
         if not 0 < self.min_s <= self.micro_max_s < self.max_s:
             raise ConfigError(
-                f"IntervalConfig durations need 0 < min_s <= micro_max_s < max_s, got "
+                f"interval spotting durations need 0 < min_s <= micro_max_s < max_s, got "
                 f"{self.min_s}, {self.micro_max_s}, {self.max_s}"
             )
         if not self.baseline_s >= self.micro_baseline_s > 2 * self.lag_s:
             raise ConfigError(
-                f"IntervalConfig needs baseline_s >= micro_baseline_s > 2 x lag_s, got "
+                f"interval spotting needs baseline_s >= micro_baseline_s > 2 x lag_s, got "
                 f"{self.baseline_s}, {self.micro_baseline_s}, {self.lag_s}"
             )
 
     def lag(self, fps: float) -> int:
         """The reference distance k in frames at ``fps``."""
         return max(1, round(self.lag_s * fps))
+
+    def min_frames(self, fps: float) -> int:
+        """The fewest frames in which an interval can be spotted at ``fps``: the lag k
+        (a frame's motion is against the frame k earlier; within the first k frames every
+        lag chain has one element and no displacement), the shortest interval kept
+        (``min_s``) and one frame either side (an interval that runs into the first or
+        last frame is dropped). 13 frames at 30 fps."""
+        return self.lag(fps) + max(1, math.ceil(self.min_s * fps)) + 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,17 +190,20 @@ class IntervalSpotResult:
 
 
 def source_fps(source: FrameSource, fps: float | None = None) -> float:
-    """The frame rate: ``fps`` when given, else the source's, else a video file's header."""
-    if fps is None:
-        fps = getattr(source, "fps", None)
+    """The frame rate: ``fps`` when given (ConfigError when it is not a valid frame rate,
+    ``data.frames.check_fps``), else the source's, else a video file's header (a header
+    rate that is not valid counts as none)."""
+    if fps is not None:
+        return float(check_fps(fps))
+    fps = getattr(source, "fps", None)
     path = Path(source.path)
-    if fps is None and path.is_file():
+    if not valid_fps(fps) and path.is_file():
         cap = cv2.VideoCapture(str(path))
         try:
             fps = cap.get(cv2.CAP_PROP_FPS) or None
         finally:
             cap.release()
-    if fps is None or not fps > 0:
+    if not valid_fps(fps):
         raise DataError(
             "the frame rate is unknown (a frame folder has none)",
             file=path,
@@ -403,12 +423,22 @@ def spot_intervals(
     """Spot the micro- and macro-expression intervals of a long video (module doc).
 
     ``source`` is read once, in order (``numbers``: all its frames by default); ``fps``
-    defaults to the source's. Raises DataError without a frame rate and NoFaceError when no
-    frame shows a face.
+    defaults to the source's. Raises DataError without a frame rate or for a video too short
+    to spot (fewer than ``config.min_frames(fps)`` frames) and NoFaceError when no frame
+    shows a face.
     """
     config = config or IntervalConfig()
     fps = source_fps(source, fps)
     numbers = list(source.numbers if numbers is None else numbers)
+    need = config.min_frames(fps)
+    if len(numbers) < need:  # else: "0 intervals", as if the video had none
+        raise DataError(
+            f"too short to spot: {len(numbers)} frame(s), {len(numbers) / fps:.2f} s at "
+            f"{fps:g} fps; spotting intervals needs at least {need} frames "
+            f"({need / fps:.2f} s)",
+            file=source.path,
+            fix="give a longer video (or check the frame rate)",
+        )
     lag = config.lag(fps)
     motion = video_motion(source, numbers, detector or get_detector(), lag, fps, config.motion)
     if not motion.tracked.any():

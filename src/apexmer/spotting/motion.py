@@ -74,13 +74,20 @@ class MotionConfig:
 
     def __post_init__(self) -> None:
         if not self.work_iod >= 16:
-            raise ConfigError(f"MotionConfig.work_iod={self.work_iod}; use >= 16 px (default 64)")
+            raise ConfigError(
+                f"motion work_iod {self.work_iod} is out of range. Fix: use >= 16 px (default 64)"
+            )
         if not self.roi_size > 0:
-            raise ConfigError(f"MotionConfig.roi_size={self.roi_size}; use a positive fraction")
+            raise ConfigError(
+                f"motion roi_size {self.roi_size} is out of range. Fix: use a positive "
+                "fraction of the eye distance"
+            )
         if not self.margin >= 0:
-            raise ConfigError(f"MotionConfig.margin={self.margin}; use >= 0")
+            raise ConfigError(f"motion margin {self.margin} is out of range. Fix: use >= 0")
         if not self.redetect_s > 0:
-            raise ConfigError(f"MotionConfig.redetect_s={self.redetect_s}; use > 0 seconds")
+            raise ConfigError(
+                f"motion redetect_s {self.redetect_s} is out of range. Fix: use > 0 seconds"
+            )
 
 
 def eye_aspect_ratio(points: np.ndarray) -> float:
@@ -266,7 +273,7 @@ def video_motion(
     frame ``lag`` frames earlier (see the module doc)."""
     config = config or MotionConfig()
     if not (isinstance(lag, int) and lag >= 1):
-        raise ConfigError(f"lag={lag!r}; use an integer >= 1 frames")
+        raise ConfigError(f"motion lag {lag!r} is out of range. Fix: use an integer >= 1 frames")
     n = len(numbers)
     vectors = np.full((n, len(ROIS) + len(LIDS), 2), np.nan, np.float32)
     ear = np.full(n, np.nan, np.float32)

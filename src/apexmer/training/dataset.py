@@ -106,11 +106,14 @@ def load_manifest_data(manifest: str | Path, data: DataConfig) -> ManifestData:
     inputs, kept, problems = load_inputs(sample_set.samples, data)
     samples = [sample_set.samples[i] for i in kept]
     if not samples:
-        first = f" (first: {problems[0].message})" if problems else ""
+        # The first problem's own "Fix:" becomes this error's fix: one "Fix:" per line.
+        what, _, how = problems[0].message.partition(" Fix: ") if problems else ("", "", "")
+        listed = "check the problems listed by `apexmer data summary --corpus manifest`"
         raise DataError(
-            f"no usable samples for data.input={data.input}{first}",
+            f"no usable samples for data.input={data.input}"
+            + (f" (first: {what})" if what else ""),
             file=manifest,
-            fix="check the problems listed by `apexmer data summary --corpus manifest`",
+            fix=f"{how.rstrip('. ')}; then {listed}" if how else listed,
         )
     labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
     digest = hashlib.sha256()

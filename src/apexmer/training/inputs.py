@@ -282,8 +282,8 @@ class FlowInput(InputKind):
     def from_clip(self, clip: ClipResult, data: DataConfig) -> np.ndarray:
         if data.frame not in clip.flows:
             raise ValueError(
-                f"the clip has no onset->{data.frame} flow; preprocess it with a flow "
-                "configuration (PreprocessConfig.flow)"
+                f"the clip has no onset->{data.frame} flow. Fix: preprocess it with a flow "
+                "(apexmer preprocess --flow tvl1, not --flow none)"
             )
         return self.from_features(clip.flows[data.frame], data)
 
