@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "spotting",
     "models",
     "experiment",
+    "compare",
     "inference",
 )
 

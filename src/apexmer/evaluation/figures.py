@@ -94,3 +94,26 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path:
         ax.legend(loc="best", fontsize=8)
     fig.suptitle("Training curves (thin: one fold each)")
     return save_figure(fig, path)
+
+
+def plot_intervals(
+    runs: Sequence[dict[str, Any]], metrics: Sequence[str], titles: dict[str, str], path: Path
+) -> Path:
+    """One panel per metric: each run's value as a dot with its interval as a bar.
+    ``runs``: dicts with ``name``, each metric and ``<metric>_ci`` ([lo, hi] or None)."""
+    fig = new_figure(3.2 * len(metrics) + 0.5, 0.45 * len(runs) + 1.6)
+    for i, m in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        for j, run in enumerate(runs):
+            ci = run.get(f"{m}_ci")
+            if ci:
+                ax.plot(ci, [j, j], color="#4c72b0", linewidth=3, alpha=0.6)
+            ax.plot([run[m]], [j], "o", color="black")
+        ax.set_yticks(range(len(runs)), labels=[r["name"] for r in runs] if i == 0 else [])
+        ax.set_ylim(-0.6, len(runs) - 0.4)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_title(titles.get(m, m))
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Runs compared: value and interval (bootstrap over subjects)")
+    return save_figure(fig, path)
