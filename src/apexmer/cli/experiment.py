@@ -66,7 +66,7 @@ def _headline(summary: dict) -> str:
     protocol = summary.get("protocol_name", "loso")
     return (
         f"{tag}{_scores(summary)}  ({summary['n_samples']} samples, "
-        f"{summary['n_folds']} folds, {protocol})"
+        f"{summary['n_folds']} fold{'s' if summary['n_folds'] != 1 else ''}, {protocol})"
     )
 
 

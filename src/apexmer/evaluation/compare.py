@@ -81,6 +81,9 @@ def compare_runs(
         raise DataError(f"--bootstrap {n_resamples}: use at least 100 resamples (default 2000)")
     runs = [load_run(p) for p in paths]
     check_same_samples(runs)
+    if len({r["name"] for r in runs}) < len(runs):  # runs/a/run, runs/b/run: full paths
+        for r in runs:
+            r["name"] = r["path"]
     base = runs[0]["predictions"]
     classes = list(runs[0]["summary"]["classes"])
     k = len(classes)

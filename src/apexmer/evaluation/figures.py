@@ -115,5 +115,5 @@ def plot_intervals(
         ax.set_xlim(0, 1)
         ax.set_title(titles.get(m, m))
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Runs compared: value and interval (bootstrap over subjects)")
+    fig.suptitle("Runs compared: value and interval (bootstrap over subjects)", y=1.08)
     return save_figure(fig, path)
