@@ -28,7 +28,7 @@ class FoldProgress:
                 total=event["n_folds"],
                 initial=event["done"],
                 unit="fold",
-                desc="LOSO",
+                desc=str(event.get("protocol", "loso")).upper(),
                 dynamic_ncols=True,
             )
             if event["done"]:

@@ -141,6 +141,7 @@ def run_loso(
                     "n_folds": len(folds),
                     "done": len(folds) - len(todo),
                     "n_samples": len(data.samples),
+                    "protocol": config.eval.protocol,
                 }
             )
         groups = fold_groups(folds, todo, config.train.pack_folds)
