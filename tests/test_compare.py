@@ -91,3 +91,15 @@ def test_compare_refuses_runs_on_other_samples(runs: dict, tmp_path: Path) -> No
     assert res.exit_code != 0 and isinstance(res.exception, DataError)
     with pytest.raises(DataError, match="not a finished run folder"):
         compare_runs([runs["a"], tmp_path])
+
+
+def test_loso_without_out_writes_runs_config_protocol(
+    runs: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cross = ["--protocol", "cross", "--train-datasets", "casme2,samm", "--test-datasets", "smic"]
+    res = _cli(["loso", "--data", str(runs["manifest"]), "--config", "demo", *SETS, *cross])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "runs" / "demo-cross" / "summary.json").read_text())
+    assert summary["folds"][0]["train_datasets"] == ["casme2", "samm"]
+    assert res.output.strip().splitlines()[-1].endswith("(6 samples, 1 fold, cross)")

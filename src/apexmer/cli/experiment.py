@@ -90,7 +90,11 @@ def register(app: typer.Typer) -> None:
     def loso(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
-        out: Path = typer.Option(..., "--out", help="run folder (resumes if it exists)"),
+        out: Path | None = typer.Option(
+            None,
+            "--out",
+            help="run folder (resumes if it exists) [default: runs/<config>-<protocol>]",
+        ),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
         executor: str = typer.Option("local", "--executor", help="local | process | ray"),
@@ -151,6 +155,9 @@ def register(app: typer.Typer) -> None:
         if bootstrap is not None:
             overrides.append(f"eval.bootstrap={bootstrap}")
         cfg = load_config(config, overrides)
+        if out is None:
+            out = Path("runs") / f"{Path(config).stem}-{cfg.eval.protocol}"
+            typer.echo(f"run folder: {out}", err=True)
         progress = FoldProgress()
         try:
             summary = run_loso(
