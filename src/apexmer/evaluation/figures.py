@@ -55,7 +55,9 @@ def plot_confusion(
     return save_figure(fig, path)
 
 
-def plot_per_subject(folds: Sequence[dict[str, Any]], path: Path) -> Path:
+def plot_per_subject(
+    folds: Sequence[dict[str, Any]], path: Path, held_out: str = "subject"
+) -> Path:
     """Bar chart of accuracy per held-out subject, with n on each bar."""
     names = [str(f.get("subject", f.get("fold"))) for f in folds]
     acc = [float(f["accuracy"]) for f in folds]
@@ -74,7 +76,7 @@ def plot_per_subject(folds: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_xticks(range(len(names)), labels=names, rotation=90, fontsize=7)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy per held-out subject (n above bars)")
+    ax.set_title(f"Accuracy per held-out {held_out} (n above bars)")
     return save_figure(fig, path)
 
 

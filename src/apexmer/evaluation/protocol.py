@@ -226,7 +226,8 @@ def protocol_text(config: Config, folds: list[Fold]) -> str:
             "ORACLE: epoch chosen by accuracy on the held-out subject (not a valid "
             "estimate); " + base
         )
-    return base + ", last epoch's model scores its held-out subject"
+    held = "subject" if ev.protocol == "loso" else "fold"
+    return base + f", last epoch's model scores its held-out {held}"
 
 
 def run_setting(data: ManifestData, config: Config, preds: pd.DataFrame) -> dict[str, Any]:

@@ -369,7 +369,10 @@ def write_report(
         "Confusion matrix": plot_confusion(summary["confusion"], names, run_dir / CONFUSION_PNG)
     }
     if summary.get("folds"):
-        figures["Accuracy per subject"] = plot_per_subject(summary["folds"], run_dir / SUBJECTS_PNG)
+        loso = summary.get("protocol_name", "loso") == "loso"
+        figures["Accuracy per subject" if loso else "Accuracy per fold"] = plot_per_subject(
+            summary["folds"], run_dir / SUBJECTS_PNG, "subject" if loso else "fold"
+        )
     if history is not None and len(history):
         figures["Training curves"] = plot_curves(history, run_dir / CURVES_PNG)
     rel = {title: path.name for title, path in figures.items()}
