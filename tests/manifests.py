@@ -41,8 +41,10 @@ def write_tiny_manifest(
     size: int = 32,
     seed: int = 0,
     classes: tuple[str, ...] = CLASSES,
+    datasets: tuple[str, ...] = ("casme2",),
 ) -> Path:
-    """``folder/manifest.csv`` with apex, mid and onset crops for every sample."""
+    """``folder/manifest.csv`` with apex, mid and onset crops for every sample; subject
+    ``s`` (1-based) belongs to ``datasets[(s - 1) % len(datasets)]``."""
     rng = np.random.default_rng(seed)
     samples = []
     for s in range(1, subjects + 1):
@@ -57,7 +59,7 @@ def write_tiny_manifest(
                 paths[role] = path
             samples.append(
                 Sample(
-                    dataset="casme2",
+                    dataset=datasets[(s - 1) % len(datasets)],
                     subject=f"sub{s:02d}",
                     clip=clip,
                     label=classes[label],

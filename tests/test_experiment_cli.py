@@ -51,7 +51,9 @@ def test_loso_cli_prints_headline_and_json(manifest: Path, tmp_path: Path) -> No
     ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert re.search(r"accuracy \d\.\d{4}  UF1 \d\.\d{4}  UAR \d\.\d{4}", res.output)
+    last = res.output.strip().splitlines()[-1]  # the headline, each figure with its interval
+    ci = r"\d\.\d{3} \[\d\.\d{2}, \d\.\d{2}\]"
+    assert re.fullmatch(rf"accuracy {ci}  UF1 {ci}  UAR {ci}  \(12 samples, 3 folds, loso\)", last)
     res = runner.invoke(app, [*args, "--json"])  # resumes: every fold is already done
     summary = json.loads(res.output[res.output.index("{") :])
     assert summary["n_folds"] == 3 and summary["config"]["data"]["input"] == "frame"

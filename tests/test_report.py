@@ -193,3 +193,30 @@ def test_table4_models_match_registry_names(frame: str) -> None:
         "resnext50_32x4d",
         "seresnext50_32x4d",
     }
+
+
+def test_composite_rerun_numbers_beside_a_composite_loso_run(tmp_path: Path) -> None:
+    composite = {
+        "classes": ["negative", "positive", "surprise"],
+        "n_samples": 442,
+        "n_subjects": 68,
+        "protocol": "loso",
+    }
+    summary, preds, history = _run(datasets=("casme2", "samm", "smic"), **composite)
+    summary["uf1_ci"] = [0.6350, 0.7840]
+    text = write_report(tmp_path / "a", summary, preds, history, CLASSES).read_text()
+    section = text.split("## Compared with published re-runs")[1].split("##")[0]
+    assert "MEGC 2019 composite, LOSO, fixed epochs" in section
+    for name, f1 in (("SSSNet", "0.7390"), ("STSTNet", "0.7130"), ("OFF-ApexNet", "0.7030")):
+        assert f"| {name} (MEGC 2019 composite, LOSO, fixed epochs) | – | {f1} | – |" in section
+    assert f"{summary['uf1']:.4f} [0.6350, 0.7840]" in section
+    assert "Inside this run's UF1 interval" in section and "SSSNet, STSTNet, OFF-ApexNet" in section
+
+    summary, preds, history = _run(
+        datasets=("casme2", "samm", "smic"), **{**composite, "protocol": "lodo"}
+    )
+    text = write_report(tmp_path / "b", summary, preds, history, CLASSES).read_text()
+    assert "Not shown: protocol lodo" in text and "| SSSNet" not in text
+    summary, preds, history = _run(datasets=("casme2", "samm"), **composite)
+    text = write_report(tmp_path / "c", summary, preds, history, CLASSES).read_text()
+    assert "published re-runs" not in text

@@ -154,10 +154,51 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    protocol: Literal["loso"] = "loso"
+    # loso: one fold per subject; lodo: leave one dataset out; cross: train on
+    # train_datasets, test on test_datasets (evaluation/splits.py, METHOD.md section 14).
+    protocol: Literal["loso", "lodo", "cross"] = "loso"
+    datasets: list[str] = []  # loso / lodo over these corpora only (empty: all)
+    train_datasets: list[str] = []  # cross only
+    test_datasets: list[str] = []  # cross only
+    both_ways: bool = False  # cross only: add the reverse fold (test -> train)
     # Choosing the epoch on the held-out subject inflates scores (METHOD.md section 10).
     # Off by default; when on, every output is labelled ORACLE.
     oracle: bool = False
+    # Confidence intervals: bootstrap over subjects (evaluation/bootstrap.py); 0 = none.
+    # Scoring only: changing these rescores a finished run without retraining it.
+    bootstrap: int = Field(2000, ge=0)
+    bootstrap_seed: int = 0
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _protocol_keys(self) -> EvalConfig:
+        if self.protocol == "cross":
+            if not self.train_datasets or not self.test_datasets:
+                raise ValueError(
+                    "protocol cross needs train_datasets and test_datasets, e.g. "
+                    "--train-datasets casme2 --test-datasets samm"
+                )
+            if self.datasets:
+                raise ValueError(
+                    "datasets selects the corpora of loso/lodo; cross uses train_datasets "
+                    "and test_datasets"
+                )
+            both = sorted(set(self.train_datasets) & set(self.test_datasets))
+            if both:
+                raise ValueError(f"train_datasets and test_datasets both name {both}")
+        else:
+            if self.train_datasets or self.test_datasets or self.both_ways:
+                raise ValueError(
+                    f"train_datasets, test_datasets and both_ways belong to protocol cross, "
+                    f"not {self.protocol}; pass --protocol cross, or --datasets to choose "
+                    f"the corpora of {self.protocol}"
+                )
+        if self.bootstrap and self.bootstrap < 100:
+            raise ValueError(
+                f"bootstrap {self.bootstrap} resamples give unstable interval ends; use "
+                "0 (no intervals) or at least 100 (default 2000)"
+            )
+        return self
 
 
 class Config(_Strict):

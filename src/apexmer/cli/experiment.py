@@ -29,7 +29,7 @@ class FoldProgress:
                 total=event["n_folds"],
                 initial=event["done"],
                 unit="fold",
-                desc="LOSO",
+                desc=str(event.get("protocol", "loso")).upper(),
                 dynamic_ncols=True,
             )
             if event["done"]:
@@ -53,13 +53,37 @@ class FoldProgress:
             self.bar = None
 
 
+def _scores(row: dict) -> str:
+    """``accuracy 0.780 [0.72, 0.83]  UF1 0.713 [0.66, 0.76]  UAR ...``"""
+    parts = []
+    for key, title in (("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR")):
+        ci = row.get(f"{key}_ci")
+        parts.append(f"{title} {row[key]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+    return "  ".join(parts)
+
+
 def _headline(summary: dict) -> str:
     tag = "ORACLE (not a valid estimate) " if summary.get("oracle") else ""
+    protocol = summary.get("protocol_name", "loso")
     return (
-        f"{tag}accuracy {summary['accuracy']:.4f}  UF1 {summary['uf1']:.4f}  "
-        f"UAR {summary['uar']:.4f}  ({summary['n_samples']} samples, "
-        f"{summary['n_folds']} folds)"
+        f"{tag}{_scores(summary)}  ({summary['n_samples']} samples, "
+        f"{summary['n_folds']} fold{'s' if summary['n_folds'] != 1 else ''}, {protocol})"
     )
+
+
+def _per_dataset_lines(summary: dict) -> list[str]:
+    rows = (summary.get("per_corpus") or {}).get("datasets") or []
+    if len(rows) < 2:
+        return []
+    width = max(len(r["dataset"]) for r in rows)
+    return [
+        f"{r['dataset']:<{width}}  {_scores(r)}  ({r['n']} samples, {r['n_subjects']} subjects)"
+        for r in rows
+    ]
+
+
+def _names(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +91,11 @@ def register(app: typer.Typer) -> None:
     def loso(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
         config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
-        out: Path = typer.Option(..., "--out", help="run folder (resumes if it exists)"),
+        out: Path | None = typer.Option(
+            None,
+            "--out",
+            help="run folder (resumes if it exists) [default: runs/<config>-<protocol>]",
+        ),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         frame: str | None = typer.Option(
             None, "--frame", help="apex | mid | onset", callback=one_of(("apex", "mid", "onset"))
@@ -84,9 +112,33 @@ def register(app: typer.Typer) -> None:
             "--oracle",
             help="choose the epoch on the held-out subject (labelled ORACLE; not a valid estimate)",
         ),
+        protocol: str | None = typer.Option(
+            None,
+            "--protocol",
+            help="loso (one fold per subject), lodo (leave one dataset out) or cross "
+            "(--train-datasets -> --test-datasets) [default: the config's eval.protocol, loso]",
+        ),
+        datasets: str | None = typer.Option(
+            None, "--datasets", help="loso / lodo over these corpora only, e.g. casme2"
+        ),
+        train_datasets: str | None = typer.Option(
+            None, "--train-datasets", help="cross: train on these corpora, e.g. casme2"
+        ),
+        test_datasets: str | None = typer.Option(
+            None, "--test-datasets", help="cross: test on these corpora, e.g. samm"
+        ),
+        both_ways: bool = typer.Option(
+            False, "--both-ways", help="cross: also train on the test corpora, test on the others"
+        ),
+        bootstrap: int | None = typer.Option(
+            None,
+            "--bootstrap",
+            help="subject resamples for the confidence intervals (0: none) [default: 2000]",
+        ),
         as_json: bool = typer.Option(False, "--json", help="print summary.json"),
     ) -> None:
-        """Leave-one-subject-out training and evaluation, resumable at fold granularity."""
+        """Train and evaluate under a protocol (LOSO by default, LODO, cross-dataset),
+        resumable at fold granularity; every headline figure with its 95 % interval."""
         from apexmer.evaluation.protocol import run_loso
         from apexmer.training.devices import check_device
 
@@ -95,9 +147,25 @@ def register(app: typer.Typer) -> None:
             overrides.append(f"data.frame={frame}")
         if oracle:
             overrides.append("eval.oracle=true")
+        if protocol:
+            overrides.append(f"eval.protocol={protocol}")
+        for key, text in (
+            ("datasets", datasets),
+            ("train_datasets", train_datasets),
+            ("test_datasets", test_datasets),
+        ):
+            if text is not None:
+                overrides.append(f"eval.{key}={json.dumps(_names(text))}")
+        if both_ways:
+            overrides.append("eval.both_ways=true")
+        if bootstrap is not None:
+            overrides.append(f"eval.bootstrap={bootstrap}")
         cfg = load_config(config, overrides)
         # Ray runs folds on other machines: only the name is checked here.
         check_device(cfg.train.device, "--set train.device", here=executor != "ray")
+        if out is None:
+            out = Path("runs") / f"{Path(config).stem}-{cfg.eval.protocol}"
+            typer.echo(f"run folder: {out}", err=True)
         progress = FoldProgress()
         try:
             summary = run_loso(
@@ -120,8 +188,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:
-            typer.echo(_headline(summary))
+            for line in _per_dataset_lines(summary):
+                typer.echo(line)
             typer.echo(f"report: {out / 'report.md'}")
+            typer.echo(_headline(summary))
 
     @app.command()
     def ablation(

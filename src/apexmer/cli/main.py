@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "spotting",
     "models",
     "experiment",
+    "compare",
     "inference",
 )
 

@@ -10,7 +10,13 @@ from apexmer.evaluation.metrics import (
     uar,
     uf1,
 )
-from apexmer.evaluation.splits import Fold, fold_diagnostics, loso_folds, subject_groups
+from apexmer.evaluation.splits import (
+    Fold,
+    fold_diagnostics,
+    loso_folds,
+    protocol_folds,
+    subject_groups,
+)
 
 __all__ = [
     "Fold",
@@ -22,6 +28,7 @@ __all__ = [
     "per_class",
     "per_fold_f1",
     "per_group_metrics",
+    "protocol_folds",
     "subject_groups",
     "uar",
     "uf1",

@@ -1,9 +1,12 @@
-"""Leave-one-subject-out runner: one fold per subject, fixed epochs, last epoch's model.
+"""The evaluation runner: the folds of ``eval.protocol`` (loso, lodo, cross; ``splits``),
+fixed epochs, last epoch's model.
 
-The held-out subject's predictions of every fold are pooled, then scored once (the
-paper's and MEGC's way). Each finished fold is written to ``RUN/folds/`` atomically; a
-killed run started again with the same data and config continues with the folds that are
-missing and ends with the same numbers as an uninterrupted run.
+The held-out predictions of every fold are pooled, then scored once (the paper's and
+MEGC's way), with subject-bootstrap intervals (``scores``, ``bootstrap``). Each finished
+fold is written to ``RUN/folds/`` atomically; a killed run started again with the same
+data and config continues with the folds that are missing and ends with the same numbers
+as an uninterrupted run. The bootstrap keys (``eval.bootstrap`` ...) are not part of a
+run's identity: changed, they rescore the finished folds without retraining.
 
 Run folder::
 
@@ -11,7 +14,8 @@ Run folder::
     RUN/run.json          resolved config, package version, coding-sheet version, data hash
     RUN/folds/fold_NN.json  one per finished fold (probabilities, history, diagnostics,
                           the run's fingerprint: another run's fold file is never reused)
-    RUN/summary.json      headline figures, per-class, confusion, per-fold, per-corpus
+    RUN/summary.json      headline figures with intervals, per-class, confusion, per-fold
+                          (train/test datasets), per-corpus (scores.score_predictions)
     RUN/predictions.csv   one row per sample with the class probabilities
     RUN/history.csv       loss and training accuracy per fold and epoch
     RUN/report.md + PNGs
@@ -28,7 +32,6 @@ import pandas as pd
 from apexmer import __version__
 from apexmer.config import Config, config_to_dict
 from apexmer.errors import ApexmerError, DataError
-from apexmer.evaluation import metrics as M
 from apexmer.evaluation.executors import EXECUTORS, run
 from apexmer.evaluation.folds import fold_groups
 from apexmer.evaluation.runfolder import (
@@ -39,16 +42,44 @@ from apexmer.evaluation.runfolder import (
     remove_temp_files,
     run_fingerprint,
 )
-from apexmer.evaluation.splits import Fold, loso_folds
+from apexmer.evaluation.scores import score_predictions
+from apexmer.evaluation.splits import Fold, class_coverage, protocol_folds
 from apexmer.fileio import write_json, write_text
 from apexmer.preprocess.pipeline import ProgressFn
 from apexmer.training.dataset import ManifestData, load_manifest_data
 from apexmer.training.inputs import check_model_input
 
+# eval keys that only change how finished folds are scored: not part of a run's identity,
+# so a finished run is rescored (not retrained) with another bootstrap count.
+SCORING_KEYS = ("bootstrap", "bootstrap_seed", "confidence")
+# eval keys added with the protocols: left out of a run's identity at their default, so a
+# run folder written before they existed still resumes.
+PROTOCOL_DEFAULTS = {"datasets": [], "train_datasets": [], "test_datasets": [], "both_ways": False}
+
+
+def run_identity_config(config: Config) -> dict[str, Any]:
+    """The resolved config as a run's identity (``run.json``, fold fingerprints)."""
+    out = config_to_dict(config)
+    ev = out["eval"]
+    for key in SCORING_KEYS:
+        ev.pop(key, None)
+    for key, default in PROTOCOL_DEFAULTS.items():
+        if ev.get(key) == default:
+            ev.pop(key)
+    return out
+
+
+def run_folds(data: ManifestData, config: Config) -> list[Fold]:
+    """The folds of the configured protocol over ``data``'s samples."""
+    ev = config.eval
+    return protocol_folds(
+        data.samples, ev.protocol, ev.datasets, ev.train_datasets, ev.test_datasets, ev.both_ways
+    )
+
 
 def run_header(data: ManifestData, config: Config) -> dict[str, Any]:
     return {
-        "config": config_to_dict(config),
+        "config": run_identity_config(config),
         "version": __version__,
         "coding_version": data.coding_version,
         "manifest": str(data.manifest),
@@ -68,7 +99,8 @@ def run_loso(
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) LOSO; write the run folder; return the summary. The folder is
+    """Run (or resume) the configured protocol (LOSO by default; ``eval.protocol``);
+    write the run folder; return the summary. The folder is
     locked for the whole run (``runfolder.RunLock``); ``progress`` gets ``warning`` events
     (a fold file retrained, a dead run's lock taken over), also listed in the summary."""
     if executor not in EXECUTORS:
@@ -76,18 +108,20 @@ def run_loso(
     out = Path(out)
     check_model_input(config)  # before minutes of loading: the model must take the input
     data = load_manifest_data(manifest, config.data)
-    folds = loso_folds(data.groups)
-    if len(folds) < 2:
+    folds = run_folds(data, config)
+    if config.eval.protocol == "loso" and len(folds) < 2:
         raise DataError(
             f"LOSO needs at least 2 subjects, found {len(folds)}",
             file=manifest,
             fix="add subjects, or check the subject column",
         )
+    coverage = class_coverage(folds, data.labels.numpy(), list(data.classes))
     header = run_header(data, config)
     fingerprint = run_fingerprint(header)
     n_classes, epochs = len(data.classes), config.train.epochs
     with RunLock(out) as lock:
         notices = [lock.notice] if lock.notice else []
+        notices += [coverage] if coverage else []
         removed = remove_temp_files(out)
         if removed:
             notices.append(f"{out}: removed {removed} temporary file(s) a killed run left")
@@ -107,6 +141,7 @@ def run_loso(
                     "n_folds": len(folds),
                     "done": len(folds) - len(todo),
                     "n_samples": len(data.samples),
+                    "protocol": config.eval.protocol,
                 }
             )
         groups = fold_groups(folds, todo, config.train.pack_folds)
@@ -172,9 +207,17 @@ def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.
     return pd.DataFrame(rows).sort_values("key", kind="stable").reset_index(drop=True)
 
 
-def protocol_text(config: Config, n_folds: int) -> str:
+def protocol_text(config: Config, folds: list[Fold]) -> str:
+    ev, n = config.eval, len(folds)
+    if ev.protocol == "lodo":
+        what = f"leave-one-dataset-out (LODO), {n} folds (one per dataset, trained on the others)"
+    elif ev.protocol == "cross":
+        what = f"cross-dataset, {n} fold(s): " + ", ".join(f.name for f in folds)
+    else:
+        within = f" within {', '.join(ev.datasets)}" if ev.datasets else ""
+        what = f"LOSO{within}, {n} folds (one per subject)"
     base = (
-        f"LOSO, {n_folds} folds (one per subject), fixed {config.train.epochs} epochs, "
+        f"{what}, fixed {config.train.epochs} epochs, "
         "predictions pooled over folds then scored once (UF1 = macro-F1 on the pooled "
         "predictions)"
     )
@@ -183,21 +226,23 @@ def protocol_text(config: Config, n_folds: int) -> str:
             "ORACLE: epoch chosen by accuracy on the held-out subject (not a valid "
             "estimate); " + base
         )
-    return base + ", last epoch's model scores its held-out subject"
+    held = "subject" if ev.protocol == "loso" else "fold"
+    return base + f", last epoch's model scores its held-out {held}"
 
 
-def run_setting(data: ManifestData, config: Config, n_folds: int) -> dict[str, Any]:
-    """What decides whether the paper's numbers are comparable with this run."""
-    datasets = sorted({s.dataset for s in data.samples})
+def run_setting(data: ManifestData, config: Config, preds: pd.DataFrame) -> dict[str, Any]:
+    """What decides whether published numbers are comparable with this run (of the
+    samples it tested)."""
+    datasets = sorted(set(preds["dataset"].astype(str)))
     return {
         "dataset": "+".join(datasets),
         "classes": list(data.classes),
         "model": config.model.name,
         "frame": config.data.frame,
         "input": config.data.input,
-        "n_samples": len(data.samples),
-        "n_subjects": n_folds,
-        "protocol": "loso",
+        "n_samples": len(preds),
+        "n_subjects": int((preds["dataset"] + "/" + preds["subject"].astype(str)).nunique()),
+        "protocol": config.eval.protocol,
         "oracle": config.eval.oracle,
         "input_size": config.data.input_size,
         "epochs": config.train.epochs,
@@ -220,47 +265,43 @@ def write_results(
     """Pool the folds, score once, write summary, predictions, history and the report.
     ``warnings``: run-level notices (listed in the summary and the report)."""
     preds = pooled_predictions(data, results)
-    y_true, y_pred = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
-    headline = M.classification_metrics(y_true, y_pred, list(data.classes))
-    fold_of = preds["fold"].to_numpy()
-    fold_rows = []
-    for res in results:
-        mask = fold_of == res["fold"]
-        fold_rows.append(
-            {
-                "fold": res["fold"],
-                "subject": res["group"],
-                "n": int(mask.sum()),
-                "accuracy": float((y_true[mask] == y_pred[mask]).mean()) if mask.any() else None,
-                "epoch_used": res["epoch_used"],
-                "warnings": res["diagnostics"].get("warnings", []),
-            }
-        )
+    by_index = {f.index: f for f in folds}
+    meta = [
+        {
+            "fold": r["fold"],
+            "name": r["group"],
+            "train_datasets": list(by_index[r["fold"]].train_datasets),
+            "test_datasets": list(by_index[r["fold"]].test_datasets),
+            "n_train": int(by_index[r["fold"]].train_idx.size),
+            "epoch_used": r["epoch_used"],
+            "warnings": r["diagnostics"].get("warnings", []),
+        }
+        for r in results
+    ]
+    ev = config.eval
+    scores = score_predictions(
+        preds,
+        data.classes,
+        meta,
+        n_resamples=ev.bootstrap,
+        seed=ev.bootstrap_seed,
+        confidence=ev.confidence,
+    )
     history = pd.DataFrame([{"fold": r["fold"], **h} for r in results for h in r["history"]])
     summary = {
-        "accuracy": headline["accuracy"],
-        "uf1": headline["uf1"],
-        "uar": headline["uar"],
-        "uf1_per_fold_mean": M.per_fold_f1(y_true, y_pred, fold_of, len(data.classes)),
-        "n_samples": len(preds),
+        **scores,
         "n_folds": len(folds),
-        "protocol": protocol_text(config, len(folds)),
-        "oracle": config.eval.oracle,
+        "protocol": protocol_text(config, folds),
+        "protocol_name": ev.protocol,
+        "datasets": sorted(set(preds["dataset"].astype(str))),
+        "oracle": ev.oracle,
         "classes": list(data.classes),
-        "per_class": headline["per_class"],
-        "confusion": headline["confusion"],
-        "folds": fold_rows,
-        "per_corpus": (
-            M.per_group_metrics(y_true, y_pred, preds["dataset"].to_numpy(), list(data.classes))
-            if preds["dataset"].nunique() > 1
-            else {}
-        ),
         "coding_version": data.coding_version,
         "version": __version__,
         "manifest": str(data.manifest),
         "data_problems": [str(p) for p in data.problems],
         "config": config_to_dict(config),
-        "setting": run_setting(data, config, len(folds)),
+        "setting": run_setting(data, config, preds),
         "warnings": list(warnings or []),
     }
     preds_path = out / "predictions.csv"

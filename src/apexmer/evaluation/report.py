@@ -1,4 +1,9 @@
-"""Markdown report and PNG figures of one evaluation run; the paper's Table 4 side by side.
+"""Markdown report and PNG figures of one evaluation run; the paper's Table 4 side by side,
+and the MEGC 2019 composite's published re-runs beside a composite LOSO run.
+
+Every figure is read from ``summary`` (``scores.score_predictions`` computed it, and
+``summary.json`` holds the same dict), never recomputed here, so the two agree; only a
+summary that lacks a part (an older run) has it computed from ``predictions``.
 
 Inputs (written by the protocol runner):
 
@@ -9,6 +14,9 @@ Inputs (written by the protocol runner):
     names, label-index order); per_class (``metrics.per_class`` output); confusion (K x K
     nested list, rows true); folds (list of {fold, subject, n, accuracy, warnings: [str]},
     optional uf1); coding_version; version; oracle (bool).
+    Optional: accuracy_ci, uf1_ci, uar_ci ([lo, hi]) and bootstrap ({n_resamples, seed,
+    confidence, n_subjects}); protocol_name (loso | lodo | cross); per_corpus
+    ({"datasets": [{dataset, n, n_subjects, accuracy, uf1, uar, *_ci}]}).
     Optional: uf1_per_fold or uf1_per_fold_mean (float; computed from ``predictions`` when
     absent); setting (dict for ``paper.matching_paper_row``: dataset, num_classes/classes,
     model, frame, n_samples, n_subjects, protocol, oracle, and recipe keys epochs, lr, ...;
@@ -29,7 +37,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from apexmer.evaluation.metrics import per_fold_f1, per_group_metrics
+from apexmer.evaluation.figures import plot_confusion, plot_curves, plot_per_subject
+from apexmer.evaluation.metrics import per_fold_f1
 from apexmer.evaluation.paper import (
     FRAME_TITLES,
     MODEL_TITLES,
@@ -42,7 +51,14 @@ from apexmer.evaluation.paper import (
     paper_mismatch,
     recipe_differences,
 )
-from apexmer.fileio import atomic_path, write_text
+from apexmer.evaluation.published import (
+    COMPOSITE,
+    COMPOSITE_LABEL,
+    COMPOSITE_RERUNS,
+    composite_mismatch,
+)
+from apexmer.evaluation.scores import score_predictions
+from apexmer.fileio import write_text
 
 ORACLE_LABEL = "ORACLE: epochs chosen on the held-out subject; not a valid estimate"
 CONFUSION_PNG = "confusion.png"
@@ -54,6 +70,11 @@ def fmt(x: Any) -> str:
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{float(x):.4f}"
 
 
+def fmt_ci(value: Any, ci: Sequence[float] | None) -> str:
+    """``0.7130 [0.6350, 0.7840]``; the value alone when there is no interval."""
+    return fmt(value) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     return [
@@ -61,93 +82,6 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
         "|" + "---|" * len(header),
         *["| " + " | ".join(r) + " |" for r in cells],
     ]
-
-
-# ---------------------------------------------------------------- figures (matplotlib, Agg)
-
-
-def new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)  # no pyplot, no global backend switch
-    return fig
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return path
-
-
-def plot_confusion(
-    confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path
-) -> Path:
-    """Annotated count matrix, rows true, columns predicted."""
-    cm = np.asarray(confusion, dtype=np.int64)
-    k = len(class_names)
-    fig = new_figure(1.2 + 0.8 * k, 1.0 + 0.8 * k)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))
-    ax.set_xticks(range(k), labels=class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), labels=class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    half = cm.max() / 2
-    for i in range(k):
-        for j in range(k):
-            ax.text(
-                j,
-                i,
-                str(cm[i, j]),
-                ha="center",
-                va="center",
-                color="white" if cm[i, j] > half else "black",
-            )
-    ax.set_title("Confusion matrix (pooled over folds)")
-    return save_figure(fig, path)
-
-
-def plot_per_subject(folds: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Bar chart of accuracy per held-out subject, with n on each bar."""
-    names = [str(f.get("subject", f.get("fold"))) for f in folds]
-    acc = [float(f["accuracy"]) for f in folds]
-    fig = new_figure(max(4.0, 0.35 * len(names) + 1.5), 3.5)
-    ax = fig.add_subplot(1, 1, 1)
-    bars = ax.bar(range(len(names)), acc, color="#4c72b0")
-    for bar, f in zip(bars, folds, strict=True):
-        ax.text(
-            bar.get_x() + bar.get_width() / 2,
-            bar.get_height() + 0.01,
-            str(f.get("n", "")),
-            ha="center",
-            va="bottom",
-            fontsize=7,
-        )
-    ax.set_xticks(range(len(names)), labels=names, rotation=90, fontsize=7)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy per held-out subject (n above bars)")
-    return save_figure(fig, path)
-
-
-def plot_curves(history: pd.DataFrame, path: Path) -> Path:
-    """Loss and train accuracy per epoch: one thin line per fold, the fold mean in bold."""
-    metrics = [c for c in ("loss", "train_acc") if c in history.columns]
-    fig = new_figure(5.0 * len(metrics), 3.5)
-    for i, col in enumerate(metrics):
-        ax = fig.add_subplot(1, len(metrics), i + 1)
-        for _, g in history.groupby("fold", sort=True):
-            g = g.sort_values("epoch")
-            ax.plot(g["epoch"], g[col], color="gray", alpha=0.35, linewidth=0.8)
-        mean = history.groupby("epoch", sort=True)[col].mean()
-        ax.plot(mean.index, mean.values, color="black", linewidth=2.5, label="mean over folds")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(col)
-        ax.legend(loc="best", fontsize=8)
-    fig.suptitle("Training curves (thin: one fold each)")
-    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- markdown
@@ -258,10 +192,12 @@ def render_report(
     lines += ["# apexmer evaluation report", ""]
     other = _other_aggregation(summary, predictions, len(names))
     lines += [
-        f"- **Accuracy**: {fmt(summary['accuracy'])}",
-        f"- **UF1 (pooled)**: {fmt(summary['uf1'])} — macro-F1 over all {len(names)} classes "
-        "on the predictions of all folds pooled, then scored once",
-        f"- **UAR**: {fmt(summary.get('uar'))} — mean recall over classes present",
+        f"- **Accuracy**: {fmt_ci(summary['accuracy'], summary.get('accuracy_ci'))}",
+        f"- **UF1 (pooled)**: {fmt_ci(summary['uf1'], summary.get('uf1_ci'))} — macro-F1 over "
+        f"all {len(names)} classes on the predictions of all folds pooled, then scored once",
+        f"- **UAR**: {fmt_ci(summary.get('uar'), summary.get('uar_ci'))} — mean recall over "
+        "classes present",
+        *_interval_note(summary),
         f"- **Samples**: {summary.get('n_samples')}  **Folds**: {summary.get('n_folds')}",
         f"- **Protocol**: {summary.get('protocol', '')}",
         f"- The other aggregation, macro-F1 per fold averaged over folds (drops classes a "
@@ -285,23 +221,8 @@ def render_report(
         ["true \\ pred", *names],
         [[names[i], *row] for i, row in enumerate(summary.get("confusion", []))],
     )
-    lines += ["", "## Per fold", ""]
-    has_f1 = any("uf1" in f for f in folds)
-    lines += md_table(
-        ["fold", "subject", "n", "accuracy", *(["UF1"] if has_f1 else []), "warnings"],
-        [
-            [
-                f.get("fold", ""),
-                f.get("subject", ""),
-                f.get("n", ""),
-                fmt(f.get("accuracy")),
-                *([fmt(f.get("uf1"))] if has_f1 else []),
-                "; ".join(f.get("warnings", [])),
-            ]
-            for f in folds
-        ],
-    )
-    lines += ["", *_corpus_section(predictions, len(names))]
+    lines += ["", "## Per fold", "", *_fold_table(summary, folds), ""]
+    lines += _corpus_section(summary, predictions, names)
     warnings = [
         f"{f.get('subject', f.get('fold'))}: {w}" for f in folds for w in f.get("warnings", [])
     ] + list(summary.get("warnings", []))
@@ -310,7 +231,7 @@ def render_report(
     left_out = list(summary.get("data_problems", []))
     lines += ["", f"## Data problems ({len(left_out)} left out or reported)", ""]
     lines += [f"- {p}" for p in left_out] or ["None: every sample of the manifest was used."]
-    lines += ["", *_paper_section(summary, predictions)]
+    lines += ["", *_published_section(summary, predictions), *_paper_section(summary, predictions)]
     config = json.loads(json.dumps(summary.get("config") or {}, default=str))
     lines += [
         "## Config",
@@ -323,17 +244,74 @@ def render_report(
     return "\n".join(lines)
 
 
-def _corpus_section(predictions: pd.DataFrame, k: int) -> list[str]:
-    cols = {"dataset", "subject", "y_true", "y_pred"}
-    if not cols <= set(predictions.columns) or predictions["dataset"].nunique() < 2:
+def _interval_note(summary: dict[str, Any]) -> list[str]:
+    boot = summary.get("bootstrap") or {}
+    if not summary.get("uf1_ci") or not boot:
         return []
-    groups = predictions["dataset"].astype(str) + "/" + predictions["subject"].astype(str)
-    per = per_group_metrics(
-        predictions["y_true"].to_numpy(), predictions["y_pred"].to_numpy(), groups.tolist(), k
+    return [
+        f"- **Intervals**: {100 * boot.get('confidence', 0.95):g} % percentile intervals of "
+        f"a bootstrap over the {boot.get('n_subjects')} subjects ({boot.get('n_resamples')} "
+        f"resamples, seed {boot.get('seed')}): subjects drawn with replacement, their "
+        "predictions pooled and scored once"
+    ]
+
+
+def _fold_table(summary: dict[str, Any], folds: list[dict[str, Any]]) -> list[str]:
+    if summary.get("protocol_name", "loso") == "loso":
+        has_f1 = any("uf1" in f for f in folds)
+        return md_table(
+            ["fold", "subject", "n", "accuracy", *(["UF1"] if has_f1 else []), "warnings"],
+            [
+                [
+                    f.get("fold", ""),
+                    f.get("subject", ""),
+                    f.get("n", ""),
+                    fmt(f.get("accuracy")),
+                    *([fmt(f.get("uf1"))] if has_f1 else []),
+                    "; ".join(f.get("warnings", [])),
+                ]
+                for f in folds
+            ],
+        )
+    return md_table(
+        ["fold", "held out", "trained on", "tested on", "n", "accuracy", "UF1", "UAR"],
+        [
+            [
+                f.get("fold", ""),
+                f.get("subject", ""),
+                "+".join(f.get("train_datasets", [])),
+                "+".join(f.get("test_datasets", [])),
+                f.get("n", ""),
+                fmt(f.get("accuracy")),
+                fmt(f.get("uf1")),
+                fmt(f.get("uar")),
+            ]
+            for f in folds
+        ],
     )
+
+
+def _corpus_section(
+    summary: dict[str, Any], predictions: pd.DataFrame, names: list[str]
+) -> list[str]:
+    per = (summary.get("per_corpus") or {}).get("datasets")
+    if per is None:  # an older summary: the same function computes it
+        cols = {"dataset", "subject", "fold", "y_true", "y_pred"}
+        if not cols <= set(predictions.columns):
+            return []
+        per = score_predictions(predictions, names, n_resamples=0)["per_corpus"]["datasets"]
+    if len(per) < 2:
+        return []
     rows = [
-        [d["dataset"], d["n"], d["n_subjects"], fmt(d["accuracy"]), fmt(d["uf1"]), fmt(d["uar"])]
-        for d in per["datasets"]
+        [
+            d["dataset"],
+            d["n"],
+            d["n_subjects"],
+            fmt_ci(d["accuracy"], d.get("accuracy_ci")),
+            fmt_ci(d["uf1"], d.get("uf1_ci")),
+            fmt_ci(d["uar"], d.get("uar_ci")),
+        ]
+        for d in per
     ]
     return [
         "## Per corpus",
@@ -341,6 +319,40 @@ def _corpus_section(predictions: pd.DataFrame, k: int) -> list[str]:
         *md_table(["dataset", "n", "subjects", "accuracy", "UF1", "UAR"], rows),
         "",
     ]
+
+
+def _published_section(summary: dict[str, Any], predictions: pd.DataFrame) -> list[str]:
+    """This run beside the composite's published honest re-runs, when its setting is the
+    composite's; nothing for a run on other corpora."""
+    setting = report_setting(summary, predictions)
+    reasons = composite_mismatch(setting)
+    on_composite = sorted(str(setting.get("dataset", "")).split("+")) == sorted(COMPOSITE.datasets)
+    title = f"## Compared with published re-runs ({COMPOSITE_LABEL})"
+    if reasons:
+        if not on_composite:
+            return []
+        return [title, "", "Not shown: " + "; ".join(reasons) + ".", ""]
+    ci = summary.get("uf1_ci")
+    rows = [
+        [
+            "this run (pooled)",
+            fmt_ci(summary["accuracy"], summary.get("accuracy_ci")),
+            fmt_ci(summary["uf1"], ci),
+            fmt_ci(summary.get("uar"), summary.get("uar_ci")),
+        ]
+    ] + [
+        [f"{name} ({COMPOSITE_LABEL})", "–", fmt(f1), "–"] for name, f1 in COMPOSITE_RERUNS.items()
+    ]
+    lines = [title, "", *md_table(["", "accuracy", "UF1", "UAR"], rows), ""]
+    if ci:
+        inside = [n for n, f1 in COMPOSITE_RERUNS.items() if ci[0] <= f1 <= ci[1]]
+        lines.append(
+            "Inside this run's UF1 interval (not told apart from it on these subjects): "
+            + (", ".join(inside) if inside else "none")
+            + ". To compare two of your own runs on the same samples, use `apexmer compare`."
+        )
+        lines.append("")
+    return lines
 
 
 def write_report(
@@ -357,7 +369,10 @@ def write_report(
         "Confusion matrix": plot_confusion(summary["confusion"], names, run_dir / CONFUSION_PNG)
     }
     if summary.get("folds"):
-        figures["Accuracy per subject"] = plot_per_subject(summary["folds"], run_dir / SUBJECTS_PNG)
+        loso = summary.get("protocol_name", "loso") == "loso"
+        figures["Accuracy per subject" if loso else "Accuracy per fold"] = plot_per_subject(
+            summary["folds"], run_dir / SUBJECTS_PNG, "subject" if loso else "fold"
+        )
     if history is not None and len(history):
         figures["Training curves"] = plot_curves(history, run_dir / CURVES_PNG)
     rel = {title: path.name for title, path in figures.items()}

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from apexmer.data.long_videos import LongVideo, LongVideoSet
+from apexmer.evaluation.figures import new_figure, save_figure
 from apexmer.evaluation.intervals import KINDS, SCORE_KEYS, VideoScore
 from apexmer.evaluation.long_video_eval import LongEvalResult, VideoSpotting
-from apexmer.evaluation.report import fmt, md_table, new_figure, save_figure
+from apexmer.evaluation.report import fmt, md_table
 from apexmer.fileio import write_json, write_text
 
 REPORT_NAME = "spot_report.md"
