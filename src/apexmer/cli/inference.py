@@ -78,17 +78,20 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, list(set_))
 
         def on_epoch(row: dict) -> None:
+            member = f"member {row['member'] + 1}/{cfg.train.ensemble}  " if "member" in row else ""
             typer.echo(
-                f"epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
+                f"{member}epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
                 f"train acc {row['train_acc']:.3f}",
                 err=True,
             )
 
         meta = train_deployable(data, cfg, out, on_epoch=on_epoch)
         counts = ", ".join(f"{k} {v}" for k, v in meta["training_data"]["class_counts"].items())
+        members = f"{meta['ensemble']} x " if meta["ensemble"] > 1 else ""
+        tta = ", test-time flip" if meta["tta"] != "none" else ""
         typer.echo(
-            f"trained {meta['architecture']} on {meta['training_data']['n_samples']} "
-            f"samples ({counts})"
+            f"trained {members}{meta['architecture']}{tta} on "
+            f"{meta['training_data']['n_samples']} samples ({counts})"
         )
         typer.echo(f"checkpoint: {meta['checkpoint']}")
 

@@ -12,7 +12,8 @@ Run folder::
     RUN/folds/fold_NN.json  one per finished fold (probabilities, history, diagnostics,
                           the run's fingerprint: another run's fold file is never reused)
     RUN/summary.json      headline figures, per-class, confusion, per-fold, per-corpus
-    RUN/predictions.csv   one row per sample with the class probabilities
+    RUN/predictions.csv   one row per sample with the class probabilities (an ensemble's
+                          averaged, and each member's prob_<class>_m<k>)
     RUN/history.csv       loss and training accuracy per fold and epoch
     RUN/report.md + PNGs
 """
@@ -31,6 +32,7 @@ from apexmer.errors import ApexmerError, DataError
 from apexmer.evaluation import metrics as M
 from apexmer.evaluation.executors import EXECUTORS, run
 from apexmer.evaluation.folds import fold_groups
+from apexmer.evaluation.members import ensemble_summary, member_columns
 from apexmer.evaluation.runfolder import (
     RunLock,
     check_header,
@@ -109,7 +111,7 @@ def run_loso(
                     "n_samples": len(data.samples),
                 }
             )
-        groups = fold_groups(folds, todo, config.train.pack_folds)
+        groups = fold_groups(folds, todo, config.train.pack_folds, config.train.ensemble)
         wanted = {f.index for f in todo}
         results = run(
             executor,
@@ -152,7 +154,7 @@ def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.
     """One row per sample: who, which fold, truth, prediction, probabilities."""
     rows = []
     for res in results:
-        for i, p in zip(res["test_idx"], res["probs"], strict=True):
+        for j, (i, p) in enumerate(zip(res["test_idx"], res["probs"], strict=True)):
             s = data.samples[i]
             y_pred = int(np.argmax(p))
             rows.append(
@@ -167,6 +169,7 @@ def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.
                     "label": s.label,
                     "pred_label": data.classes[y_pred],
                     **{f"prob_{c}": float(v) for c, v in zip(data.classes, p, strict=True)},
+                    **member_columns(data.classes, res.get("member_probs"), j),
                 }
             )
     return pd.DataFrame(rows).sort_values("key", kind="stable").reset_index(drop=True)
@@ -247,6 +250,7 @@ def write_results(
         "protocol": protocol_text(config, len(folds)),
         "oracle": config.eval.oracle,
         "classes": list(data.classes),
+        "ensemble": ensemble_summary(preds, data.classes, config.train.ensemble),
         "per_class": headline["per_class"],
         "confusion": headline["confusion"],
         "folds": fold_rows,

@@ -8,14 +8,16 @@ Inputs (written by the protocol runner):
     pooled over folds then scored"); config (dict, the resolved config); classes (list of
     names, label-index order); per_class (``metrics.per_class`` output); confusion (K x K
     nested list, rows true); folds (list of {fold, subject, n, accuracy, warnings: [str]},
-    optional uf1); coding_version; version; oracle (bool).
+    optional uf1); coding_version; version; oracle (bool); ensemble ({members, member_scores,
+    spread}: ``evaluation.members``).
     Optional: uf1_per_fold or uf1_per_fold_mean (float; computed from ``predictions`` when
     absent); setting (dict for ``paper.matching_paper_row``: dataset, num_classes/classes,
     model, frame, n_samples, n_subjects, protocol, oracle, and recipe keys epochs, lr, ...;
     derived from the other keys and the config when absent); warnings (run-level strings).
 ``predictions`` (DataFrame), one row per clip: key, dataset, subject, fold, y_true, y_pred,
     label, pred_label, prob_<class>...
-``history`` (DataFrame or None), one row per fold and epoch: fold, epoch, loss, train_acc.
+``history`` (DataFrame or None), one row per fold and epoch: fold, epoch, loss, train_acc
+    (and member, for an ensemble).
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path:
     fig = new_figure(5.0 * len(metrics), 3.5)
     for i, col in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
-        for _, g in history.groupby("fold", sort=True):
+        keys = [c for c in ("fold", "member") if c in history.columns]  # member: ensembles
+        for _, g in history.groupby(keys, sort=True):
             g = g.sort_values("epoch")
             ax.plot(g["epoch"], g[col], color="gray", alpha=0.35, linewidth=0.8)
         mean = history.groupby("epoch", sort=True)[col].mean()
@@ -266,6 +269,7 @@ def render_report(
         f"- **Protocol**: {summary.get('protocol', '')}",
         f"- The other aggregation, macro-F1 per fold averaged over folds (drops classes a "
         f"subject lacks; not comparable with the pooled UF1): {fmt(other)}",
+        *_ensemble_lines(summary),
         f"- **Coding sheet**: {summary.get('coding_version', 'unknown')}  "
         f"**apexmer**: {summary.get('version', 'unknown')}",
         "",
@@ -321,6 +325,32 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _ensemble_lines(summary: dict[str, Any]) -> list[str]:
+    """The ensemble (``summary["ensemble"]``, ``evaluation.members``) and test-time
+    augmentation, when the run used them."""
+    lines = []
+    ens = summary.get("ensemble") or {}
+    if ens.get("members", 1) > 1:
+        spread = ens["spread"]
+        parts = [
+            f"{name} {fmt(spread[key]['min'])} / {fmt(spread[key]['mean'])} / "
+            f"{fmt(spread[key]['max'])} (sd {fmt(spread[key]['sd'])})"
+            for key, name in (("uf1", "UF1"), ("uar", "UAR"), ("accuracy", "accuracy"))
+        ]
+        lines.append(
+            f"- **Ensemble**: {ens['members']} networks per fold (seeds differ), softmax "
+            "averaged; the scores above are the ensemble's. Each member alone, min / mean / "
+            "max: " + "; ".join(parts)
+        )
+    tta = ((summary.get("config") or {}).get("eval") or {}).get("tta", "none")
+    if tta != "none":
+        lines.append(
+            f"- **Test-time augmentation**: {tta} (each held-out input's softmax averaged "
+            "with its mirror's; flow: u negated)"
+        )
+    return lines
 
 
 def _corpus_section(predictions: pd.DataFrame, k: int) -> list[str]:
