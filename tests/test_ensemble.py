@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -223,7 +224,7 @@ def _members(k: int, seed: int = 0) -> list[torch.nn.Module]:
     return out
 
 
-def _metadata(k: int, tta: str) -> dict:
+def _metadata(k: int, tta: str, align: int = 32) -> dict:
     return {
         "architecture": "seresnext_tiny",
         "classes": list(CLASSES),
@@ -233,7 +234,8 @@ def _metadata(k: int, tta: str) -> dict:
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
         "input": input_metadata(load_config("demo", ["data.input=frame"]).data),
-        "preprocess": PreprocessConfig(align=AlignConfig(size=32)).to_dict(),
+        "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict(),
+        "config": {"train": {"threads": 1, "eval_batch_size": 8}},
         "ensemble": k,
         "tta": tta,
     }
@@ -309,3 +311,33 @@ def test_train_cli_writes_all_members_into_one_checkpoint(manifest: Path, tmp_pa
     predictor = Predictor.from_checkpoint(tmp_path)
     want = np.mean([predict_proba(m, data.inputs, cfg) for m in loaded.members], axis=0)
     np.testing.assert_allclose(predictor.predict_inputs(list(data.inputs.numpy())), want, atol=1e-6)
+
+
+def test_web_app_serves_the_ensemble_with_its_test_time_flip(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from apexmer.serving.app import create_app
+    from test_predictor import synthetic_clip
+    from test_serving import LIMITS, zip_bytes
+
+    torch.set_num_threads(1)
+    save_checkpoint(Ensemble(_members(2)), _metadata(2, "hflip", align=64), tmp_path / "ck")
+    predictor = Predictor.from_checkpoint(tmp_path / "ck")
+    clip = synthetic_clip(seed=2)
+    # The upload below holds JPEGs (test_serving.zip_bytes): the Predictor gets the same.
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    jpegs = [cv2.imdecode(cv2.imencode(".jpg", f, quality)[1], cv2.IMREAD_COLOR) for f in clip]
+    (want,) = predictor.predict_clips(jpegs)
+    members = [
+        predict_proba(m, torch.from_numpy(want.stored_input[None]), predictor.config)[0]
+        for m in predictor.model.members
+    ]
+    np.testing.assert_allclose(want.probs, np.mean(members, axis=0), atol=1e-6)
+    with TestClient(create_app(predictor, LIMITS)) as client:
+        model = client.get("/api/model").json()
+        assert model["ensemble"] == 2 and model["tta"] == "hflip"
+        files = {"file": ("frames.zip", zip_bytes(clip), "application/zip")}
+        body = client.post("/api/predict", files=files).json()
+    got = [p["p"] for p in body["probabilities"]]
+    np.testing.assert_allclose(got, want.probs, atol=1e-6)
