@@ -19,6 +19,7 @@ from apexmer.cli.main import app
 from apexmer.config import load_config
 from apexmer.errors import ConfigError, WeightsError
 from apexmer.evaluation.folds import fold_groups, train_fold, train_fold_group
+from apexmer.evaluation.paper import recipe_differences
 from apexmer.evaluation.protocol import run_loso
 from apexmer.evaluation.splits import loso_folds
 from apexmer.inference import Predictor
@@ -151,6 +152,25 @@ def test_single_network_runs_have_no_member_columns(manifest: Path, tmp_path: Pa
     assert not [c for c in preds if "_m0" in c]
     assert summary["ensemble"] == {"members": 1}
     assert "**Ensemble**" not in (tmp_path / "report.md").read_text()
+
+
+def test_oracle_mode_chooses_the_epoch_of_the_ensemble(manifest: Path, tmp_path: Path) -> None:
+    cfg = load_config("demo", [*TINY_RUN, "train.ensemble=2", "eval.oracle=true"])
+    summary = run_loso(manifest, cfg, tmp_path)
+    assert summary["oracle"] and summary["ensemble"]["members"] == 2
+    for path in sorted((tmp_path / "folds").glob("fold_*.json")):
+        record = json.loads(path.read_text())
+        members = np.array(record["member_probs"])
+        np.testing.assert_allclose(np.array(record["probs"]), members.mean(0), atol=2e-6)
+        assert 1 <= record["epoch_used"] <= cfg.train.epochs
+
+
+def test_paper_comparison_names_ensemble_and_tta_as_recipe_differences() -> None:
+    assert recipe_differences({"ensemble": 3, "tta": "hflip"}) == [
+        "ensemble 3 (paper 1)",
+        "tta hflip (paper none)",
+    ]
+    assert recipe_differences({"ensemble": 1, "tta": "none"}) == []
 
 
 # ---------------------------------------------------------------- test-time flip

@@ -186,6 +186,8 @@ def report_setting(summary: dict[str, Any], predictions: pd.DataFrame) -> dict[s
         "oracle": bool(summary.get("oracle")),
         "optimizer": _lookup(config, "optimizer") or _lookup(config, "optim"),
         **{k: _lookup(config, k) for k in ("epochs", "batch_size", "lr", "loss", "input_size")},
+        "ensemble": _lookup(config, "ensemble"),
+        "tta": _lookup(config, "tta"),
     }
     return {**derived, **(summary.get("setting") or {})}
 
