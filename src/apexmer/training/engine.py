@@ -34,8 +34,9 @@ class FitResult:
     eval_probs: list[np.ndarray] = field(default_factory=list)  # per epoch, oracle mode only
 
 
-# Seeds of ensemble members are this far apart: odd and far beyond any fold index, so no
-# member of one fold shares a seed (or seed + 1, + 2: fold_generators) with another fold.
+# Seeds of ensemble members are this far apart: odd and far beyond seed_for's range (for
+# train.seed below 10,000), so the seeds of members 1.. (seed, + 1, + 2: the weights and
+# fold_generators) never meet those of another member, nor of member 0 of any fold.
 MEMBER_STRIDE = 1_000_000_007
 
 
