@@ -25,7 +25,6 @@ from apexmer.evaluation.splits import loso_folds
 from apexmer.inference import Predictor
 from apexmer.models.ensemble import Ensemble
 from apexmer.models.registry import create_model
-from apexmer.preprocess.align import AlignConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.training.augment import AugmentConfig, augment_batch, hflip
 from apexmer.training.checkpoint import load_checkpoint, read_metadata, save_checkpoint
@@ -244,6 +243,13 @@ def _members(k: int, seed: int = 0) -> list[torch.nn.Module]:
     return out
 
 
+def _preprocess(align: int) -> dict:
+    """Default preprocessing settings with ``align`` px crops."""
+    settings = PreprocessConfig().to_dict()
+    settings["align"]["size"] = align
+    return settings
+
+
 def _metadata(k: int, tta: str, align: int = 32) -> dict:
     return {
         "architecture": "seresnext_tiny",
@@ -254,7 +260,7 @@ def _metadata(k: int, tta: str, align: int = 32) -> dict:
         "std": [0.229, 0.224, 0.225],
         "frame": "apex",
         "input": input_metadata(load_config("demo", ["data.input=frame"]).data),
-        "preprocess": PreprocessConfig(align=AlignConfig(size=align)).to_dict(),
+        "preprocess": _preprocess(align),
         "config": {"train": {"threads": 1, "eval_batch_size": 8}},
         "ensemble": k,
         "tta": tta,
@@ -300,7 +306,7 @@ def test_wrong_member_count_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_train_cli_writes_all_members_into_one_checkpoint(manifest: Path, tmp_path: Path) -> None:
-    settings = {"preprocess": PreprocessConfig(align=AlignConfig(size=32)).to_dict()}
+    settings = {"preprocess": _preprocess(32)}
     (manifest.parent / "preprocess.json").write_text(json.dumps(settings))
     args = ["train", "--data", str(manifest), "--config", "demo", "--out", str(tmp_path)]
     for item in [*SLOW_LR, "train.ensemble=2", "train.pack_folds=2", "eval.tta=hflip"]:
