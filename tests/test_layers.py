@@ -82,9 +82,9 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for nxt in sorted(GRAPH.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt) :] + [nxt])
+                cycles.append([*stack[stack.index(nxt) :], nxt])
             elif nxt not in state:
-                visit(nxt, stack + [nxt])
+                visit(nxt, [*stack, nxt])
         state[node] = 2
 
     for module in sorted(GRAPH):
@@ -109,6 +109,7 @@ def test_old_module_paths_still_import() -> None:
     for old, new in MOVED.items():
         assert importlib.import_module(old) is importlib.import_module(new)
     from apexmer.preprocess.spotting import spot_clip  # an old path, as users wrote it
+
     from apexmer.spotting import spot_clip as current
 
     assert spot_clip is current

@@ -143,8 +143,12 @@ class TrainConfig(_Strict):
     channels_last: bool = False
     amp: Literal["none", "bf16"] = "none"
     device: str = "cpu"
-    # Folds trained together as one packed network (training/packed.py); 1 = off.
+    # Networks (folds x ensemble members) trained together as one packed network
+    # (training/packed.py); 1 = off.
     pack_folds: int = Field(1, ge=1)
+    # Members per model: K networks with different seeds (weights, batch order,
+    # augmentation; engine.member_seed), their softmax probabilities averaged. 1 = off.
+    ensemble: int = Field(1, ge=1, le=64)
     compile: bool = False  # torch.compile the training forward
     # CUDA only: cuDNN times each convolution shape once and keeps the fastest algorithm.
     cudnn_benchmark: bool = True
@@ -164,6 +168,9 @@ class EvalConfig(_Strict):
     # Choosing the epoch on the held-out subject inflates scores (METHOD.md section 10).
     # Off by default; when on, every output is labelled ORACLE.
     oracle: bool = False
+    # Test-time augmentation: hflip averages the softmax of each input and of its mirror
+    # (flow: u negated; training/augment.hflip). Used by LOSO, train/predict and serve.
+    tta: Literal["none", "hflip"] = "none"
     # Confidence intervals: bootstrap over subjects (evaluation/bootstrap.py); 0 = none.
     # Scoring only: changing these rescores a finished run without retraining it.
     bootstrap: int = Field(2000, ge=0)

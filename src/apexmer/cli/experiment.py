@@ -40,8 +40,9 @@ class FoldProgress:
         elif kind == "warning":
             tqdm.write(f"warning: {event['message']}", file=sys.stderr)
         elif kind == "epoch" and self.bar is not None:
+            member = f" member {event['member']}" if "member" in event else ""
             self.bar.set_postfix_str(
-                f"{event['group']} epoch {event['epoch']} "
+                f"{event['group']}{member} epoch {event['epoch']} "
                 f"loss {event['loss']:.3f} acc {event['train_acc']:.2f}"
             )
         elif kind == "fold_done" and self.bar is not None:

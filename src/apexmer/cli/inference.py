@@ -129,8 +129,9 @@ def register(app: typer.Typer) -> None:
         check_device(cfg.train.device, "--set train.device")
 
         def on_epoch(row: dict) -> None:
+            member = f"member {row['member'] + 1}/{cfg.train.ensemble}  " if "member" in row else ""
             typer.echo(
-                f"epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
+                f"{member}epoch {row['epoch']}/{cfg.train.epochs}  loss {row['loss']:.4f}  "
                 f"train acc {row['train_acc']:.3f}",
                 err=True,
             )
@@ -140,7 +141,12 @@ def register(app: typer.Typer) -> None:
         )
         info = meta["training_data"]
         counts = ", ".join(f"{k} {v}" for k, v in info["class_counts"].items())
-        typer.echo(f"trained {meta['architecture']} on {info['n_samples']} samples ({counts})")
+        members = f"{meta['ensemble']} x " if meta["ensemble"] > 1 else ""
+        tta = ", test-time flip" if meta["tta"] != "none" else ""
+        typer.echo(
+            f"trained {members}{meta['architecture']}{tta} on {info['n_samples']} samples "
+            f"({counts})"
+        )
         if meta["problems_file"]:
             typer.echo(
                 f"warning: {len(info['problems'])} data problem(s), samples left out; "

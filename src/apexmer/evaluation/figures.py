@@ -86,7 +86,8 @@ def plot_curves(history: pd.DataFrame, path: Path) -> Path:
     fig = new_figure(5.0 * len(metrics), 3.5)
     for i, col in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
-        for _, g in history.groupby("fold", sort=True):
+        keys = [c for c in ("fold", "member") if c in history.columns]  # member: ensembles
+        for _, g in history.groupby(keys, sort=True):
             g = g.sort_values("epoch")
             ax.plot(g["epoch"], g[col], color="gray", alpha=0.35, linewidth=0.8)
         mean = history.groupby("epoch", sort=True)[col].mean()

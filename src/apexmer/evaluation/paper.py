@@ -156,4 +156,8 @@ def recipe_differences(setting: dict[str, Any]) -> list[str]:
             )
             if not same:
                 out.append(f"{key} {ours} (paper {theirs})")
+    # The paper trains one network and scores each input once.
+    for key, theirs in (("ensemble", 1), ("tta", "none")):
+        if setting.get(key) not in (None, theirs):
+            out.append(f"{key} {setting[key]} (paper {theirs})")
     return out

@@ -16,7 +16,8 @@ Run folder::
                           the run's fingerprint: another run's fold file is never reused)
     RUN/summary.json      headline figures with intervals, per-class, confusion, per-fold
                           (train/test datasets), per-corpus (scores.score_predictions)
-    RUN/predictions.csv   one row per sample with the class probabilities
+    RUN/predictions.csv   one row per sample with the class probabilities (an ensemble's
+                          averaged, and each member's prob_<class>_m<k>)
     RUN/history.csv       loss and training accuracy per fold and epoch
     RUN/report.md + PNGs
 """
@@ -34,6 +35,7 @@ from apexmer.config import Config, config_to_dict
 from apexmer.errors import ApexmerError, DataError
 from apexmer.evaluation.executors import EXECUTORS, run
 from apexmer.evaluation.folds import fold_groups
+from apexmer.evaluation.members import ensemble_summary, member_columns
 from apexmer.evaluation.runfolder import (
     RunLock,
     check_header,
@@ -144,7 +146,7 @@ def run_loso(
                     "protocol": config.eval.protocol,
                 }
             )
-        groups = fold_groups(folds, todo, config.train.pack_folds)
+        groups = fold_groups(folds, todo, config.train.pack_folds, config.train.ensemble)
         wanted = {f.index for f in todo}
         results = run(
             executor,
@@ -187,7 +189,7 @@ def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.
     """One row per sample: who, which fold, truth, prediction, probabilities."""
     rows = []
     for res in results:
-        for i, p in zip(res["test_idx"], res["probs"], strict=True):
+        for j, (i, p) in enumerate(zip(res["test_idx"], res["probs"], strict=True)):
             s = data.samples[i]
             y_pred = int(np.argmax(p))
             rows.append(
@@ -202,6 +204,7 @@ def pooled_predictions(data: ManifestData, results: list[dict[str, Any]]) -> pd.
                     "label": s.label,
                     "pred_label": data.classes[y_pred],
                     **{f"prob_{c}": float(v) for c, v in zip(data.classes, p, strict=True)},
+                    **member_columns(data.classes, res.get("member_probs"), j),
                 }
             )
     return pd.DataFrame(rows).sort_values("key", kind="stable").reset_index(drop=True)
@@ -296,6 +299,7 @@ def write_results(
         "datasets": sorted(set(preds["dataset"].astype(str))),
         "oracle": ev.oracle,
         "classes": list(data.classes),
+        "ensemble": ensemble_summary(preds, data.classes, config.train.ensemble),
         "coding_version": data.coding_version,
         "version": __version__,
         "manifest": str(data.manifest),

@@ -16,14 +16,16 @@ Inputs (written by the protocol runner):
     optional uf1); coding_version; version; oracle (bool).
     Optional: accuracy_ci, uf1_ci, uar_ci ([lo, hi]) and bootstrap ({n_resamples, seed,
     confidence, n_subjects}); protocol_name (loso | lodo | cross); per_corpus
-    ({"datasets": [{dataset, n, n_subjects, accuracy, uf1, uar, *_ci}]}).
+    ({"datasets": [{dataset, n, n_subjects, accuracy, uf1, uar, *_ci}]}); ensemble
+    ({members, member_scores, spread}: ``evaluation.members``).
     Optional: uf1_per_fold or uf1_per_fold_mean (float; computed from ``predictions`` when
     absent); setting (dict for ``paper.matching_paper_row``: dataset, num_classes/classes,
     model, frame, n_samples, n_subjects, protocol, oracle, and recipe keys epochs, lr, ...;
     derived from the other keys and the config when absent); warnings (run-level strings).
 ``predictions`` (DataFrame), one row per clip: key, dataset, subject, fold, y_true, y_pred,
     label, pred_label, prob_<class>...
-``history`` (DataFrame or None), one row per fold and epoch: fold, epoch, loss, train_acc.
+``history`` (DataFrame or None), one row per fold and epoch: fold, epoch, loss, train_acc
+    (and member, for an ensemble).
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ def report_setting(summary: dict[str, Any], predictions: pd.DataFrame) -> dict[s
         "oracle": bool(summary.get("oracle")),
         "optimizer": _lookup(config, "optimizer") or _lookup(config, "optim"),
         **{k: _lookup(config, k) for k in ("epochs", "batch_size", "lr", "loss", "input_size")},
+        "ensemble": _lookup(config, "ensemble"),
+        "tta": _lookup(config, "tta"),
     }
     return {**derived, **(summary.get("setting") or {})}
 
@@ -202,6 +206,7 @@ def render_report(
         f"- **Protocol**: {summary.get('protocol', '')}",
         f"- The other aggregation, macro-F1 per fold averaged over folds (drops classes a "
         f"subject lacks; not comparable with the pooled UF1): {fmt(other)}",
+        *_ensemble_lines(summary),
         f"- **Coding sheet**: {summary.get('coding_version', 'unknown')}  "
         f"**apexmer**: {summary.get('version', 'unknown')}",
         "",
@@ -242,6 +247,32 @@ def render_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _ensemble_lines(summary: dict[str, Any]) -> list[str]:
+    """The ensemble (``summary["ensemble"]``, ``evaluation.members``) and test-time
+    augmentation, when the run used them."""
+    lines = []
+    ens = summary.get("ensemble") or {}
+    if ens.get("members", 1) > 1:
+        spread = ens["spread"]
+        parts = [
+            f"{name} {fmt(spread[key]['min'])} / {fmt(spread[key]['mean'])} / "
+            f"{fmt(spread[key]['max'])} (sd {fmt(spread[key]['sd'])})"
+            for key, name in (("uf1", "UF1"), ("uar", "UAR"), ("accuracy", "accuracy"))
+        ]
+        lines.append(
+            f"- **Ensemble**: {ens['members']} networks per fold (seeds differ), softmax "
+            "averaged; the scores above are the ensemble's. Each member alone, min / mean / "
+            "max: " + "; ".join(parts)
+        )
+    tta = ((summary.get("config") or {}).get("eval") or {}).get("tta", "none")
+    if tta != "none":
+        lines.append(
+            f"- **Test-time augmentation**: {tta} (each held-out input's softmax averaged "
+            "with its mirror's; flow: u negated)"
+        )
+    return lines
 
 
 def _interval_note(summary: dict[str, Any]) -> list[str]:

@@ -159,6 +159,16 @@ def _number(x: Any) -> bool:
     return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _prob_table(probs: Any, n: int, num_classes: int) -> bool:
+    """Whether ``probs`` is an n x num_classes nested list of finite numbers."""
+    return (
+        isinstance(probs, list)
+        and len(probs) == n
+        and all(isinstance(p, list) and len(p) == num_classes for p in probs)
+        and all(_number(v) for p in probs for v in p)
+    )
+
+
 def fold_problem(
     record: Any, fold: Fold, num_classes: int, fingerprint: str, epochs: int
 ) -> str | None:
@@ -176,18 +186,20 @@ def fold_problem(
         return f"lacks {', '.join(missing)}"
     if record["fold"] != fold.index or record["test_idx"] != [int(i) for i in fold.test_idx]:
         return "is for another fold"
-    probs = record["probs"]
-    if not (
-        isinstance(probs, list)
-        and len(probs) == len(fold.test_idx)
-        and all(isinstance(p, list) and len(p) == num_classes for p in probs)
-        and all(_number(v) for p in probs for v in p)
-    ):
+    if not _prob_table(record["probs"], len(fold.test_idx), num_classes):
         return f"has no valid {len(fold.test_idx)} x {num_classes} probabilities"
+    members = record.get("member_probs")  # an ensemble's (train.ensemble), one per member
+    if members is not None and not (
+        isinstance(members, list)
+        and len(members) >= 2
+        and all(_prob_table(p, len(fold.test_idx), num_classes) for p in members)
+    ):
+        return "has invalid member probabilities"
+    rows = epochs * (1 if members is None else len(members))  # one per epoch and member
     history = record["history"]
     if not (
         isinstance(history, list)
-        and len(history) == epochs
+        and len(history) == rows
         and all(isinstance(h, dict) and _number(h.get("loss")) for h in history)
     ):
         return f"has no valid history of {epochs} epochs"

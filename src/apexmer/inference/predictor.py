@@ -309,6 +309,8 @@ class Predictor:
         cfg = dict(metadata.get("config") or {})
         cfg["data"] = {**cfg.get("data", {}), **data.model_dump()}
         cfg["train"] = {**cfg.get("train", {}), "device": device, "amp": "none"}
+        # Test-time augmentation as the checkpoint records it (older ones: none).
+        cfg["eval"] = {**cfg.get("eval", {}), "tta": metadata.get("tta", "none")}
         self.config = build_config(cfg, source=source)
         check_device(device)
         self.model = model.to(device).eval()

@@ -1,5 +1,7 @@
-"""Networks: the ResNet family (ResNet-50, ResNeXt-50, SE-ResNeXt-50), registry, weights."""
+"""Networks: the ResNet family (ResNet-50, ResNeXt-50, SE-ResNeXt-50), registry, weights,
+ensembles."""
 
+from apexmer.models.ensemble import Ensemble
 from apexmer.models.layers import SEModule
 from apexmer.models.registry import (
     ModelInfo,
@@ -15,6 +17,7 @@ from apexmer.models.weights import LoadReport, load_pretrained, save_weights
 
 __all__ = [
     "Bottleneck",
+    "Ensemble",
     "LoadReport",
     "ModelInfo",
     "ResNet",

@@ -164,8 +164,12 @@ def model_payload(meta: dict[str, Any]) -> dict[str, Any]:
     out = {k: meta[k] for k in PUBLIC_MODEL_KEYS if k in meta}
     training = meta.get("training_data") or {}
     out["training_data"] = {k: training[k] for k in ("n_samples", "class_counts") if k in training}
-    out["epochs_trained"] = len(history)
-    out["final_epoch"] = history[-1] if history else None
+    first = [h for h in history if h.get("member", 0) == 0]  # an ensemble: member 0's
+    out["epochs_trained"] = len(first)
+    out["final_epoch"] = first[-1] if first else None
+    # Members averaged and the test-time flip (training/checkpoint.py; older: 1, none).
+    out["ensemble"] = meta.get("ensemble", 1)
+    out["tta"] = meta.get("tta", "none")
     out["server_version"] = __version__
     out["network_input"] = describe_input(meta)
     return out

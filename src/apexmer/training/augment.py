@@ -102,10 +102,7 @@ def augment_batch(
     if x.shape[1] == 3 and config.grayscale_p > 0 and bool(gray.any()):
         x = torch.where(on_x(gray), to_grayscale(x, config.channel_order), x)
     if config.hflip_p > 0 and bool(flip.any()):
-        mirrored = x.flip(-1)
-        if config.u_channel is not None:  # a mirrored motion field moves the other way in x
-            mirrored[:, config.u_channel].neg_()
-        x = torch.where(on_x(flip), mirrored, x)
+        x = torch.where(on_x(flip), hflip(x, config.u_channel), x)
     if config.rotation_deg > 0 and config.rotation_p > 0 and bool(rotate.any()):
         if bool(rotate.all()):
             x = _rotate(x, angles.to(x.device, non_blocking=True), config)
@@ -114,6 +111,17 @@ def augment_batch(
             x = x.clone()
             x[idx] = _rotate(x[idx], angles[rotate].to(x.device, non_blocking=True), config)
     return x
+
+
+def hflip(x: torch.Tensor, u_channel: int | None = None) -> torch.Tensor:
+    """The horizontal mirror of a batch (B, C, H, W): columns reversed and, for a flow
+    field, the x motion ``u_channel`` negated (a mirrored face moves the other way in x;
+    v, strain and magnitude only move with the grid). Training's flip and the test-time
+    flip (``eval.tta: hflip``) are this one function. Returns a new tensor."""
+    mirrored = x.flip(-1)
+    if u_channel is not None:
+        mirrored[:, u_channel].neg_()
+    return mirrored
 
 
 def _draw(b: int, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:

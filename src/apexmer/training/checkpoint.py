@@ -5,8 +5,9 @@ string) holds one JSON document under the key ``apexmer``: format version, archi
 class names in index order, input size, mean/std, the frame the network was trained on,
 the input (kind, channels, normalisation; ``training/inputs.py``), the preprocessing
 settings, the resolved training config, coding-sheet version, package version, training
-history and creation time. ``MODEL_DIR/model.json`` is the same
-document, indented, for people. Loading reads tensors only (safetensors): nothing is
+history and creation time; ``ensemble`` (K members, their tensors under ``members.<k>.``:
+``models.ensemble.Ensemble``) and ``tta`` (``eval.tta``). ``MODEL_DIR/model.json`` is the
+same document, indented, for people. Loading reads tensors only (safetensors): nothing is
 unpickled, no code runs.
 """
 
@@ -21,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from apexmer.config import DataConfig, normalization_issue
+from apexmer.config import DataConfig, EvalConfig, normalization_issue
 from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
+from apexmer.models.ensemble import Ensemble
 from apexmer.models.registry import create_model, list_models
 from apexmer.training.inputs import IMAGE_CHANNELS, INPUT_KINDS, model_kwargs
 
@@ -157,6 +159,12 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
     ):
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             raise bad(key, want)
+    members = meta.get("ensemble", 1)
+    if not (isinstance(members, int) and not isinstance(members, bool) and members >= 1):
+        raise bad("ensemble", "a positive integer (the number of members)")
+    tta = typing.get_args(EvalConfig.model_fields["tta"].annotation)
+    if meta.get("tta", "none") not in tta:
+        raise bad("tta", f"one of {', '.join(tta)}")
     for part in ("data", "train"):
         if not isinstance((meta.get("config") or {}).get(part, {}), dict):
             raise bad("config", f"a training config whose {part!r} is a JSON object")
@@ -271,13 +279,17 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
     kwargs = model_kwargs(
         meta["architecture"], len(meta["input"]["channels"]), int(meta["input_size"])
     )
-    model = create_model(meta["architecture"], num_classes=int(meta["num_classes"]), **kwargs)
+    members = [
+        create_model(meta["architecture"], num_classes=int(meta["num_classes"]), **kwargs)
+        for _ in range(meta.get("ensemble", 1))
+    ]
+    model = members[0] if len(members) == 1 else Ensemble(members)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise WeightsError(
-            f"{file}: weights do not fit {meta['architecture']} with "
-            f"{meta['num_classes']} classes ({first}). Fix: {FIX_RETRAIN}"
+            f"{file}: weights do not fit {meta.get('ensemble', 1)} x {meta['architecture']} "
+            f"with {meta['num_classes']} classes ({first}). Fix: {FIX_RETRAIN}"
         ) from None
     return model.to(device).eval(), meta

@@ -2,7 +2,8 @@
 
 LOSO estimates how well the recipe generalises; the model a user runs on new clips is
 trained once more on every subject with the same config (seed from the config, last
-epoch kept: no selection on any test data).
+epoch kept: no selection on any test data). With ``train.ensemble: K`` all K members go
+into the one checkpoint, and ``eval.tta`` is recorded there for the Predictor.
 
 The checkpoint records how its inputs were made (``preprocess``), so the Predictor makes
 them the same way on a new clip. Flows made elsewhere (a manifest of STSTNet-style flow
@@ -25,8 +26,8 @@ from apexmer.fileio import write_text
 from apexmer.preprocess.pipeline import PreprocessConfig
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.dataset import load_manifest_data
-from apexmer.training.engine import fit
 from apexmer.training.inputs import check_model_input, input_metadata
+from apexmer.training.members import ensemble_model, fit_ensemble
 
 EpochFn = Callable[[dict], None]
 PROBLEMS_NAME = "problems.txt"  # beside the checkpoint: the samples and rows left out
@@ -119,8 +120,8 @@ def train_deployable(
             fix="repair those samples' files, or pass --allow-missing-classes to train a "
             "model that never predicts them",
         )
-    try:
-        result = fit(
+    try:  # train.ensemble members (seeds engine.member_seed), packed by train.pack_folds
+        members = fit_ensemble(
             config,
             data.inputs,
             data.labels,
@@ -139,6 +140,8 @@ def train_deployable(
         "std": list(config.data.std),
         "frame": config.data.frame,
         "input": input_metadata(config.data),
+        "ensemble": len(members),  # members averaged (softmax); 1: a single network
+        "tta": config.eval.tta,  # the Predictor averages each input with its mirror
         **provenance,
         "config": config_to_dict(config),
         "coding_version": data.coding_version,
@@ -152,9 +155,13 @@ def train_deployable(
             "problems": problems,
             "classes_without_samples": empty,
         },
-        "history": result.history,
+        "history": [
+            {**({"member": m} if len(members) > 1 else {}), **row}
+            for m, r in enumerate(members)
+            for row in r.history
+        ],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = save_checkpoint(result.model.cpu(), metadata, out)
+    path = save_checkpoint(ensemble_model(members).cpu(), metadata, out)
     listed = write_problems(path.parent, problems)
     return {**metadata, "checkpoint": str(path), "problems_file": str(listed) if listed else None}

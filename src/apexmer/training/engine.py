@@ -19,6 +19,7 @@ from torch import nn
 
 from apexmer.config import Config
 from apexmer.errors import NonFiniteTraining
+from apexmer.models.ensemble import Ensemble
 from apexmer.models.layers import seed_dropout
 from apexmer.models.registry import create_model
 from apexmer.models.weights import load_pretrained
@@ -35,9 +36,23 @@ class FitResult:
     eval_probs: list[np.ndarray] = field(default_factory=list)  # per epoch, oracle mode only
 
 
+# Seeds of ensemble members are this far apart: odd and far beyond seed_for's range (for
+# train.seed below 10,000), so the seeds of members 1.. (seed, + 1, + 2: the weights and
+# fold_generators) never meet those of another member, nor of member 0 of any fold.
+MEMBER_STRIDE = 1_000_000_007
+
+
 def seed_for(config: Config, fold_index: int) -> int:
     """One seed per fold, so a fold's result does not depend on which folds ran before it."""
     return config.train.seed * 100_003 + fold_index
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member ``member`` (0-based) of a network seeded ``seed``: its
+    initial weights, dropout, batch order and augmentation all follow from it
+    (``build_model``, ``fold_generators``). Member 0 is ``seed`` itself: an ensemble of one
+    is the single model."""
+    return seed + member * MEMBER_STRIDE
 
 
 def build_model(config: Config, num_classes: int, seed: int) -> nn.Module:
@@ -197,14 +212,26 @@ def check_weights(model: nn.Module, epoch: int) -> None:
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, config: Config) -> np.ndarray:
-    """Softmax probabilities ``(N, K)`` for stored inputs ``(N, C, S, S)``."""
+    """Softmax probabilities ``(N, K)`` for stored inputs ``(N, C, S, S)``.
+
+    An ``Ensemble`` gives its members' probabilities averaged; ``eval.tta: hflip`` averages
+    each input's with its mirror's (``prepare_batch(mirror=True)``): the mean over
+    members x views of the softmax."""
     model.eval()
+    members = list(model.members) if isinstance(model, Ensemble) else [model]
+    views = (False, True) if config.eval.tta == "hflip" else (False,)
     out = []
     for start in range(0, len(x), config.train.eval_batch_size):
-        xb = prepare_batch(x[start : start + config.train.eval_batch_size], config)
-        with autocast(config):
-            logits = model(xb)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+        stored = x[start : start + config.train.eval_batch_size]
+        total = None
+        for mirror in views:
+            xb = prepare_batch(stored, config, mirror=mirror)
+            for member in members:
+                with autocast(config):
+                    logits = member(xb)
+                p = torch.softmax(logits.float(), dim=1)
+                total = p if total is None else total + p
+        out.append((total / (len(views) * len(members))).cpu())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).numpy()

@@ -70,7 +70,7 @@ from apexmer.models.registry import create_model, model_info
 from apexmer.preprocess.flow import FLOW_CHANNELS
 from apexmer.preprocess.pipeline import ClipResult
 from apexmer.training.augment import AugmentConfig as BatchAugmentConfig
-from apexmer.training.augment import augment_batch
+from apexmer.training.augment import augment_batch, hflip
 
 IMAGE_CHANNELS = ("red", "green", "blue")
 DIFF_GAIN = 2.0  # difference images: 128 + 2 * (frame - onset), clipped to 0..255
@@ -417,16 +417,22 @@ def prepare_batch(
     config: Config,
     aug: BatchAugmentConfig | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    *,
+    mirror: bool = False,
 ) -> torch.Tensor:
     """Stored batch ``(B, C, S, S)`` -> network input on ``config.train.device``: float,
     augmented with ``aug`` when given (training), normalised for its kind. Several
-    generators: ``x`` is that many equal groups (folds), each augmented with its own."""
+    generators: ``x`` is that many equal groups (folds), each augmented with its own.
+    ``mirror``: every sample flipped as training's flip does (``augment.hflip``: flow has
+    u negated), before normalisation (the test-time flip, ``eval.tta: hflip``)."""
     kind = get_input(config.data.input)
     x = kind.to_float(x.to(config.train.device, non_blocking=True))
     if config.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if aug is not None:
         x = augment_batch(x, aug, generator)
+    if mirror:
+        x = hflip(x, kind.augment_config(config).u_channel)
     return kind.normalize(x, config.data)
 
 

@@ -31,8 +31,10 @@ drop.addEventListener("drop", (e) => {
 async function loadModel() {
   try {
     const m = await (await fetch("/api/model")).json();
-    $("model").textContent = `${m.architecture} · ${m.classes.length} classes · ` +
-      `${m.input_size}px ${m.network_input} · apexmer ${m.package_version}`;
+    const members = m.ensemble > 1 ? ` × ${m.ensemble} (ensemble)` : "";
+    const tta = m.tta && m.tta !== "none" ? " · test-time flip" : "";
+    $("model").textContent = `${m.architecture}${members} · ${m.classes.length} classes · ` +
+      `${m.input_size}px ${m.network_input}${tta} · apexmer ${m.package_version}`;
   } catch (err) {
     $("model").textContent = "model info unavailable";
   }
