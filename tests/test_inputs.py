@@ -357,7 +357,9 @@ def test_flow_checkpoint_round_trip_gives_identical_probabilities(png_manifest, 
         "normalization": "per sample and channel, min-max to [0, 1]",
     }
     assert saved["flow_source"].startswith("external")
-    assert saved["preprocess"]["flow"] == FlowConfig().to_dict()
+    # 8-bit flow images are the public images' style: new clips get their flow that way
+    assert saved["preprocess"]["flow"] == FlowConfig(style="ststnet").to_dict()
+    assert saved["spotter"] == "motion" and saved["preprocess"]["spot"]["method"] == "motion"
     data = load_manifest_data(png_manifest, config.data)
     predictor = Predictor.from_checkpoint(tmp_path / "model")
     assert predictor.input_kind == "flow"

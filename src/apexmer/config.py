@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from apexmer.errors import ConfigError
+from apexmer.preprocess.flow import DEFAULT_FLOW_STYLE, FlowStyle
+from apexmer.spotting.apex import SpotMethod, default_spot_method
 
 PRESET_DIR = Path(__file__).parent / "configs"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,6 +99,17 @@ class AugmentConfig(_Strict):
     rotation_p: float = Field(1.0, ge=0, le=1)
 
 
+class PreprocessSection(_Strict):
+    # What `apexmer preprocess --config` takes from a preset (its other settings are
+    # options of that command). spot_method: the apex spotter for clips without a coded
+    # apex; None = spotting.apex.default_spot_method(name) (the paper's for the paper
+    # preset, motion otherwise). flow_style: which crops the flow is computed between
+    # (preprocess/flow.py: apexmer's aligned masked crops, or the face box of the public
+    # STSTNet/HTNet flow images).
+    spot_method: SpotMethod | None = None
+    flow_style: FlowStyle = DEFAULT_FLOW_STYLE
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(2, ge=1)
@@ -133,6 +146,7 @@ class Config(_Strict):
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     augment: AugmentConfig = AugmentConfig()
+    preprocess: PreprocessSection = PreprocessSection()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -142,6 +156,11 @@ class Config(_Strict):
         if not v.strip():
             raise ValueError("name must not be empty")
         return v
+
+
+def spot_method_of(config: Config) -> SpotMethod:
+    """The apex spotter a config's preprocessing (and its model, on new clips) uses."""
+    return config.preprocess.spot_method or default_spot_method(config.name)
 
 
 def list_presets() -> list[str]:

@@ -12,7 +12,14 @@ CORPUS_HELP = "casme2 | samm | casme3 | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
-METHOD_HELP = "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed)"
+METHOD_HELP = (
+    "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed) "
+    "[default: motion; the paper's with --config paper]"
+)
+FLOW_STYLE_HELP = (
+    "apexmer (aligned, masked crops) | ststnet (the face box, no mask: as the public "
+    "STSTNet/HTNet flow images) [default: the --config preset's, apexmer]"
+)
 
 
 def _spot_config(
@@ -20,10 +27,11 @@ def _spot_config(
     landmarks: str,
     lag: int,
     denominator: str = "backward",
-    method: str = "paper",
+    method: str | None = None,
 ):
-    from apexmer.spotting.apex import SpotConfig
+    from apexmer.spotting.apex import SpotConfig, default_spot_method
 
+    method = method or default_spot_method()
     return SpotConfig(
         offset_term=offset_term,
         landmarks=landmarks,
@@ -45,7 +53,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag", help="normalisation lag in frames"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -95,7 +103,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP),
         workers: int = typer.Option(1, "--workers"),
         out: Path | None = typer.Option(
             None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
@@ -160,6 +168,12 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
         out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
         classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
+        config_name: str = typer.Option(
+            "flow",
+            "--config",
+            help="the preset (or YAML) the cache is for: its spotter and flow style "
+            "(paper: the paper's spotter; every other: motion)",
+        ),
         apex: str = typer.Option("labelled", "--apex", help="labelled | spotted"),
         apex_outside: str = typer.Option(
             "spotted",
@@ -173,7 +187,7 @@ def register(app: typer.Typer) -> None:
         landmarks: str = typer.Option("onset", "--landmarks", help="onset | per_frame"),
         lag: int = typer.Option(3, "--lag"),
         denominator: str = typer.Option("backward", "--denominator", help=DENOMINATOR_HELP),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP),
         align_per: str = typer.Option(
             "clip",
             "--align-per",
@@ -191,14 +205,19 @@ def register(app: typer.Typer) -> None:
             help="head motion left in the flow: nose_median (subtract the nose bridge's "
             "median flow) | none",
         ),
+        flow_style: str | None = typer.Option(None, "--flow-style", help=FLOW_STYLE_HELP),
     ) -> None:
         """Spot, align and crop every sample, compute its optical flow; write manifest.csv
         and problems.csv."""
+        from apexmer.config import load_config, spot_method_of
         from apexmer.data.readers import read_corpus
         from apexmer.face.align import AlignConfig
         from apexmer.preprocess.flow import FlowConfig
         from apexmer.preprocess.pipeline import PreprocessConfig, preprocess_corpus
 
+        preset = load_config(config_name)
+        method = method or spot_method_of(preset)
+        style = flow_style or preset.preprocess.flow_style
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
@@ -206,7 +225,15 @@ def register(app: typer.Typer) -> None:
             spot=_spot_config(offset_term, landmarks, lag, denominator, method),
             align_per=align_per,
             align=AlignConfig(size=size),
-            flow=None if flow == "none" else FlowConfig(flow, remove_global=flow_global),
+            flow=None
+            if flow == "none"
+            else FlowConfig(flow, remove_global=flow_global, style=style),
+        )
+        typer.echo(
+            f"spotter: {method}"
+            + (f", flow style: {style}" if config.flow is not None else "")
+            + " (recorded in preprocess.json)",
+            err=True,
         )
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         bar = SampleProgress()

@@ -24,6 +24,7 @@ from apexmer.config import DataConfig
 from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
 from apexmer.models.registry import create_model, list_models
+from apexmer.spotting.apex import SPOT_METHODS
 from apexmer.training.inputs import IMAGE_CHANNELS, INPUT_KINDS, model_kwargs
 
 FORMAT_VERSION = 1
@@ -155,6 +156,8 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
     ):
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             raise bad(key, want)
+    if meta.get("spotter") is not None and meta["spotter"] not in SPOT_METHODS:
+        raise bad("spotter", f"one of {', '.join(SPOT_METHODS)} (the apex spotter)")
     for part in ("data", "train"):
         if not isinstance((meta.get("config") or {}).get(part, {}), dict):
             raise bad("config", f"a training config whose {part!r} is a JSON object")
