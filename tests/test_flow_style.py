@@ -9,15 +9,21 @@ from pathlib import Path
 import cv2
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from apexmer.cli.main import app
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import write_synthetic_corpus
 from apexmer.errors import ConfigError
 from apexmer.face import AlignConfig, align_face, get_detector, transform_points
 from apexmer.face.align import face_box, face_box_crop
+from apexmer.inference import Predictor
+from apexmer.inference.predictor import inference_spotter
 from apexmer.preprocess.flow import FlowConfig, pair_features
 from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
+from corpus_files import MEGC_ROWS, write_megc_csv
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 SIZE = 96
@@ -101,3 +107,69 @@ def test_pipeline_computes_the_ststnet_flow_on_face_box_crops(clip, detector) ->
         res2 = process_clip(source, onset, offset, detector=detector, config=other)
     assert not np.allclose(res2.flows["apex"], res.flows["apex"])
     assert json.loads(json.dumps(config.to_dict()))["flow"]["style"] == "ststnet"
+
+
+# ---------------------------------------------------------------- recorded and followed
+
+
+def _megc_flow_manifest(tmp_path: Path) -> Path:
+    """Synthetic stand-ins for the public flow images (28 x 28 (u, v, strain) PNGs named
+    as distributed, with the space before .png) and their labels; the manifest CLI."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for _, subject, clip, _ in MEGC_ROWS:
+        subject = {"6": "006", "7": "007"}.get(subject, subject)
+        rgb = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+        rgb[0, 0], rgb[0, 1] = 0, 255
+        assert cv2.imwrite(str(folder / f"{subject}_{clip} .png"), rgb)
+    labels = write_megc_csv(tmp_path / "combined_3class_gt.csv")
+    manifest = tmp_path / "manifest.csv"
+    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
+    result = CliRunner().invoke(app, [*args, "--root", str(folder), "--out", str(manifest)])
+    assert result.exit_code == 0, result.output
+    return manifest
+
+
+def test_a_megc_flow_model_records_ststnet_and_predict_follows_it(tmp_path, clip) -> None:
+    manifest = _megc_flow_manifest(tmp_path)
+    model = tmp_path / "model"
+    args = ["train", "--data", str(manifest), "--config", "flow", "--out", str(model)]
+    result = CliRunner().invoke(app, [*args, "--set", "train.epochs=1"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["preprocess"]["flow"]["style"] == "ststnet"
+    assert meta["spotter"] == "motion" and meta["preprocess"]["spot"]["method"] == "motion"
+
+    folder = clip[0]
+    out = tmp_path / "predictions.csv"
+    args = ["predict", "--checkpoint", str(model), "--input-path", str(folder)]
+    result = CliRunner().invoke(app, [*args, "--output-path", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "apex spotter motion, flow style ststnet" in result.stdout
+    row = pd.read_csv(out).iloc[0]
+    assert (row["spotter"], row["flow_style"]) == ("motion", "ststnet")
+
+    # the flow the network saw is the face box flow of the onset and the spotted apex
+    predictor = Predictor.from_checkpoint(model)
+    assert predictor.preprocess.flow.style == "ststnet"
+    r = predictor.predict_clips(folder)[0]
+    with open_frames(folder) as source:
+        first, apex = source.read(r.onset), source.read(r.apex)
+    size = predictor.preprocess.align.size
+    a, matrix = face_box_crop(first, r.landmarks.points, size)
+    b, _ = face_box_crop(apex, r.landmarks.points, size)
+    nose = transform_points(r.landmarks.points, matrix)
+    expected = pair_features(a, b, predictor.preprocess.flow, nose)
+    np.testing.assert_array_equal(r.flow, expected)
+
+
+def test_checkpoints_without_the_fields_keep_apexmer_and_get_motion() -> None:
+    legacy = {
+        "config": {"name": "flow"},
+        "preprocess": {"flow": {"algorithm": "tvl1"}},
+    }
+    assert PreprocessConfig.from_dict(legacy["preprocess"]).flow.style == "apexmer"
+    assert inference_spotter(legacy) == "motion"
+    assert inference_spotter({"config": {"name": "paper"}}) == "paper"
+    assert inference_spotter({"spotter": "paper", "config": {"name": "flow"}}) == "paper"
