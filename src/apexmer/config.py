@@ -97,6 +97,17 @@ class AugmentConfig(_Strict):
     hflip_p: float = Field(0.5, ge=0, le=1)
     rotation_deg: float = Field(15.0, ge=0, le=180)
     rotation_p: float = Field(1.0, ge=0, le=1)
+    # For a practitioner's clip (training/augment.py, issue 17): a face box a little
+    # tighter/looser or off centre, a softer image, noise in still skin. Flow-aware (a zoom
+    # scales u and v with the grid). All off (0) until the proxy benchmark ranks them.
+    scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    scale_p: float = Field(0.5, ge=0, le=1)
+    translate: float = Field(0.0, ge=0, lt=0.5)  # shift, fraction of the side
+    translate_p: float = Field(0.5, ge=0, le=1)
+    blur: float = Field(0.0, ge=0)  # Gaussian sigma up to this many pixels
+    blur_p: float = Field(0.5, ge=0, le=1)
+    still_noise: float = Field(0.0, ge=0)  # flow: times the u/v std, where nothing moves
+    still_noise_p: float = Field(0.5, ge=0, le=1)
 
 
 class PreprocessSection(_Strict):
