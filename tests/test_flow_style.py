@@ -17,11 +17,12 @@ from apexmer.cli.main import app
 from apexmer.data.frames import open_frames
 from apexmer.data.synth import write_synthetic_corpus
 from apexmer.errors import ConfigError
+from apexmer.evaluation.flow_style import as_image_input, channel_correlations
 from apexmer.face import AlignConfig, align_face, get_detector, transform_points
 from apexmer.face.align import face_box, face_box_crop
 from apexmer.inference import Predictor
 from apexmer.inference.predictor import inference_spotter
-from apexmer.preprocess.flow import FlowConfig, pair_features
+from apexmer.preprocess.flow import FLOW_CHANNELS, FlowConfig, pair_features
 from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
 from corpus_files import MEGC_ROWS, write_megc_csv
 
@@ -86,11 +87,11 @@ def clip(tmp_path_factory: pytest.TempPathFactory):
     corpus = write_synthetic_corpus(out, subjects=1, clips_per_subject=1, seed=5, size=(320, 240))
     row = corpus.ground_truth.iloc[0]
     folder = corpus.frames_root / str(row["folder"]) / str(row["clip"])
-    return folder, int(row["onset"]), int(row["offset"])
+    return folder, int(row["onset"]), int(row["offset"]), int(row["apex"])
 
 
 def test_pipeline_computes_the_ststnet_flow_on_face_box_crops(clip, detector) -> None:
-    folder, onset, offset = clip
+    folder, onset, offset, _ = clip
     style = FlowConfig(algorithm="farneback", style="ststnet")
     config = PreprocessConfig(align=AlignConfig(size=64), flow=style)
     with open_frames(folder) as source:
@@ -173,3 +174,53 @@ def test_checkpoints_without_the_fields_keep_apexmer_and_get_motion() -> None:
     assert inference_spotter(legacy) == "motion"
     assert inference_spotter({"config": {"name": "paper"}}) == "paper"
     assert inference_spotter({"spotter": "paper", "config": {"name": "flow"}}) == "paper"
+
+
+# ---------------------------------------------------------------- self-check
+
+
+def test_identical_inputs_correlate_exactly_one() -> None:
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(64, 64, 4)).astype(np.float32)
+    x = as_image_input(features, FLOW_CHANNELS)
+    assert x.shape == (3, 28, 28) and x.min() == 0 and x.max() == 1
+    assert channel_correlations(x, x) == {"u": 1.0, "v": 1.0, "strain": 1.0}
+    other = as_image_input(rng.normal(size=(64, 64, 4)).astype(np.float32), FLOW_CHANNELS)
+    assert all(abs(r) < 0.3 for r in channel_correlations(x, other).values())
+
+
+def test_check_flow_style_cli_reports_one_on_the_same_flow(clip, detector, tmp_path) -> None:
+    """A distributed-layout PNG made from apexmer's own ststnet flow of a clip: the check
+    recomputes that flow from the frames and finds the image again (8-bit rounding only)."""
+    folder, _, _, apex = clip
+    style = FlowConfig(algorithm="farneback", style="ststnet")
+    config = PreprocessConfig(flow=style)
+    with open_frames(folder) as source:
+        res = process_clip(source, None, None, detector=detector, config=config, apex_label=apex)
+    image = np.round(as_image_input(res.flows["apex"], FLOW_CHANNELS) * 255).astype(np.uint8)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    subject, name = folder.parent.name, folder.name
+    assert cv2.imwrite(str(flows / f"{subject}_{name} .png"), image.transpose(1, 2, 0)[:, :, ::-1])
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "dataset,sub,filename_o,label,apex,imagename,sub_filename\n"
+        f"casme2,{subject},{name},0,{apex},{subject}_{name} .png,{subject}_{name}\n"
+    )
+    manifest = tmp_path / "manifest.csv"
+    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
+    result = CliRunner().invoke(app, [*args, "--root", str(flows), "--out", str(manifest)])
+    assert result.exit_code == 0, result.output
+    args = ["data", "check-flow-style", "--manifest", str(manifest), "--frames"]
+    args += [str(folder.parent.parent), "--flow", "farneback", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    row = report["rows"][0]
+    assert (row["onset"], row["apex"], row["apex_source"]) == (res.onset, apex, "labelled")
+    for channel in ("u", "v", "strain"):
+        assert report["mean"][channel] > 0.999
+    # the other style is a different flow: it does not match the image as well
+    args[-3:] = ["--style", "apexmer", "--flow", "farneback", "--json"]
+    other = json.loads(CliRunner().invoke(app, args).stdout)["mean"]
+    assert min(other["u"], other["v"]) < 0.99
