@@ -19,8 +19,8 @@ Flow styles (``FlowConfig.style``): which two images the flow is computed betwee
 ``apexmer`` (default): the aligned crops of ``face.align`` (eyes level, a margin around the
 face, the background masked). ``ststnet``: the face box of the apex frame's landmarks
 (``face.align.face_box_crop``: brows to chin, cheek to cheek, no rotation, no mask, no
-margin) cut from the onset and apex frames, as the flow images that STSTNet (Liong, See,
-Wong, Phan, "Shallow triple stream three-dimensional CNN (STSTNet) for micro-expression
+margin) cut from the onset and apex frames, as the flow images that STSTNet (Liong, Gan,
+See, Khor, Huang, "Shallow triple stream three-dimensional CNN (STSTNet) for micro-expression
 recognition", FG 2019) and HTNet (Wang et al., "HTNet for micro-expression recognition",
 Neurocomputing 2024) distribute show the face (METHOD.md section 15). The rest is shared
 and is also what those papers describe: TV-L1 between the two crops, u, v and optical
