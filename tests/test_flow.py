@@ -169,6 +169,7 @@ def test_config_round_trip_and_validation() -> None:
         "algorithm": "tvl1",
         "params": {**d["params"], "lambda_": 0.2},
         "remove_global": "none",
+        "style": "apexmer",
     }
     assert FlowConfig.from_dict(d) == config
     assert FlowConfig.from_dict({"algorithm": "dis"}).to_dict()["params"]["finest_scale"] == 0

@@ -357,7 +357,9 @@ def test_flow_checkpoint_round_trip_gives_identical_probabilities(png_manifest, 
         "normalization": "per sample and channel, min-max to [0, 1]",
     }
     assert saved["flow_source"].startswith("external")
-    assert saved["preprocess"]["flow"] == FlowConfig().to_dict()
+    # 8-bit flow images are the public images' style: new clips get their flow that way
+    assert saved["preprocess"]["flow"] == FlowConfig(style="ststnet").to_dict()
+    assert saved["spotter"] == "motion" and saved["preprocess"]["spot"]["method"] == "motion"
     data = load_manifest_data(png_manifest, config.data)
     predictor = Predictor.from_checkpoint(tmp_path / "model")
     assert predictor.input_kind == "flow"
@@ -435,8 +437,10 @@ def test_cli_train_on_a_flow_cache_with_preprocess_json(npy_manifest, tmp_path) 
         meta = read_metadata(tmp_path)
         assert meta["flow_source"] == "apexmer preprocess"
         assert meta["preprocess"]["flow"]["algorithm"] == "farneback"
+        assert meta["preprocess"]["flow"]["style"] == "apexmer"  # apexmer's own crops
         predictor = Predictor.from_checkpoint(tmp_path)
         assert predictor.preprocess.flow == FlowConfig(algorithm="farneback")
+        assert predictor.flow_style == "apexmer" and predictor.spotter == "motion"
         bad = CliRunner().invoke(app, [*args, "--set", "model.name=off_apexnet"])
         assert isinstance(bad.exception, ConfigError)  # the CLI's main prints it as one line
         assert "off_apexnet does not take flow input" in str(bad.exception)

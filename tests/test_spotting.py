@@ -228,11 +228,7 @@ def test_too_short_clip_gets_advice_for_a_clip_not_a_coding_sheet(tmp_path: Path
     for i in range(count):
         cv2.imwrite(str(folder / f"img{i}.jpg"), np.full((40, 40, 3), 90, np.uint8))
     proc = subprocess.run(
-        cli_command(
-            "spot",
-            "--frames",
-            str(folder),
-        ),
+        cli_command("spot", "--frames", str(folder), "--spot-method", "paper"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from apexmer.errors import ConfigError
+from apexmer.preprocess.flow import DEFAULT_FLOW_STYLE, FlowStyle
+from apexmer.spotting.apex import SpotMethod, default_spot_method
 
 PRESET_DIR = Path(__file__).parent / "configs"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -129,6 +131,28 @@ class AugmentConfig(_Strict):
     hflip_p: float = Field(0.5, ge=0, le=1)
     rotation_deg: float = Field(15.0, ge=0, le=180)
     rotation_p: float = Field(1.0, ge=0, le=1)
+    # For a practitioner's clip (training/augment.py, issue 17): a face box a little
+    # tighter/looser or off centre, a softer image, noise in still skin. Flow-aware (a zoom
+    # scales u and v with the grid). All off (0) until the proxy benchmark ranks them.
+    scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    scale_p: float = Field(0.5, ge=0, le=1)
+    translate: float = Field(0.0, ge=0, lt=0.5)  # shift, fraction of the side
+    translate_p: float = Field(0.5, ge=0, le=1)
+    blur: float = Field(0.0, ge=0)  # Gaussian sigma up to this many pixels
+    blur_p: float = Field(0.5, ge=0, le=1)
+    still_noise: float = Field(0.0, ge=0)  # flow: times the u/v std, where nothing moves
+    still_noise_p: float = Field(0.5, ge=0, le=1)
+
+
+class PreprocessSection(_Strict):
+    # What `apexmer preprocess --config` takes from a preset (its other settings are
+    # options of that command). spot_method: the apex spotter for clips without a coded
+    # apex; None = spotting.apex.default_spot_method(name) (the paper's for the paper
+    # preset, motion otherwise). flow_style: which crops the flow is computed between
+    # (preprocess/flow.py: apexmer's aligned masked crops, or the face box of the public
+    # STSTNet/HTNet flow images).
+    spot_method: SpotMethod | None = None
+    flow_style: FlowStyle = DEFAULT_FLOW_STYLE
 
 
 class TrainConfig(_Strict):
@@ -215,6 +239,7 @@ class Config(_Strict):
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     augment: AugmentConfig = AugmentConfig()
+    preprocess: PreprocessSection = PreprocessSection()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -224,6 +249,11 @@ class Config(_Strict):
         if not v.strip():
             raise ValueError("name must not be empty")
         return v
+
+
+def spot_method_of(config: Config) -> SpotMethod:
+    """The apex spotter a config's preprocessing (and its model, on new clips) uses."""
+    return config.preprocess.spot_method or default_spot_method(config.name)
 
 
 def list_presets() -> list[str]:

@@ -112,6 +112,70 @@ def manifest(
     )
 
 
+@data_app.command("check-flow-style")
+def check_flow_style_cmd(
+    manifest: Annotated[
+        Path, typer.Option(help="Manifest of flow images (`data manifest --corpus megc-flow`).")
+    ],
+    frames: Annotated[
+        Path,
+        typer.Option(
+            help="Folder of the same clips' frames: <subject>/<clip>/, <dataset>/<subject>/"
+            "<clip>/ or <clip>/ (a folder of images or a video)."
+        ),
+    ],
+    style: Annotated[
+        str, typer.Option(help="Flow style to compute: ststnet (the public images') | apexmer.")
+    ] = "ststnet",
+    flow: Annotated[str, typer.Option(help="Flow algorithm: tvl1 | dis | farneback.")] = "tvl1",
+    detector: Annotated[str, typer.Option(help="Landmark backend.")] = "dlib",
+    out: Annotated[Path | None, typer.Option(help="CSV with one row per clip.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows and means as JSON.")] = False,
+) -> None:
+    """Correlation per channel (u, v, strain) of apexmer's flow with the distributed flow
+    image of the same clip, both at 28 px and min-max scaled; for clips you have both of.
+
+    1.0 is the same image; the baseline column is each flow against the other clips' images
+    (chance level)."""
+    import pandas as pd
+
+    from apexmer.data.manifest import read_manifest
+    from apexmer.evaluation.flow_style import check_flow_style
+    from apexmer.face.landmarks import get_detector
+    from apexmer.fileio import write_text
+    from apexmer.preprocess.flow import FlowConfig
+
+    config = FlowConfig(flow, style=style)
+    samples = read_manifest(manifest)
+    result = check_flow_style(samples, frames, get_detector(detector), config)
+    for line in result.skipped:
+        typer.echo(f"skipped {line}", err=True)
+    if not result.rows:
+        raise DataError(
+            "no clip has both a flow image and frames",
+            file=frames,
+            fix="put each clip's frames under FRAMES/<subject>/<clip>/ as in the manifest",
+        )
+    table = pd.DataFrame(result.rows)
+    if out is not None:
+        write_text(out, table.to_csv(index=False))
+    means = result.means()
+    if as_json:
+        typer.echo(json.dumps({"style": style, "rows": result.rows, "mean": means}, indent=2))
+        return
+    typer.echo(f"flow style {style}, {len(table)} clips (Pearson r at 28 px, min-max scaled)")
+    typer.echo(f"{'clip':<32}{'u':>7}{'v':>7}{'strain':>8}{'baseline':>10}")
+    for row in result.rows:
+        typer.echo(
+            f"{row['key']:<32}{row['u']:>7.2f}{row['v']:>7.2f}{row['strain']:>8.2f}"
+            f"{row['baseline']:>10.2f}"
+        )
+    typer.echo(
+        f"{'mean':<32}{means['u']:>7.2f}{means['v']:>7.2f}{means['strain']:>8.2f}"
+        f"{means['baseline']:>10.2f}"
+    )
+
+
 def _long_summary(corpus: str, coding: Path | None, root: Path | None, as_json: bool) -> None:
     """Long-video corpora: videos, expressions (micro/macro), subjects, problems, warnings."""
     info = read_long_videos(corpus, coding, root=root).summary()

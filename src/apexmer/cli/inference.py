@@ -10,6 +10,11 @@ import typer
 from apexmer.cli.options import COUNT, FRAME_NUMBER, PORT, POSITIVE, frame_rate
 from apexmer.errors import ApexmerError
 
+SPOT_HELP = (
+    "apex spotter: paper | motion [default: what the checkpoint records; motion unless "
+    "trained with --config paper]"
+)
+
 
 def _write_crops(results: list, folder: Path) -> list[Path]:
     """Aligned crops the network saw, as PNG, one per successful clip."""
@@ -203,6 +208,7 @@ def register(app: typer.Typer) -> None:
             help="with --long: frame rate (default: the video's)",
             callback=frame_rate,
         ),
+        spot_method: str | None = typer.Option(None, "--spot-method", help=SPOT_HELP),
     ) -> None:
         """Recognise the micro-expression of each clip (exit 1 if any input failed).
 
@@ -213,7 +219,9 @@ def register(app: typer.Typer) -> None:
 
         if long:
             paths = [*input_path, *(more or [])]
-            predictor = Predictor.from_checkpoint(checkpoint, device=device)
+            predictor = Predictor.from_checkpoint(
+                checkpoint, device=device, spot_method=spot_method
+            )
             if _predict_long(predictor, paths, fps, output_path, as_json):
                 raise typer.Exit(1)
             return
@@ -226,7 +234,7 @@ def register(app: typer.Typer) -> None:
                 clips.extend(find_clips(path) if path.exists() else [path])
             except DataError:
                 clips.append(path)
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        predictor = Predictor.from_checkpoint(checkpoint, device=device, spot_method=spot_method)
         results = predictor.predict_clips([str(c) for c in clips], onset, offset, on_error="record")
         table = predictor.to_frame(results)
         if output_path is not None:
@@ -242,6 +250,8 @@ def register(app: typer.Typer) -> None:
                         f"{r.input}: {r.label} ({r.confidence:.2f})  apex {r.apex} "
                         f"[{r.onset}..{r.offset}]"
                     )
+            style = f", flow style {predictor.flow_style}" if predictor.flow_style else ""
+            typer.echo(f"apex spotter {predictor.spotter}{style}")
             if output_path is not None:
                 typer.echo(f"predictions: {output_path}")
         failed = [r for r in results if not r.ok]
@@ -281,6 +291,7 @@ def register(app: typer.Typer) -> None:
             help="torch threads; default CPU cores / workers (more only oversubscribes)",
             callback=COUNT,
         ),
+        spot_method: str | None = typer.Option(None, "--spot-method", help=SPOT_HELP),
     ) -> None:
         """Web page and JSON API: upload a clip, see apex, crop, curve and probabilities."""
         try:
@@ -311,12 +322,14 @@ def register(app: typer.Typer) -> None:
                 max_duration_s=long_max_duration,
             ),
         )
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        predictor = Predictor.from_checkpoint(checkpoint, device=device, spot_method=spot_method)
+        style = f", flow style {predictor.flow_style}" if predictor.flow_style else ""
         sock = _listen(host, port)  # bound before saying where: a busy port fails first
         port = sock.getsockname()[1]  # --port 0: the one the system chose
         typer.echo(
             f"serving {predictor.metadata['architecture']} "
-            f"({', '.join(predictor.classes)}) at http://{host}:{port}/",
+            f"({', '.join(predictor.classes)}; apex spotter {predictor.spotter}{style}) "
+            f"at http://{host}:{port}/",
             err=True,
         )
         server = uvicorn.Server(

@@ -15,7 +15,14 @@ CORPUS_HELP = "casme2 | samm | casme3 | smic | megc"
 
 
 DENOMINATOR_HELP = "backward (the paper's eq. 5) | symmetric (no lag/2 phase shift)"
-METHOD_HELP = "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed)"
+METHOD_HELP = (
+    "paper (eq. 5-6) | motion (ROI optical flow against the onset, head removed) "
+    "[default: motion; the paper's with --config paper]"
+)
+FLOW_STYLE_HELP = (
+    "apexmer (aligned, masked crops) | ststnet (the face box, no mask: as the public "
+    "STSTNet/HTNet flow images) [default: the --config preset's, apexmer]"
+)
 LANDMARKS = one_of(("onset", "per_frame"))
 DENOMINATOR = one_of(("backward", "symmetric"))
 METHOD = one_of(("paper", "motion"))
@@ -26,10 +33,11 @@ def _spot_config(
     landmarks: str,
     lag: int,
     denominator: str = "backward",
-    method: str = "paper",
+    method: str | None = None,
 ):
-    from apexmer.spotting.apex import SpotConfig
+    from apexmer.spotting.apex import SpotConfig, default_spot_method
 
+    method = method or default_spot_method()
     return SpotConfig(
         offset_term=offset_term,
         landmarks=landmarks,
@@ -59,7 +67,7 @@ def register(app: typer.Typer) -> None:
         denominator: str = typer.Option(
             "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
         ),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP, callback=METHOD),
         detector: str = typer.Option("dlib", "--detector"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -118,7 +126,7 @@ def register(app: typer.Typer) -> None:
         denominator: str = typer.Option(
             "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
         ),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP, callback=METHOD),
         workers: int = typer.Option(1, "--workers", callback=COUNT),
         out: Path | None = typer.Option(
             None, "--out", help="folder for spotting_errors.csv and spotting_errors.png"
@@ -183,6 +191,12 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(..., "--root", help="folder of the frame folders"),
         out: Path = typer.Option(..., "--out", help="cache folder (resumes if it exists)"),
         classes: str | None = typer.Option(None, "--classes", help="5class | 3class | all"),
+        config_name: str = typer.Option(
+            "flow",
+            "--config",
+            help="the preset (or YAML) the cache is for: its spotter and flow style "
+            "(paper: the paper's spotter; every other: motion)",
+        ),
         apex: str = typer.Option(
             "labelled",
             "--apex",
@@ -208,7 +222,7 @@ def register(app: typer.Typer) -> None:
         denominator: str = typer.Option(
             "backward", "--denominator", help=DENOMINATOR_HELP, callback=DENOMINATOR
         ),
-        method: str = typer.Option("paper", "--spot-method", help=METHOD_HELP, callback=METHOD),
+        method: str | None = typer.Option(None, "--spot-method", help=METHOD_HELP, callback=METHOD),
         align_per: str = typer.Option(
             "clip",
             "--align-per",
@@ -229,9 +243,11 @@ def register(app: typer.Typer) -> None:
             "median flow) | none",
             callback=one_of(GLOBAL_MOTION),
         ),
+        flow_style: str | None = typer.Option(None, "--flow-style", help=FLOW_STYLE_HELP),
     ) -> None:
         """Spot, align and crop every sample, compute its optical flow; write manifest.csv
         and problems.csv."""
+        from apexmer.config import load_config, spot_method_of
         from apexmer.data.readers import read_corpus
         from apexmer.errors import ConfigError, DataError
         from apexmer.face.align import AlignConfig
@@ -244,6 +260,9 @@ def register(app: typer.Typer) -> None:
                 "megc-flow`, not preprocess. Fix: apexmer data manifest --corpus megc-flow "
                 "--coding LABELS.csv --root FLOW_FOLDER --out manifest.csv"
             )
+        preset = load_config(config_name)
+        method = method or spot_method_of(preset)
+        style = flow_style or preset.preprocess.flow_style
         config = PreprocessConfig(
             detector=detector,
             apex=apex,
@@ -251,7 +270,15 @@ def register(app: typer.Typer) -> None:
             spot=_spot_config(offset_term, landmarks, lag, denominator, method),
             align_per=align_per,
             align=AlignConfig(size=size),
-            flow=None if flow == "none" else FlowConfig(flow, remove_global=flow_global),
+            flow=None
+            if flow == "none"
+            else FlowConfig(flow, remove_global=flow_global, style=style),
+        )
+        typer.echo(
+            f"spotter: {method}"
+            + (f", flow style: {style}" if config.flow is not None else "")
+            + " (recorded in preprocess.json)",
+            err=True,
         )
         samples = read_corpus(corpus, coding=coding, root=root, classes=classes)
         bar = SampleProgress()

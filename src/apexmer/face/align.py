@@ -5,6 +5,10 @@ lie on the row ``eye_y * size``, ``eye_distance * size`` apart, symmetric about 
 vertical centre line. With ``mask`` on, the background outside the convex hull of the 68
 points (extended upwards over the forehead, since the brows move) is set to ``fill`` with a
 feathered edge. All functions are pure: arrays in, arrays out.
+
+``face_box_crop`` is the other crop: the face box itself (brows to chin, cheek to cheek,
+axis-aligned, no mask, no margin) stretched to a square, as the public MEGC 2019 flow
+images show the face (METHOD.md section 15); the ``ststnet`` flow style reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from apexmer.data.frames import to_bgr8
 from apexmer.errors import ConfigError
-from apexmer.face.landmarks import BROWS, eye_centres
+from apexmer.face.landmarks import BROWS, JAW, eye_centres
 
 
 @dataclass(frozen=True)
@@ -125,4 +129,46 @@ def align_face(
         mask = face_mask(transform_points(points, matrix), config)[:, :, None]
         blended = crop.astype(np.float32) * mask + config.fill * (1.0 - mask)
         crop = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return crop, matrix
+
+
+def face_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of the face from 68 landmarks: the jaw contour (points 0-16) from
+    cheek to cheek, the brows (17-26) at the top, the chin (the jaw's lowest point) at the
+    bottom. Float pixels, end-exclusive in the sense of ``face_box_crop``."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected 68 landmarks (68, 2), got {points.shape}")
+    jaw, brows = points[JAW], points[BROWS]
+    x0, x1 = float(jaw[:, 0].min()), float(jaw[:, 0].max())
+    y0, y1 = float(brows[:, 1].min()), float(jaw[:, 1].max())
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(f"degenerate face box ({x0}, {y0}, {x1}, {y1}) from the landmarks")
+    return x0, y0, x1, y1
+
+
+def face_box_crop(
+    image_bgr: np.ndarray, points: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The face box of ``points`` (``face_box``) stretched to ``size`` x ``size``: crop
+    ``(size, size, 3)`` uint8 and the (2, 3) matrix from image to crop pixels.
+
+    No rotation, no mask, no margin: the face fills the square, as in the flow images
+    STSTNet (Liong et al., FG 2019) and HTNet (Wang et al. 2024) distribute (METHOD.md
+    section 15; how each corpus was cropped is not documented beyond that). The box's two
+    sides are scaled separately (the papers resize their crops to a square). Pixels of a
+    box reaching past the frame repeat the frame's edge (``BORDER_REPLICATE``), so no
+    constant border appears either.
+    """
+    if size < 16:
+        raise ConfigError(f"face box crop size={size}; use at least 16 pixels")
+    image = np.asarray(image_bgr)
+    if not (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        image = to_bgr8(image)
+    x0, y0, x1, y1 = face_box(points)
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    matrix = np.array([[sx, 0.0, -sx * x0], [0.0, sy, -sy * y0]])
+    crop = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return crop, matrix

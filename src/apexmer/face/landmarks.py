@@ -27,6 +27,7 @@ from apexmer.errors import ApexmerError, ConfigError
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
 # Point groups (iBUG-68, 0-based, end-exclusive slices; left/right = image side).
+JAW = slice(0, 17)  # the face contour, cheek to chin to cheek
 BROWS = slice(17, 27)
 # Two nose-bridge spans, for two uses. Flow's nose box (``flow.nose_box``) spans 28-30 in
 # height; the ROI motion signal (``motion``) takes its head motion from 29-30 only, since

@@ -5,7 +5,10 @@
     table = predictor.predict(["clip1.mp4", "frames/clip2/"])
 
 Each clip goes through ``preprocess.pipeline.process_clip`` with the checkpoint's own
-preprocessing settings (apex always spotted: a new clip has no labels), then the network
+preprocessing settings (apex always spotted: a new clip has no labels; flows in the flow
+style the checkpoint records, ``ststnet`` for a model trained on the public flow images),
+with the spotter the checkpoint records (``spotter``; for checkpoints without it
+``spotting.apex.default_spot_method`` of their preset: motion unless the paper's), then the network
 input is built from its crops or flow by the checkpoint's input kind (``training/inputs.py``:
 the same code that loads training data) and normalised exactly as in training. The inputs
 of all clips go through the network as one batch.
@@ -47,6 +50,7 @@ from apexmer.face.landmarks import DETECTORS, FaceLandmarks, LandmarkDetector, g
 from apexmer.inference.long_video import recognise_intervals
 from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import ClipResult, PreprocessConfig, process_clip
+from apexmer.spotting.apex import SPOT_METHODS, default_spot_method
 from apexmer.spotting.intervals import IntervalConfig
 from apexmer.training.checkpoint import load_checkpoint, with_legacy_input
 from apexmer.training.devices import check_device
@@ -91,6 +95,8 @@ class ClipPrediction:
     landmarks: FaceLandmarks | None = None  # on the apex frame
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     error: str | None = None
+    spotter: str = "motion"  # the apex spotter used (spotting.apex: paper | motion)
+    flow_style: str | None = None  # flow models: the flow style (preprocess.flow)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +117,8 @@ class ClipPrediction:
             "confidence": np.nan if self.confidence is None else self.confidence,
             **{f"prob_{c}": float(p) for c, p in zip(classes, probs, strict=True)},
             "frame": self.frame,
+            "spotter": self.spotter,
+            "flow_style": self.flow_style,
             "error": self.error,
         }
 
@@ -144,6 +152,15 @@ def describe_input(metadata: dict[str, Any]) -> str:
     difference", "onset->apex optical flow (u, v, strain)"."""
     data = input_data(metadata)
     return get_input(data.input).describe(data)
+
+
+def inference_spotter(metadata: dict[str, Any]) -> str:
+    """The apex spotter a checkpoint's model uses on new clips: its ``spotter`` entry, or
+    for checkpoints without one ``default_spot_method`` of its training preset."""
+    if metadata.get("spotter"):
+        return str(metadata["spotter"])
+    name = (metadata.get("config") or {}).get("name")
+    return default_spot_method(name if isinstance(name, str) else None)
 
 
 def crop_to_input(crop_bgr: np.ndarray, size: int) -> np.ndarray:
@@ -273,6 +290,7 @@ class Predictor:
         detector: LandmarkDetector | None = None,
         source: str = "the checkpoint",
         max_frames: int | None = None,
+        spot_method: str | None = None,
     ) -> None:
         metadata = with_legacy_input(metadata)
         self.metadata = metadata
@@ -298,7 +316,15 @@ class Predictor:
                     "source": "apexmer's default FlowConfig: the checkpoint records none",
                 },
             }
-        self.preprocess = dataclasses.replace(preprocess, apex="spotted", flow=flow)
+        self.spotter = spot_method or inference_spotter(metadata)
+        if self.spotter not in SPOT_METHODS:
+            raise ApexmerError(
+                f"unknown spotter {self.spotter!r}. Fix: use one of {', '.join(SPOT_METHODS)}"
+            )
+        spot = dataclasses.replace(preprocess.spot, method=self.spotter)
+        self.preprocess = dataclasses.replace(preprocess, apex="spotted", flow=flow, spot=spot)
+        self.flow_style: str | None = flow.style if flow is not None else None
+        self.metadata = {**self.metadata, "spotter": self.spotter}  # what inference uses
         # apex for ClipPrediction.flow (the web page), and the network's own frame
         self.flow_roles: tuple[str, ...] = (
             tuple(dict.fromkeys(("apex", self.frame))) if flow is not None else ()
@@ -326,8 +352,10 @@ class Predictor:
         device: str = "cpu",
         detector: LandmarkDetector | None = None,
         max_frames: int | None = None,
+        spot_method: str | None = None,
     ) -> Predictor:
-        """Load ``model.safetensors`` (or the folder holding it) for inference."""
+        """Load ``model.safetensors`` (or the folder holding it) for inference;
+        ``spot_method`` overrides the spotter the checkpoint records."""
         check_device(device)
         model, metadata = load_checkpoint(path, device=device)
         return cls(
@@ -337,6 +365,7 @@ class Predictor:
             detector=detector,
             source=str(path),
             max_frames=max_frames,
+            spot_method=spot_method,
         )
 
     # ------------------------------------------------------------ public API
@@ -349,7 +378,8 @@ class Predictor:
         on_error: Literal["raise", "record"] | None = None,
     ) -> pd.DataFrame:
         """One row per clip: frame numbers, face box, ``pred_label``, ``confidence``,
-        ``prob_<class>``, ``frame`` and ``error``.
+        ``prob_<class>``, ``frame``, ``spotter``, ``flow_style`` (None unless a flow model)
+        and ``error``.
 
         ``source`` is a video file, a frame folder, a list of frames, or a list of such
         clips. Without ``onset``/``offset`` the whole clip is used. ``on_error`` defaults to
@@ -468,7 +498,11 @@ class Predictor:
         keep_frame: bool = True,
     ) -> ClipPrediction:
         out = ClipPrediction(
-            input=name, frame=self.frame, network_input=describe_input(self.metadata)
+            input=name,
+            frame=self.frame,
+            network_input=describe_input(self.metadata),
+            spotter=self.spotter,
+            flow_style=self.flow_style,
         )
         frames = None
         try:

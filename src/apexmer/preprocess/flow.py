@@ -15,6 +15,19 @@ is pure: arrays in, arrays out.
   for people to look at.
 - ``warp_by_flow``: the frame a known flow leads to, for tests and ``bench/flow_accuracy.py``.
 
+Flow styles (``FlowConfig.style``): which two images the flow is computed between.
+``apexmer`` (default): the aligned crops of ``face.align`` (eyes level, a margin around the
+face, the background masked). ``ststnet``: the face box of the apex frame's landmarks
+(``face.align.face_box_crop``: brows to chin, cheek to cheek, no rotation, no mask, no
+margin) cut from the onset and apex frames, as the flow images that STSTNet (Liong, Gan,
+See, Khor, Huang, "Shallow triple stream three-dimensional CNN (STSTNet) for micro-expression
+recognition", FG 2019) and HTNet (Wang et al., "HTNet for micro-expression recognition",
+Neurocomputing 2024) distribute show the face (METHOD.md section 15). The rest is shared
+and is also what those papers describe: TV-L1 between the two crops, u, v and optical
+strain from it; the network input then resizes each channel to 28 x 28 and min-max scales
+it (``training.inputs``). A model trained on those images records ``ststnet`` and new
+clips get their flow in that style (``training.deploy``, ``inference.predictor``).
+
 Parameter choice (``bench/flow_accuracy.py``, 224 x 224 face crops warped by 0.2-2 px plus
 noise of sigma 2 grey levels; figures in bench/README.md): TV-L1 with OpenCV's defaults
 spends 5 pyramid levels 0.8 apart and 5 warps per level on motions of a few pixels; the
@@ -37,8 +50,11 @@ from apexmer.face.landmarks import NOSE_BRIDGE, NOSE_WINGS
 FLOW_CHANNELS = ("u", "v", "strain", "magnitude")
 FlowAlgorithm = Literal["tvl1", "dis", "farneback"]
 GlobalMotion = Literal["none", "nose_median"]
+FlowStyle = Literal["apexmer", "ststnet"]
 ALGORITHMS: tuple[str, ...] = ("tvl1", "dis", "farneback")
 GLOBAL_MOTION: tuple[str, ...] = ("none", "nose_median")
+FLOW_STYLES: tuple[str, ...] = ("apexmer", "ststnet")
+DEFAULT_FLOW_STYLE: FlowStyle = "apexmer"  # what checkpoints without the field were made with
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,9 @@ class FlowConfig:
     # see nose_box and bench/flow_accuracy.py: removal costs a little where the expression
     # reaches the nose bridge and saves much under head motion
     remove_global: GlobalMotion = "nose_median"
+    # which crops the flow is computed between (module doc): apexmer's aligned, masked
+    # crops, or the face box of the STSTNet/HTNet flow images
+    style: FlowStyle = DEFAULT_FLOW_STYLE
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -115,6 +134,10 @@ class FlowConfig:
                 "known. Fix: use one of "
                 f"{', '.join(GLOBAL_MOTION)}"
             )
+        if self.style not in FLOW_STYLES:
+            raise ConfigError(
+                f"flow style {self.style!r} is unknown. Fix: use one of {', '.join(FLOW_STYLES)}"
+            )
         _check_params(self.params)
 
     @property
@@ -126,6 +149,7 @@ class FlowConfig:
             "algorithm": self.algorithm,
             "params": asdict(self.params),
             "remove_global": self.remove_global,
+            "style": self.style,
         }
 
     @classmethod
@@ -145,6 +169,7 @@ class FlowConfig:
         return cls(
             algorithm=algorithm,
             remove_global=d.get("remove_global", "nose_median"),
+            style=d.get("style", DEFAULT_FLOW_STYLE),  # written before styles: apexmer's
             **{algorithm: params_type(**params)},
         )
 

@@ -35,7 +35,7 @@ from apexmer.data.frames import FrameSource, open_frames
 from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import ApexmerError, ConfigError, NoFaceError
-from apexmer.face.align import AlignConfig, align_face, transform_points
+from apexmer.face.align import AlignConfig, align_face, face_box_crop, transform_points
 from apexmer.face.landmarks import (
     DETECTORS,
     FaceLandmarks,
@@ -241,9 +241,20 @@ def _clip_flows(
 ) -> dict[str, np.ndarray]:
     """Onset -> role flow features with ONE transform (the apex frame's) for both frames of
     a pair, so head pose does not enter the flow: the crops themselves with
-    align_per="clip", the frames warped again by the apex transform with "frame".
+    align_per="clip", the frames warped again by the apex transform with "frame"; in the
+    ``ststnet`` flow style the apex frame's face box cut from both frames.
     ``pose``: the apex frame's landmarks and its (2, 3) frame -> crop matrix."""
     apex_face, apex_matrix = pose
+    if flow.style == "ststnet":
+        # The face box of the apex frame for both frames (one box, as one transform above),
+        # at the crop size: no mask, no margin (face.align.face_box_crop).
+
+        def box(role: str) -> tuple[np.ndarray, np.ndarray]:
+            return face_box_crop(frames[role], apex_face.points, config.align.size)
+
+        onset, box_matrix = box("onset")
+        nose = transform_points(apex_face.points, box_matrix)
+        return {role: pair_features(onset, box(role)[0], flow, nose) for role in roles}
     nose = transform_points(apex_face.points, apex_matrix)  # landmarks in crop coordinates
 
     def crop(role: str) -> np.ndarray:

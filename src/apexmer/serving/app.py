@@ -108,6 +108,8 @@ def result_payload(
         "confidence": r.confidence,
         "frame": r.frame,
         "network_input": r.network_input,
+        "spotter": r.spotter,
+        "flow_style": r.flow_style,
         "probabilities": [
             {"class": c, "p": float(p)} for c, p in zip(classes, r.probs, strict=True)
         ],
@@ -153,7 +155,13 @@ def _wheel_url(size: int = 64) -> str:
 
 
 # What GET /api/model shows: what inference needs, plus versions and date (an allow-list).
-PUBLIC_MODEL_KEYS = (*REQUIRED_KEYS, "coding_version", "package_version", "created")
+PUBLIC_MODEL_KEYS = (
+    *REQUIRED_KEYS,
+    "spotter",
+    "coding_version",
+    "package_version",
+    "created",
+)
 
 
 def model_payload(meta: dict[str, Any]) -> dict[str, Any]:

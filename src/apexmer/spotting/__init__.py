@@ -10,6 +10,7 @@ The landmark and ROI geometry they need is in ``apexmer.face``.
 from apexmer.spotting.apex import (
     SpotConfig,
     SpotResult,
+    default_spot_method,
     intensity_curve,
     spot_apex,
     spot_clip,
@@ -27,6 +28,7 @@ __all__ = [
     "SpotConfig",
     "SpotResult",
     "SpottedInterval",
+    "default_spot_method",
     "intensity_curve",
     "spot_apex",
     "spot_clip",

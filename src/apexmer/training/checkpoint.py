@@ -27,6 +27,7 @@ from apexmer.errors import ConfigError, WeightsError
 from apexmer.fileio import atomic_path, write_json
 from apexmer.models.ensemble import Ensemble
 from apexmer.models.registry import create_model, list_models
+from apexmer.spotting.apex import SPOT_METHODS
 from apexmer.training.inputs import IMAGE_CHANNELS, INPUT_KINDS, model_kwargs
 
 FORMAT_VERSION = 1
@@ -165,6 +166,8 @@ def check_metadata_values(meta: dict[str, Any], source: str | Path = "<metadata>
     tta = typing.get_args(EvalConfig.model_fields["tta"].annotation)
     if meta.get("tta", "none") not in tta:
         raise bad("tta", f"one of {', '.join(tta)}")
+    if meta.get("spotter") is not None and meta["spotter"] not in SPOT_METHODS:
+        raise bad("spotter", f"one of {', '.join(SPOT_METHODS)} (the apex spotter)")
     for part in ("data", "train"):
         if not isinstance((meta.get("config") or {}).get(part, {}), dict):
             raise bad("config", f"a training config whose {part!r} is a JSON object")

@@ -8,7 +8,14 @@ into the one checkpoint, and ``eval.tta`` is recorded there for the Predictor.
 The checkpoint records how its inputs were made (``preprocess``), so the Predictor makes
 them the same way on a new clip. Flows made elsewhere (a manifest of STSTNet-style flow
 images, no ``preprocess.json``) are allowed: the checkpoint then says so
-(``flow_source: external``) and records the default settings the Predictor will use.
+(``flow_source: external``) and records the settings the Predictor will use: 8-bit flow
+images (the public MEGC 2019 images, ``data manifest --corpus megc-flow``) are the
+``ststnet`` flow style (``preprocess/flow.py``: the face box, no mask), so new clips get
+their flow in that style; ``.npy`` flows made elsewhere get the config's
+``preprocess.flow_style`` (apexmer's by default).
+
+The checkpoint also records ``spotter``: the apex spotter a new clip gets
+(``config.spot_method_of``: the paper's for the paper preset, motion for every other).
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from apexmer import __version__
-from apexmer.config import Config, config_to_dict
+from apexmer.config import Config, config_to_dict, spot_method_of
+from apexmer.data.sample import Sample
 from apexmer.errors import DataError, NonFiniteTraining
 from apexmer.fileio import write_text
+from apexmer.preprocess.flow import FlowConfig
 from apexmer.preprocess.pipeline import PreprocessConfig
+from apexmer.spotting.apex import SpotConfig
 from apexmer.training.checkpoint import save_checkpoint
 from apexmer.training.dataset import load_manifest_data
 from apexmer.training.inputs import check_model_input, input_metadata
@@ -51,17 +61,33 @@ def read_preprocess_settings(manifest: str | Path) -> dict[str, Any]:
     return settings
 
 
-def preprocess_provenance(manifest: str | Path, config: Config) -> dict[str, Any]:
+def external_flow_style(samples: list[Sample], config: Config) -> str:
+    """The flow style of flows made elsewhere: ``ststnet`` for 8-bit flow images (the public
+    STSTNet/HTNet images' layout, the only 8-bit flow apexmer reads), else the config's."""
+    paths = [s.flow_path for s in samples if s.flow_path is not None]
+    if paths and all(Path(p).suffix.lower() != ".npy" for p in paths):
+        return "ststnet"
+    return config.preprocess.flow_style
+
+
+def preprocess_provenance(
+    manifest: str | Path, config: Config, samples: list[Sample] | None = None
+) -> dict[str, Any]:
     """``{"preprocess", "preprocess_package_version"[, "flow_source"]}`` for the
     checkpoint: ``preprocess.json``'s, or for flow inputs without one (flows computed
-    elsewhere) apexmer's defaults, which the Predictor will use on new clips."""
+    elsewhere, ``samples`` their manifest's) the settings the Predictor will use on new
+    clips: apexmer's defaults with the config's spotter and the flows' style."""
     path = Path(manifest).parent / "preprocess.json"
     if config.data.input == "flow" and not path.is_file():
+        style = external_flow_style(samples or [], config)
+        settings = PreprocessConfig(
+            spot=SpotConfig(method=spot_method_of(config)), flow=FlowConfig(style=style)
+        )
         return {
-            "preprocess": PreprocessConfig().to_dict(),
+            "preprocess": settings.to_dict(),
             "preprocess_package_version": None,
             "flow_source": "external: the training flows were not computed by apexmer; "
-            "new clips get apexmer's default preprocessing and flow settings (recorded)",
+            f"new clips get apexmer's default preprocessing, flow style {style} (recorded)",
         }
     settings = read_preprocess_settings(manifest)
     out = {
@@ -100,8 +126,9 @@ def train_deployable(
     ``checkpoint`` set to the weights path and ``problems_file`` to the list, or None).
     """
     check_model_input(config)
-    provenance = preprocess_provenance(manifest, config)
+    preprocess_provenance(manifest, config)  # a missing preprocess.json fails before loading
     data = load_manifest_data(manifest, config.data)
+    provenance = preprocess_provenance(manifest, config, data.samples)
     if len(data.classes) < 2:
         raise DataError(
             f"only one class ({', '.join(data.classes)}) in the manifest",
@@ -143,6 +170,8 @@ def train_deployable(
         "ensemble": len(members),  # members averaged (softmax); 1: a single network
         "tta": config.eval.tta,  # the Predictor averages each input with its mirror
         **provenance,
+        # the apex spotter new clips get (predict, serve); preprocess records the cache's
+        "spotter": spot_method_of(config),
         "config": config_to_dict(config),
         "coding_version": data.coding_version,
         "package_version": __version__,

@@ -335,7 +335,8 @@ class FlowInput(InputKind):
                 "vectors, which needs both u and v. Fix: add the other one, or set "
                 "augment.rotation_deg=0"
             )
-        return BatchAugmentConfig(**a, fill=0.0, u_channel=u, v_channel=v)
+        m = channels.index("magnitude") if "magnitude" in channels else None
+        return BatchAugmentConfig(**a, fill=0.0, u_channel=u, v_channel=v, magnitude_channel=m)
 
     def normalize(self, x: torch.Tensor, data: DataConfig) -> torch.Tensor:
         """Per sample and channel, min-max to [0, 1] (a constant channel gives 0)."""

@@ -34,7 +34,10 @@ async function loadModel() {
     const members = m.ensemble > 1 ? ` × ${m.ensemble} (ensemble)` : "";
     const tta = m.tta && m.tta !== "none" ? " · test-time flip" : "";
     $("model").textContent = `${m.architecture}${members} · ${m.classes.length} classes · ` +
-      `${m.input_size}px ${m.network_input}${tta} · apexmer ${m.package_version}`;
+      `${m.input_size}px ${m.network_input}${tta} · apex spotter ${m.spotter}` +
+      (m.preprocess && m.preprocess.flow && m.input.kind === "flow"
+        ? ` · flow style ${m.preprocess.flow.style || "apexmer"}` : "") +
+      ` · apexmer ${m.package_version}`;
   } catch (err) {
     $("model").textContent = "model info unavailable";
   }
@@ -80,6 +83,7 @@ function render(d) {
   }
   const facts = [["onset", d.onset], ["apex", `${d.apex} (index ${d.apex_index})`],
     ["offset", d.offset], ["frames", d.numbers.length], ["network saw", d.network_input],
+    ["apex spotter", d.spotter], ...(d.flow_style ? [["flow style", d.flow_style]] : []),
     ["face box", `${d.face_box.x}, ${d.face_box.y}, ${d.face_box.width}×${d.face_box.height}`]];
   $("facts").replaceChildren(...facts.flatMap(([k, v]) => {
     const dt = document.createElement("dt"); dt.textContent = k;
