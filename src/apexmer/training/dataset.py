@@ -50,6 +50,23 @@ def load_inputs(
     return torch.from_numpy(np.stack(arrays)), kept, problems
 
 
+def why_none_usable(problems: Sequence[Problem], manifest: Path, shown: int = 3) -> str:
+    """The reasons no sample of a manifest is usable: the first ``shown`` problems (a file
+    not found names the path it tried) and how relative paths are resolved."""
+    if not problems:
+        return "the manifest has no rows"
+    first = "; ".join(
+        (f"row {p.row}: " if p.row is not None else f"{p.sample or p.file}: ") + p.message
+        for p in problems[:shown]
+    )
+    more = f" (+{len(problems) - shown} more)" if len(problems) > shown else ""
+    folder = manifest.absolute().parent
+    return (
+        f"{len(problems)} sample(s) left out; first: {first}{more}. Relative paths in the "
+        f"manifest are resolved against the manifest's folder, {folder}"
+    )
+
+
 @dataclass
 class ManifestData:
     """A manifest's samples with their network inputs loaded: what training needs."""
@@ -73,11 +90,13 @@ def load_manifest_data(manifest: str | Path, data: DataConfig) -> ManifestData:
     inputs, kept, problems = load_inputs(sample_set.samples, data)
     samples = [sample_set.samples[i] for i in kept]
     if not samples:
-        first = f" (first: {problems[0].message})" if problems else ""
         raise DataError(
-            f"no usable samples for data.input={data.input}{first}",
+            f"no usable samples for data.input={data.input}: "
+            + why_none_usable([*sample_set.problems, *problems], manifest),
             file=manifest,
-            fix="check the problems listed by `apexmer data summary --corpus manifest`",
+            fix="correct those paths (relative to the manifest's folder, or absolute) or "
+            "re-run preprocessing; `apexmer data summary --corpus manifest --coding "
+            f"{manifest}` lists every problem",
         )
     labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
     digest = hashlib.sha256()
