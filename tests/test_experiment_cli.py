@@ -27,6 +27,8 @@ FAST = [
     "train.threads=1",
     "--set",
     "train.batch_size=4",
+    "--executor",
+    "local",  # the default, auto, gives the same numbers (test_executors) in more processes
 ]
 
 

@@ -9,7 +9,17 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from apexmer.cli.help import config_help
 from apexmer.config import load_config
+
+ABLATION_NOTE = (
+    "The default is paper because the ablation IS the paper's experiment: 6 LOSO runs of "
+    "ResNet-50-sized networks at 224 px, a GPU job (days on a CPU)"
+)
+EXECUTOR_HELP = (
+    "auto (one fold group per core, one thread each: every core busy, the numbers of "
+    "local) | local (one fold at a time) | process | ray"
+)
 
 
 class FoldProgress:
@@ -65,11 +75,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def loso(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
-        config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
+        config: str = typer.Option("flow", "--config", help=config_help()),
         out: Path = typer.Option(..., "--out", help="run folder (resumes if it exists)"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         frame: str | None = typer.Option(None, "--frame", help="apex | mid | onset"),
-        executor: str = typer.Option("local", "--executor", help="local | process | ray"),
+        executor: str = typer.Option("auto", "--executor", help=EXECUTOR_HELP),
         workers: int | None = typer.Option(None, "--workers", help="parallel folds"),
         ray_address: str | None = typer.Option(
             None, "--ray-address", help="join an existing Ray cluster"
@@ -119,10 +129,10 @@ def register(app: typer.Typer) -> None:
     def ablation(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
         out: Path = typer.Option(..., "--out", help="folder for the six runs and the table"),
-        config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
+        config: str = typer.Option("paper", "--config", help=config_help(ABLATION_NOTE)),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
-        executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers"),
+        executor: str = typer.Option("auto", "--executor", help=EXECUTOR_HELP),
+        workers: int | None = typer.Option(None, "--workers", help="parallel folds"),
         models: str = typer.Option(
             "resnet50,resnext50_32x4d,seresnext50_32x4d",
             "--models",

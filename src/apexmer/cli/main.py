@@ -8,6 +8,7 @@ import sys
 import typer
 
 from apexmer import __version__
+from apexmer.cli.help import use_help_classes
 from apexmer.errors import ApexmerError
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ def _root(
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"apexmer.cli.{_name}").register(app)
+use_help_classes(app)  # clean help for every command (cli/help.py)
 
 
 def main() -> None:
