@@ -19,7 +19,6 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any, get_args, get_origin
 
-import click
 from typer.core import TyperCommand, TyperGroup
 
 from apexmer.config import list_presets
@@ -80,7 +79,7 @@ def _kind(param: Any) -> str:
     choices ``a|b``; typer >= 0.2x describes it with ``type_descriptor``, click before."""
     desc = getattr(param, "type_descriptor", None)
     if desc is None:
-        if isinstance(param.type, click.Choice):
+        if getattr(param.type, "choices", None):  # click.Choice
             return "|".join(map(str, param.type.choices))
         return _CLICK_TYPES.get(param.type.name, param.type.name)
     annotation = desc.annotation
