@@ -402,6 +402,35 @@ SAMM_LV_ROWS: tuple[tuple[Any, ...], ...] = (
 )
 
 
+def samm_lv_published_rows() -> list[tuple[Any, ...]]:
+    """502 movements in the published sheet's shape (METHOD.md section 12): 159 micro, 343
+    macro (171 of them with fractional frames), 147 videos, 30 subjects; 10 macro rows with
+    onset 0 (the expression starts at the video's first frame; Duration = Offset + 1), one
+    of them the only row of its video."""
+    subjects = [f"{n:03d}" for n in range(6, 36)]  # 30
+    videos = [f"{s}_{k}" for s in subjects for k in range(1, 5)]  # 120
+    videos += [f"{s}_5" for s in subjects[:27]]  # 147
+    per_video = {v: 3 + (i < 61) for i, v in enumerate(videos)}  # 441 + 61 = 502
+    per_video[videos[-1]] = 1  # the lone onset-0 row's video
+    per_video[videos[0]] += 2
+    slots = [(v, m) for v in videos for m in range(1, per_video[v] + 1)]
+    at_start = {(v, 1) for v in videos[:135:15]} | {(videos[-1], 1)}  # 9 + 1
+    others = [slot for slot in slots if slot not in at_start]
+    micro = set(others[::3][:159])
+    fractional = [slot for slot in others if slot not in micro][:171]
+    rows: list[tuple[Any, ...]] = []
+    for n, (video, m) in enumerate(slots):
+        onset: float = 0 if (video, m) in at_start else 400.0 * m
+        length = 40 if (video, m) in micro else 200
+        offset: float = onset + length
+        if (video, m) in fractional:
+            onset, offset = onset + 0.4, offset + 0.6
+        kind = "Micro - 1/2" if (video, m) in micro else "Macro"
+        row = (video.split("_")[0], f"{video}_{m}", onset, int(onset) + length // 3, offset)
+        rows.append((*row, kind, _AUS[n % len(_AUS)]))
+    return rows
+
+
 def write_samm_lv_sheet(
     path: Path, rows: Iterable[Sequence[Any]] = SAMM_LV_ROWS, other_sheet: bool = True
 ) -> Path:

@@ -53,6 +53,33 @@ def test_published_counts_per_class_map(published: Path) -> None:
     assert len({s.key for s in seven}) == 860
 
 
+def test_offset_zero_is_not_coded_as_in_casme2(tmp_path: Path) -> None:
+    # The published sheet: 860 rows, two with offset 0 ("not coded", as CAS(ME)^2 writes
+    # it) and one with a genuine onset after offset.
+    rows = casme3_published_rows()
+    rows[10] = (*rows[10][:2], 500, 510, 0, *rows[10][5:])
+    rows[20] = (*rows[20][:2], 700, 704, 0, *rows[20][5:])
+    rows[30] = (*rows[30][:2], 900, 905, 880, *rows[30][5:])
+    result = read_casme3(write_casme3_sheet(tmp_path / CASME3_NAME, rows), classes="all")
+    assert len(result) == 859
+    (error,) = result.errors
+    assert error.row == 32 and "Onset 900 is after Offset 880" in error.message
+    warned = result.warnings
+    assert [w.row for w in warned] == [12, 22]
+    assert all(
+        "offset not coded" in w.message and "apex + (apex - onset)" in w.message for w in warned
+    )
+    by_row = {s.extra["row"]: s for s in result}
+    first, second = by_row[12], by_row[22]
+    assert (first.onset, first.apex, first.offset) == (500, 510, 520)  # the rise mirrored
+    assert first.clip == f"{rows[10][1]}_500_520" and first.extra["offset_not_coded"] is True
+    assert (second.offset, "offset_not_coded" in by_row[2].extra) == (708, False)
+    # Without an apex the clip's end cannot be known: a problem, not a guess.
+    rows[10] = (*rows[10][:2], 500, "/", 0, *rows[10][5:])
+    again = read_casme3(write_casme3_sheet(tmp_path / "b.xlsx", rows), classes="all")
+    assert sorted(p.row for p in again.errors) == [12, 32]
+
+
 def test_cells_several_mes_per_video_and_others_spelling(tmp_path: Path) -> None:
     sheet = write_casme3_sheet(tmp_path / CASME3_NAME)
     result = read_casme3(sheet, classes="4class")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from apexmer.cli.main import app
 from apexmer.data.casme2 import read_casme2
-from apexmer.data.frames import image_end_issue, read_image
+from apexmer.data.frames import image_file_issue, read_image
 from apexmer.errors import FrameError
 from corpus_files import truncate, write_casme2_sheet
 
@@ -39,7 +39,7 @@ def test_cut_jpeg_is_named_with_a_fix(tmp_path: Path, keep: float) -> None:
     assert str(path) in str(info.value) and "Fix: copy or extract this frame again" in str(
         info.value
     )
-    issue = image_end_issue(path)
+    issue = image_file_issue(path)
     assert issue is not None and "cut short" in issue.message
 
 
@@ -47,7 +47,7 @@ def test_cut_png_is_named(tmp_path: Path) -> None:
     path = truncate(write_clip(tmp_path, range(1, 2), ".png") / "img1.png", 0.5)
     with pytest.raises(FrameError, match="PNG is cut short"):
         read_image(path)
-    assert image_end_issue(path) is not None
+    assert image_file_issue(path) is not None
 
 
 @pytest.mark.parametrize("trailer", [b"\x00" * 300, b"\n", b"EXTRA TRAILER DATA " * 20])
@@ -55,10 +55,10 @@ def test_complete_files_with_trailing_bytes_still_read(tmp_path: Path, trailer: 
     path = write_clip(tmp_path, range(1, 2)) / "img1.jpg"
     expected = read_image(path)
     path.write_bytes(path.read_bytes() + trailer)
-    assert image_end_issue(path) is None
+    assert image_file_issue(path) is None
     assert np.array_equal(read_image(path), expected)
     png = write_clip(tmp_path, range(2, 3), ".png") / "img2.png"
-    assert image_end_issue(png) is None and read_image(png).shape == (120, 160, 3)
+    assert image_file_issue(png) is None and read_image(png).shape == (120, 160, 3)
 
 
 def test_data_summary_reports_a_cut_frame_inside_the_clip(tmp_path: Path) -> None:
@@ -118,3 +118,43 @@ def test_preprocessing_reports_a_cut_frame(tmp_path: Path) -> None:
     assert result.n_ok == 0 and result.n_failed == 1
     message = result.problems[0].message
     assert str(cut) in message and "JPEG is cut short" in message and "Fix:" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>\n", "not an image file"),
+        (b"", "empty file"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200, "JPEG header is corrupt"),
+    ],
+)
+def test_data_summary_lists_a_frame_that_is_not_an_image(
+    tmp_path: Path, content: bytes, why: str
+) -> None:
+    # A failed download saved an HTML error page as a frame in the middle of the clip (not
+    # a key frame): the check that exists to find such files before a long job lists it.
+    rows = [dict(subject=1, filename="EP02_01f", onset=10, apex=15, offset=25)]
+    rows[0].update(emotion="happiness", aus="12", objective=1)
+    sheet = write_casme2_sheet(tmp_path / "CASME2-coding-20190701.xlsx", "2019", rows)
+    root = tmp_path / "raw"
+    write_clip(root / "sub01" / "EP02_01f", range(10, 26))
+    bad = root / "sub01" / "EP02_01f" / "img22.jpg"
+    bad.write_bytes(content)
+    args = ["data", "summary", "--corpus", "casme2", "--coding", str(sheet)]
+    out = CliRunner().invoke(app, [*args, "--root", str(root), "--classes", "all", "--json"])
+    info = json.loads(out.output)
+    assert info["samples"] == 0
+    (problem,) = info["problems"]
+    assert str(bad) in problem and why in problem and "Fix:" in problem
+
+
+def test_header_check_accepts_every_image_format_opencv_writes(tmp_path: Path) -> None:
+    for suffix in (".jpg", ".png", ".bmp", ".tif", ".webp", ".pgm", ".ppm"):
+        path = tmp_path / f"img1{suffix}"
+        image = photo(1)[..., 0] if suffix == ".pgm" else photo(1)
+        assert cv2.imwrite(str(path), image)
+        assert image_file_issue(path) is None, suffix
+    html = tmp_path / "img2.jpg"
+    html.write_bytes(b"<html>Not Found</html>")
+    issue = image_file_issue(html)
+    assert issue is not None and "'<html>Not Found<'" in issue.message

@@ -160,3 +160,52 @@ def test_ray_plan_refuses_cuda_on_a_cluster_without_gpus() -> None:
 
     with pytest.raises(ApexmerError, match="no GPU"):
         plan_ray(_config(device="cuda"), 4, 16, 0, None)
+
+
+def test_auto_runs_one_process_per_core_with_local_numbers(
+    manifest: Path, local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apexmer.evaluation import executors
+
+    used = []
+    real = executors.run_process
+
+    def recording(data, groups, config, workers):
+        used.append((len(groups), workers))
+        return real(data, groups, config, workers)
+
+    monkeypatch.setattr(executors, "usable_cpus", lambda: 2)  # whatever this machine has
+    monkeypatch.setattr(executors, "run_process", recording)
+    run_loso(manifest, _config(), tmp_path, executor="auto")
+    assert used == [(3, 2)]  # 3 folds over 2 worker processes
+    assert _numbers(tmp_path) == _numbers(local_run)
+
+
+@pytest.mark.parametrize(
+    ("train", "groups", "cpus", "workers", "expected"),
+    [
+        ({}, 26, 16, None, ("process", 16)),  # one fold group per core, one thread each
+        ({}, 3, 16, None, ("process", 3)),  # no idle workers
+        ({"threads": 4}, 26, 16, None, ("process", 4)),  # cores // train.threads
+        ({}, 26, 16, 5, ("process", 5)),  # --workers wins
+        ({}, 26, 1, None, ("local", None)),  # one core
+        ({}, 1, 16, None, ("local", None)),  # one group
+        ({"threads": None}, 26, 16, None, ("local", None)),  # torch uses every core itself
+        ({"device": "cuda"}, 26, 16, None, ("local", None)),  # one GPU
+    ],
+)
+def test_auto_plan(train, groups, cpus, workers, expected) -> None:
+    from apexmer.evaluation.executors import plan_auto
+
+    assert plan_auto(_config(**train), groups, workers, cpus=cpus) == expected
+
+
+def test_commands_default_to_auto() -> None:
+    from typer.main import get_command
+
+    from apexmer.cli.main import app
+
+    command = get_command(app)
+    for name in ("loso", "ablation"):
+        (option,) = [p for p in command.commands[name].params if p.name == "executor"]
+        assert option.default == "auto", name

@@ -27,6 +27,8 @@ FAST = [
     "train.threads=1",
     "--set",
     "train.batch_size=4",
+    "--executor",
+    "local",  # the default, auto, gives the same numbers (test_executors) in more processes
 ]
 
 
@@ -148,6 +150,7 @@ def test_demo_runs_end_to_end_small(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr[-2000:]
     assert "report:" in res.stdout and (tmp_path / "demo" / "run" / "report.md").exists()
     assert "[3/3]" in res.stderr and "reusing the synthetic corpus" in res.stderr
+    assert "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2" in res.stderr
 
 
 @pytest.mark.slow

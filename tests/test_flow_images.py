@@ -256,6 +256,8 @@ def test_loso_with_the_flow_preset_runs_on_distributed_flow_images(tmp_path: Pat
             str(run),
             "--set",
             "train.epochs=2",
+            "--executor",
+            "local",
             "--json",
         ],
     )

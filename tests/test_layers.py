@@ -15,7 +15,7 @@ SRC = ROOT / "src" / "apexmer"
 
 # Lowest first; a module may import its own layer and those below it.
 LAYERS = [
-    {"errors", "fileio", "dlib_models", "workers", "__init__"},
+    {"errors", "fileio", "dlib_models", "workers", "portable", "__init__"},
     {"data"},
     {"face"},
     {"spotting"},

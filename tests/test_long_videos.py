@@ -16,6 +16,7 @@ from apexmer.errors import DataError
 from corpus_files import (
     CASME2_LV_ROWS,
     SAMM_LV_ROWS,
+    samm_lv_published_rows,
     write_casme2_lv_frames,
     write_casme2_lv_workbook,
     write_samm_lv_frames,
@@ -161,6 +162,38 @@ def test_samm_lv_numeric_subject_and_frames(tmp_path):
     assert "006_2" in problem and "not found" in problem and "Fix:" in problem
     assert _by_key(result)["006_2"].frames is None
     assert any("020_4" in str(w) for w in result.warnings)
+
+
+def test_samm_lv_published_counts_keep_onset_zero_rows(tmp_path):
+    # The published sheet: 10 macro rows start at the video's first frame (onset 0,
+    # Duration = Offset + 1); the published counts include them.
+    rows = samm_lv_published_rows()
+    result = read_long_videos("samm-lv", write_samm_lv_sheet(tmp_path / "s.xlsx", rows=rows))
+    summary = result.summary()
+    counts = [summary[k] for k in ("expressions", "micro", "macro", "subjects", "videos")]
+    assert counts == [502, 159, 343, 30, 147]
+    assert result.problems == []
+    zero_rows = [n + 2 for n, r in enumerate(rows) if r[2] == 0]  # header is row 1
+    at_start = [w for w in result.warnings if "onset 0" in w.message]
+    assert [w.row for w in at_start] == zero_rows and len(zero_rows) == 10
+    assert all("first frame" in str(w) and f"row {w.row}" in str(w) for w in at_start)
+    kept = [i for v in result for i in v.intervals if i.row in zero_rows]
+    assert [(i.onset, i.kind) for i in kept] == [(0, "macro")] * 10
+
+
+def test_samm_lv_onset_zero_becomes_the_first_frame_on_disk(tmp_path):
+    rows = [("006", "006_1_1", 0, 5, 20, "Macro", 12), ("006", "006_1_2", 30, 33, 40, "Micro", 4)]
+    coding = write_samm_lv_sheet(tmp_path / "s.xlsx", rows=rows)
+    write_samm_lv_frames(tmp_path / "frames", [("006_1", 50)])  # 006_1_0001.jpg first
+    result = read_long_videos("samm-lv", coding, root=tmp_path / "frames")
+    assert result.problems == []  # 0..20 is not "outside the frames 1..50"
+    first, second = result.videos[0].intervals
+    assert (first.onset, first.apex, first.offset) == (1, 5, 20)
+    assert second.onset == 30
+    # CAS(ME)^2 onset 0 stays a problem (0 there means "not coded", not "first frame").
+    casme = [(1, "anger1_1", 0, 131, 140, "4", "negative", "macro-expression", "anger")]
+    bad = read_long_videos("casme2-lv", write_casme2_lv_workbook(tmp_path / "c.xlsx", rows=casme))
+    assert ["onset is empty or 0" in p.message for p in bad.problems] == [True]
 
 
 def test_samm_lv_bad_rows(tmp_path):

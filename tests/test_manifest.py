@@ -193,3 +193,22 @@ def test_manifest_refuses_root_and_classes(tmp_path) -> None:
 
     with pytest.raises(DataError, match="do not apply"):
         read_corpus("manifest", coding=tmp_path / "m.csv", root=tmp_path)
+
+
+def test_no_usable_samples_says_why_and_how_paths_resolve(tmp_path) -> None:
+    # The flows lie in tmp/flows, the manifest in tmp/run and its paths were written
+    # relative to tmp (the shell's folder), not to the manifest's own folder.
+    write_frames(tmp_path / "flows", [1, 2, 3, 4], "sub0{}_EP02_01f .png")
+    (tmp_path / "run").mkdir()
+    lines = [f"sub0{n},{'ab'[n % 2]},flows/sub0{n}_EP02_01f .png" for n in (1, 2, 3, 4)]
+    manifest = tmp_path / "run" / "manifest.csv"
+    manifest.write_text("subject,label,flow_path\n" + "\n".join(lines) + "\n")
+    args = ["loso", "--data", str(manifest), "--config", "flow", "--out", str(tmp_path / "o")]
+    out = CliRunner().invoke(app, [*args, "--executor", "local"])
+    assert isinstance(out.exception, DataError)  # main() prints it as one line, exit 2
+    text = str(out.exception)
+    tried = tmp_path / "run" / "flows" / "sub01_EP02_01f .png"
+    assert "no usable samples for data.input=flow: 4 sample(s) left out" in text
+    assert f"row 2: flow file not found: {tried}" in text and "(+1 more)" in text
+    assert f"resolved against the manifest's folder, {tmp_path / 'run'}" in text
+    assert "Fix: correct those paths (relative to the manifest's folder" in text

@@ -9,8 +9,18 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from apexmer.cli.help import config_help
 from apexmer.cli.options import COUNT, SEED, in_range, one_of
 from apexmer.config import load_config
+
+ABLATION_NOTE = (
+    "The default is paper because the ablation IS the paper's experiment: 6 LOSO runs of "
+    "ResNet-50-sized networks at 224 px, a GPU job (days on a CPU)"
+)
+EXECUTOR_HELP = (
+    "auto (one fold group per core, one thread each: every core busy, the numbers of "
+    "local) | local (one fold at a time) | process | ray"
+)
 
 
 class FoldProgress:
@@ -91,7 +101,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def loso(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
-        config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
+        config: str = typer.Option("flow", "--config", help=config_help()),
         out: Path | None = typer.Option(
             None,
             "--out",
@@ -101,7 +111,7 @@ def register(app: typer.Typer) -> None:
         frame: str | None = typer.Option(
             None, "--frame", help="apex | mid | onset", callback=one_of(("apex", "mid", "onset"))
         ),
-        executor: str = typer.Option("local", "--executor", help="local | process | ray"),
+        executor: str = typer.Option("auto", "--executor", help=EXECUTOR_HELP),
         workers: int | None = typer.Option(
             None, "--workers", help="parallel folds", callback=COUNT
         ),
@@ -198,10 +208,12 @@ def register(app: typer.Typer) -> None:
     def ablation(
         data: Path = typer.Option(..., "--data", help="manifest.csv written by preprocess"),
         out: Path = typer.Option(..., "--out", help="folder for the six runs and the table"),
-        config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
+        config: str = typer.Option("paper", "--config", help=config_help(ABLATION_NOTE)),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
-        executor: str = typer.Option("local", "--executor", help="local | process | ray"),
-        workers: int | None = typer.Option(None, "--workers", callback=COUNT),
+        executor: str = typer.Option("auto", "--executor", help=EXECUTOR_HELP),
+        workers: int | None = typer.Option(
+            None, "--workers", help="parallel folds", callback=COUNT
+        ),
         models: str = typer.Option(
             "resnet50,resnext50_32x4d,seresnext50_32x4d",
             "--models",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from apexmer.cli.help import config_help
 from apexmer.cli.options import COUNT, FRAME_NUMBER, PORT, POSITIVE, frame_rate
 from apexmer.errors import ApexmerError
 
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         data: Path = typer.Option(..., "--data", help="CACHE/manifest.csv from preprocess"),
-        config: str = typer.Option("paper", "--config", help="preset (paper, demo) or YAML"),
+        config: str = typer.Option("flow", "--config", help=config_help()),
         out: Path = typer.Option(..., "--out", help="model folder (model.safetensors, .json)"),
         set_: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
         allow_missing_classes: bool = typer.Option(
@@ -173,22 +174,22 @@ def register(app: typer.Typer) -> None:
         ),
         input_path: list[Path] = typer.Option(
             ...,
-            "--input_path",
             "--input-path",
-            help="video, frame folder, or folder of clips; several may follow one flag",
+            help="video, frame folder, or folder of clips; several may follow one flag "
+            "(also --input_path)",
         ),
         more: list[Path] = typer.Argument(
             None,
             metavar="PATH",
             show_default=False,
-            help="more inputs (so --input_path a b works)",
+            help="more inputs (so --input-path a b works)",
         ),
         output_path: Path | None = typer.Option(
-            None, "--output_path", "--output-path", help="CSV, one row per clip"
+            None, "--output-path", help="CSV, one row per clip (also --output_path)"
         ),
         device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
         save_aligned: Path | None = typer.Option(
-            None, "--save_aligned", "--save-aligned", help="folder for the aligned crops (PNG)"
+            None, "--save-aligned", help="folder for the aligned crops (PNG; also --save_aligned)"
         ),
         onset: int | None = typer.Option(
             None, "--onset", help="onset frame (default: first)", callback=FRAME_NUMBER

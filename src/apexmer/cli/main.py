@@ -9,6 +9,7 @@ import warnings
 import typer
 
 from apexmer import __version__
+from apexmer.cli.help import use_help_classes
 from apexmer.errors import ApexmerError
 
 app = typer.Typer(
@@ -69,6 +70,7 @@ _CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Clic
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"apexmer.cli.{_name}").register(app)
+use_help_classes(app)  # clean help for every command (cli/help.py)
 
 
 def main() -> None:

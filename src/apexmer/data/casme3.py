@@ -7,6 +7,11 @@ numerals I..VII) and emotion (lower case, 3 rows spelled ``Others``). One video 
 several micro-expressions, so a sample's clip is ``<video>_<onset>_<offset>`` (``a_157_175``)
 and ``extra["video"]`` keeps the letter.
 
+An Offset of 0 means "not coded" (as in CAS(ME)^2): the row is kept with a warning, its
+offset completed as ``apex + (apex - onset)`` (``sheets.mirrored_offset``; the clip name
+uses that offset) and flagged ``extra["offset_not_coded"]``; without an apex it cannot be
+completed and is a problem. An onset after a (coded) offset stays a problem.
+
 Frames: releases differ (colour and depth frames per video, or colour only). ``layout`` is
 the frame folder under ``root`` as a template with ``{subject}`` and ``{video}``; by default
 ``{subject}/{video}/color`` is tried first, then ``{subject}/{video}`` (one image per JPG
@@ -104,4 +109,5 @@ CASME3_SPEC = SheetSpec(
     au_column="AU",
     clip_name=lambda video, onset, offset: f"{video}_{onset}_{offset}",
     layouts=CASME3_LAYOUTS,
+    offset_zero_not_coded=True,
 )

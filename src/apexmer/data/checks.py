@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 
-from apexmer.data.frames import FolderFrames, image_end_issue
+from apexmer.data.frames import FolderFrames, image_file_issue
 from apexmer.data.sample import Problem, Sample, SampleSet
 from apexmer.errors import FrameError
 
@@ -18,8 +18,9 @@ def check_frames(sample_set: SampleSet) -> SampleSet:
 
     For each sample with ``frames`` set: the folder exists and holds numbered images (or
     the video opens), the onset, apex and offset frames (the first frame when none is
-    known) exist and decode, none is missing between onset and offset, and none of those
-    is cut short. Never raises for a per-sample issue.
+    known) exist and decode, none is missing between onset and offset, and every frame of
+    onset..offset is an image (magic bytes and header) that is not cut short. Never
+    raises for a per-sample issue.
     """
     kept: list[Sample] = []
     problems = list(sample_set.problems)
@@ -74,10 +75,11 @@ def frame_issue(sample: Sample) -> FrameError | None:
                 fix="restore the missing frames (spotting compares frames 3 apart)",
             )
         span = [n for n in source.numbers if sample.onset <= n <= sample.offset]
-    # Spotting reads every frame of the span; a cut-short one (an interrupted copy) is
-    # found here from the file's end, without decoding it.
+    # Spotting reads every frame of the span; one that is not an image (an HTML error page
+    # saved as img226.jpg), has a broken header or is cut short (an interrupted copy) is
+    # found here from its magic bytes, header and end, without decoding it.
     for number in span:
-        issue = image_end_issue(source.file(number))
+        issue = image_file_issue(source.file(number))
         if issue is not None:
             return issue
     return None

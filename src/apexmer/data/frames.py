@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import BinaryIO, NoReturn, Protocol
 
 import cv2
 import numpy as np
@@ -181,16 +181,83 @@ def cut_short(head: bytes, tail: bytes, whole: Callable[[], bytes]) -> str | Non
     return None
 
 
-def image_end_issue(path: str | Path) -> FrameError | None:
-    """FrameError when the image file at ``path`` is cut short; reads only its ends when
-    it is complete (cheap enough to run on every frame of a corpus)."""
+# Magic bytes of the image formats OpenCV reads (IMAGE_SUFFIXES).
+_MAGIC = (
+    (_JPEG_START + b"\xff", "JPEG"),
+    (_PNG_START, "PNG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"RIFF", "WebP"),
+    (b"P2", "PGM"),
+    (b"P5", "PGM"),
+    (b"P3", "PPM"),
+    (b"P6", "PPM"),
+)
+# JPEG start-of-frame markers (SOF0..SOF15 but DHT C4, JPG C8, DAC CC): they hold the size.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_header_issue(fh: BinaryIO, head: bytes) -> str | None:
+    """Why an open file is not an image, from its magic bytes and header, or None.
+
+    ``head`` is the file's first 32 bytes. An empty file, or one that starts like no image
+    format (an HTML error page saved as ``img226.jpg``), is not an image; a JPEG's markers
+    are walked (seeking, not reading, over their segments) up to its start-of-frame, a
+    PNG's IHDR read, and a size of 0 reported. Other formats are judged by magic alone.
+    """
+    if not head:
+        return "empty file (0 bytes), not an image"
+    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+    if kind is None or (kind == "WebP" and head[8:12] != b"WEBP"):
+        shown = head[:16].decode("ascii", "replace").replace("\ufffd", "?")
+        return f"not an image file (it starts with {shown!r})"
+    if kind == "PNG":
+        if head[12:16] != b"IHDR" or len(head) < 24:
+            return "PNG header is corrupt (no IHDR chunk first)"
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return None if width and height else f"PNG header gives a size of {width}x{height}"
+    if kind == "JPEG":
+        return _jpeg_header_issue(fh)
+    return None
+
+
+def _jpeg_header_issue(fh: BinaryIO) -> str | None:
+    fh.seek(2)
+    while True:
+        marker = fh.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return "JPEG header is corrupt (no start-of-frame marker before the data)"
+        if marker[1] == 0xFF:  # fill byte before a marker
+            fh.seek(-3, 1)
+            continue
+        length = int.from_bytes(marker[2:4], "big")
+        if marker[1] in _SOF:
+            size = fh.read(5)
+            height, width = int.from_bytes(size[1:3], "big"), int.from_bytes(size[3:5], "big")
+            if len(size) < 5 or not width or not height:
+                return f"JPEG header gives a size of {width}x{height}"
+            return None
+        if marker[1] == 0xDA or length < 2:  # scan data before any frame header
+            return "JPEG header is corrupt (no start-of-frame marker before the data)"
+        fh.seek(length - 2, 1)
+
+
+def image_file_issue(path: str | Path) -> FrameError | None:
+    """FrameError when the file at ``path`` is not an image (magic bytes, header) or is cut
+    short (its end); reads only its first bytes, the headers and its last bytes when it is
+    fine, so it is cheap enough for every frame of a corpus (``bench/frame_check_cost.py``).
+    """
     path = Path(path)
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(32)
+        why = image_header_issue(fh, head)
+        if why is not None:
+            fix = "replace it with the frame's image (download, copy or extract it again)"
+            return FrameError(why, file=path, fix=fix)
         size = fh.seek(0, 2)
         fh.seek(max(0, size - _TAIL))
-        tail = fh.read()
-    why = cut_short(head, tail, path.read_bytes)
+        why = cut_short(head[:8], fh.read(), path.read_bytes)
     if why is None:
         return None
     return FrameError(why, file=path, fix="copy or extract this frame again")

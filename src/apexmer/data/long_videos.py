@@ -8,6 +8,9 @@ silently:
 - an offset of 0 (CAS(ME)^2: "not coded", 44 rows) gives ``offset=None`` and a warning;
   ``coded_span`` says how evaluation completes such an interval;
 - an apex of 0 or none gives ``apex=None`` and a warning;
+- an onset of 0 (SAMM Long Videos: 10 rows, Duration = Offset + 1) means the expression
+  starts at the video's first frame: kept with a warning (``FIRST_FRAME``), elsewhere
+  (CAS(ME)^2) an onset of 0 is a problem;
 - a fractional frame number (SAMM Long Videos: 171 macro rows, e.g. ``566.4``) is rounded
   to the nearest frame, halves up, with a warning naming the row and the published values.
 
@@ -25,9 +28,12 @@ from typing import Any, Literal
 
 from apexmer.data.frames import list_frames
 from apexmer.data.sample import Problem
-from apexmer.data.sheets import RowError, cell_text
+from apexmer.data.sheets import RowError, cell_text, mirrored_offset, offset_not_coded_note
 from apexmer.errors import FrameError
 
+# Onset of an expression that starts at the video's first frame (SAMM Long Videos writes
+# onset 0): replaced by the first frame's number when the frames are attached.
+FIRST_FRAME = 0
 Kind = Literal["micro", "macro"]
 KINDS: tuple[Kind, ...] = ("micro", "macro")
 
@@ -68,15 +74,15 @@ class Interval:
 def coded_span(interval: Interval) -> tuple[int, int] | None:
     """``(onset, offset)`` used to score a coded interval, or None when it cannot be scored.
 
-    An interval without an offset (CAS(ME)^2 offset 0) is completed by mirroring its rise:
-    ``offset = apex + (apex - onset)``, the convention of published MEGC spotting code for
-    these rows; without an apex too it cannot be scored (None: the caller reports it).
+    An interval without an offset (CAS(ME)^2 offset 0) is completed by mirroring its rise
+    (``sheets.mirrored_offset``: ``offset = apex + (apex - onset)``, the convention of
+    published MEGC spotting code for these rows); without an apex too it cannot be scored
+    (None: the caller reports it).
     """
     if interval.offset is not None:
         return interval.onset, interval.offset
-    if interval.apex is None:
-        return None
-    return interval.onset, interval.apex + (interval.apex - interval.onset)
+    offset = mirrored_offset(interval.onset, interval.apex)
+    return None if offset is None else (interval.onset, offset)
 
 
 @dataclass(frozen=True)
@@ -196,11 +202,24 @@ def frame_cell(value: Any, column: str) -> tuple[int | None, str]:
 
 
 def interval_from_cells(
-    onset_cell: Any, apex_cell: Any, offset_cell: Any, kind: Kind, **fields: Any
+    onset_cell: Any,
+    apex_cell: Any,
+    offset_cell: Any,
+    kind: Kind,
+    onset_zero_is_first: bool = False,
+    **fields: Any,
 ) -> tuple[Interval, list[str]]:
     """An Interval from three frame cells and the notes to report (rounding, offset or apex
-    not coded); RowError when the row cannot be placed (no onset, onset after offset)."""
+    not coded); RowError when the row cannot be placed (no onset, onset after offset).
+
+    ``onset_zero_is_first`` (SAMM Long Videos): an onset cell of 0 means the expression
+    starts at the video's first frame (the sheet's Duration is then Offset + 1); it is kept
+    as onset 0, a note says so, and ``attach_frames`` moves it to the first frame on disk.
+    """
     onset, n_on = frame_cell(onset_cell, "onset")
+    at_start = onset_zero_is_first and onset is None and _is_zero(onset_cell)
+    if at_start:
+        onset = FIRST_FRAME
     offset, n_off = frame_cell(offset_cell, "offset")
     try:  # an unusable apex does not stop the interval from being scored
         apex, n_apex = frame_cell(apex_cell, "apex")
@@ -211,14 +230,10 @@ def interval_from_cells(
     notes = ["fractional frame numbers: " + ", ".join(rounded)] if rounded else []
     if onset is None:
         raise RowError("onset is empty or 0. Fix: write the onset frame number")
+    if at_start:
+        notes.append("onset 0: the expression starts at the video's first frame; kept")
     if offset is None:
-        notes.append(
-            f"offset not coded ({cell_text(offset_cell) or 'empty'}); kept, scored as "
-            "apex + (apex - onset)"
-            if apex is not None
-            else f"offset not coded ({cell_text(offset_cell) or 'empty'}) and no apex; kept, "
-            "cannot be scored"
-        )
+        notes.append(offset_not_coded_note(offset_cell, apex))
     elif onset > offset:
         raise RowError(f"onset {onset} is after offset {offset}. Fix: correct the frame numbers")
     if bad_apex:
@@ -228,6 +243,14 @@ def interval_from_cells(
     if apex is not None and not (onset <= apex <= (offset if offset is not None else apex)):
         notes.append(f"apex {apex} is outside [{onset}, {offset}]; kept as published")
     return Interval(onset, apex, offset, kind, **fields), notes
+
+
+def _is_zero(cell: Any) -> bool:
+    text = cell_text(cell)
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
 
 
 def parse_kind(value: Any, column: str = "type") -> Kind:
@@ -255,9 +278,13 @@ def attach_frames(video: LongVideo, location: Path | None) -> tuple[LongVideo, l
     except FrameError as exc:
         fix = f". Fix: {exc.fix}" if exc.fix else ""
         return video, [Problem(exc.file or str(location), f"{exc.message}{fix}", sample=video.key)]
-    found = replace(video, frames=location, n_frames=len(numbers))
+    # onset 0 (SAMM Long Videos): the video's first frame, whatever number its file has
+    intervals = tuple(
+        replace(i, onset=numbers[0]) if i.onset == FIRST_FRAME else i for i in video.intervals
+    )
+    found = replace(video, frames=location, n_frames=len(numbers), intervals=intervals)
     problems = []
-    for interval in video.intervals:
+    for interval in intervals:
         end = interval.offset if interval.offset is not None else interval.onset
         if interval.onset < numbers[0] or end > numbers[-1]:
             problems.append(

@@ -126,11 +126,33 @@ def frame_column(
     return out
 
 
+def mirrored_offset(onset: int, apex: int | None) -> int | None:
+    """The offset of an expression whose offset is not coded (CAS(ME)^2 and CAS(ME)^3 write
+    0): its rise mirrored, ``apex + (apex - onset)``, the convention of published MEGC
+    spotting code for these rows; None without an apex (it cannot be completed)."""
+    return None if apex is None else apex + (apex - onset)
+
+
+def offset_not_coded_note(cell: Any, apex: int | None) -> str:
+    """The warning of a row kept although its offset is not coded (one wording for every
+    reader: CAS(ME)^2 long videos, CAS(ME)^3 clips)."""
+    shown = cell_text(cell) or "empty"
+    if apex is None:
+        return f"offset not coded ({shown}) and no apex; kept, cannot be scored"
+    return f"offset not coded ({shown}); kept, completed as apex + (apex - onset)"
+
+
 def frame_triplet(
-    frames: dict[str, dict[int, int | RowError | None]], row: int, names: tuple[str, str, str]
+    frames: dict[str, dict[int, int | RowError | None]],
+    row: int,
+    names: tuple[str, str, str],
+    offset_zero_not_coded: bool = False,
 ) -> tuple[int, int | None, int]:
     """(onset, apex, offset) of one row, checked: onset <= offset. An apex outside them is
-    returned as coded (see ``apex_outside``): published sheets hold such rows."""
+    returned as coded (see ``apex_outside``): published sheets hold such rows.
+
+    ``offset_zero_not_coded`` (CAS(ME)^3): an offset of 0 means "not coded"; the offset
+    returned is then ``mirrored_offset`` (a RowError without an apex)."""
     values = []
     for name in names:
         value = frames[name][row]
@@ -140,6 +162,13 @@ def frame_triplet(
     onset, apex, offset = values
     if onset is None or offset is None:
         raise RowError(f"{names[0]} and {names[2]} must be frame numbers. Fix: fill them in")
+    if offset_zero_not_coded and offset == 0 and onset > 0:
+        offset = mirrored_offset(onset, apex)
+        if offset is None:
+            raise RowError(
+                f"{names[2]} 0 (not coded) and no {names[1]}: the clip's end is unknown. "
+                "Fix: write the offset frame number"
+            )
     if onset > offset:
         raise RowError(
             f"{names[0]} {onset} is after {names[2]} {offset}. "
@@ -198,6 +227,9 @@ class SheetSpec:
     # Frame folders under root, tried in order (the first that exists is used; the first
     # is reported when none does); fields {subject} and {video} (the Filename).
     layouts: tuple[str, ...] = ("{subject}/{video}",)
+    # An offset of 0 means "not coded" (CAS(ME)^3, as CAS(ME)^2): the row is kept, its
+    # offset completed by ``mirrored_offset``, flagged ``extra["offset_not_coded"]``.
+    offset_zero_not_coded: bool = False
 
 
 def frames_folder(root: Path, layouts: tuple[str, ...], subject: str, video: str) -> Path:
@@ -233,7 +265,9 @@ def samples_from_sheet(
                 raise RowError(
                     f"Filename is empty. Fix: write the clip folder name, e.g. {spec.clip_example}"
                 )
-            onset, apex, offset = frame_triplet(frames, row, spec.frame_columns)
+            onset, apex, offset = frame_triplet(
+                frames, row, spec.frame_columns, spec.offset_zero_not_coded
+            )
             clip = spec.clip_name(video, onset, offset) if spec.clip_name else video
             emotion = cell_text(cells[spec.emotion_column]).lower()
             if emotion not in spec.emotions:
@@ -252,6 +286,18 @@ def samples_from_sheet(
                 extra[column.lower().replace(" ", "_")] = cell_text(cells[column])
         if clip != video:
             extra["video"] = video
+        if spec.offset_zero_not_coded and frames[spec.frame_columns[2]][row] == 0:
+            extra["offset_not_coded"] = True
+            note = offset_not_coded_note(0, apex)
+            problems.append(
+                Problem(
+                    str(coding),
+                    f"{note} = {offset}",
+                    row=int(row),
+                    sample=f"{spec.dataset}/{subject}/{clip}",
+                    level="warning",
+                )
+            )
         if apex_outside(onset, apex, offset):
             extra["apex_outside"] = True
             problems.append(

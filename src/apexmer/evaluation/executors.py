@@ -1,5 +1,7 @@
-"""Fold executors: ``local`` (this process), ``process`` (local processes) and ``ray`` (a
-Ray cluster; with ``train.device: cuda`` one fold group per GPU).
+"""Fold executors: ``local`` (this process), ``process`` (local processes), ``ray`` (a
+Ray cluster; with ``train.device: cuda`` one fold group per GPU) and ``auto`` (the
+commands' default, ``plan_auto``: ``process`` with one fold group per core, each on
+``train.threads`` threads, where that helps; else ``local``).
 
 Each takes fold groups (one fold each, or ``train.pack_folds`` folds trained as one packed
 network) and yields finished fold dicts as they complete; the runner writes them to the run
@@ -33,7 +35,7 @@ from apexmer.preprocess.pipeline import ProgressFn
 from apexmer.training.dataset import ManifestData
 from apexmer.workers import exit_with_parent
 
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("auto", "local", "process", "ray")
 _WORKER_DATA: ManifestData | None = None
 
 
@@ -50,6 +52,31 @@ def run_local(
                 progress({"event": "epoch", "group": names[row["fold"]], **row})
 
         yield from train_fold_group(data, group, config, on_epoch=on_epoch)
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_auto(
+    config: Config, n_groups: int, workers: int | None, cpus: int | None = None
+) -> tuple[str, int | None]:
+    """What ``auto`` runs: ``("process", n)`` with ``n`` = ``workers``, else cores //
+    ``train.threads`` (one fold group per core at the default of one thread), capped at the
+    number of fold groups; ``("local", None)`` where processes cannot help: one slot or one
+    group, ``train.device`` on a GPU (one device), or ``train.threads: null`` (torch then
+    uses every core in one process). Each worker runs ``train.threads`` threads, as local
+    does, so the numbers are identical to ``local``'s. Pure: tested with any ``cpus``."""
+    cpus = usable_cpus() if cpus is None else cpus
+    threads = config.train.threads
+    if not threads or config.train.device != "cpu":
+        return "local", None
+    slots = min(workers or max(1, cpus // threads), n_groups)
+    return ("process", slots) if slots >= 2 else ("local", None)
 
 
 def threads_per_worker(config: Config, workers: int) -> int:
@@ -206,6 +233,8 @@ def run(
     """Run fold groups on ``executor``; yields fold dicts as groups finish. ``progress``
     gets per-epoch rows from the local executor (workers elsewhere report per group, as
     the runner writes each finished fold)."""
+    if executor == "auto":
+        executor, workers = plan_auto(config, len(groups), workers)
     if executor == "local":
         return run_local(data, groups, config, progress)
     if executor == "process":

@@ -83,6 +83,24 @@ def check_manifest_files(sample_set: SampleSet) -> SampleSet:
     )
 
 
+def why_none_usable(problems: Sequence[Problem], manifest: Path, shown: int = 3) -> str:
+    """The reasons no sample of a manifest is usable: the first ``shown`` problems (a file
+    not found names the path it tried) and how relative paths are resolved."""
+    if not problems:
+        return "the manifest has no rows"
+    first = "; ".join(
+        (f"row {p.row}: " if p.row is not None else f"{p.sample or p.file}: ")
+        + p.message.partition(" Fix: ")[0]  # one "Fix:" per error: the one below
+        for p in problems[:shown]
+    )
+    more = f" (+{len(problems) - shown} more)" if len(problems) > shown else ""
+    folder = manifest.absolute().parent
+    return (
+        f"{len(problems)} sample(s) left out; first: {first}{more}. Relative paths in the "
+        f"manifest are resolved against the manifest's folder, {folder}"
+    )
+
+
 @dataclass
 class ManifestData:
     """A manifest's samples with their network inputs loaded: what training needs."""
@@ -106,14 +124,13 @@ def load_manifest_data(manifest: str | Path, data: DataConfig) -> ManifestData:
     inputs, kept, problems = load_inputs(sample_set.samples, data)
     samples = [sample_set.samples[i] for i in kept]
     if not samples:
-        # The first problem's own "Fix:" becomes this error's fix: one "Fix:" per line.
-        what, _, how = problems[0].message.partition(" Fix: ") if problems else ("", "", "")
-        listed = "check the problems listed by `apexmer data summary --corpus manifest`"
         raise DataError(
-            f"no usable samples for data.input={data.input}"
-            + (f" (first: {what})" if what else ""),
+            f"no usable samples for data.input={data.input}: "
+            + why_none_usable([*sample_set.problems, *problems], manifest),
             file=manifest,
-            fix=f"{how.rstrip('. ')}; then {listed}" if how else listed,
+            fix="correct those paths (relative to the manifest's folder, or absolute) or "
+            "re-run preprocessing; `apexmer data summary --corpus manifest --coding "
+            f"{manifest}` lists every problem",
         )
     labels = torch.tensor([sample_set.label_index(s.label) for s in samples])
     digest = hashlib.sha256()
