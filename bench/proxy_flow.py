@@ -150,9 +150,10 @@ CORPORA: tuple[CorpusSpec, ...] = (
 class Knobs:
     """Difficulty knobs shared by all corpora (calibrated in bench/README.md)."""
 
-    noise_scale: float = 1.0  # multiplies every corpus's flow_error
+    noise_scale: float = 2.5  # multiplies every corpus's flow_error
+    variety_scale: float = 1.3  # multiplies every corpus's variety (faces, AU styles)
     amplitude: tuple[float, float] = (0.2, 1.0)  # expression motion (px)
-    blink_p: float = 0.2  # share of clips with a blink in the onset->apex window
+    blink_p: float = 0.3  # share of clips with a blink in the onset->apex window
     blink_amplitude: tuple[float, float] = (0.5, 2.0)  # px
     subject_size_sigma: float = 0.8  # lognormal spread of clips per subject
     corpora: tuple[CorpusSpec, ...] = field(default=CORPORA)
@@ -214,7 +215,7 @@ class Subject:
 
 
 def _make_subject(
-    corpus: CorpusSpec, name: str, base: np.ndarray, rng: np.random.Generator
+    corpus: CorpusSpec, name: str, base: np.ndarray, rng: np.random.Generator, scale: float
 ) -> Subject:
     pools = {0: corpus.negative_aus, 1: POSITIVE, 2: SURPRISE}
     repertoire = {}
@@ -222,7 +223,7 @@ def _make_subject(
         k = min(len(pool), int(rng.integers(2, 4)))
         repertoire[label] = [str(c) for c in rng.choice(pool, size=k, replace=False)]
     tokens = sorted({t for pool in pools.values() for c in pool for t in _au_tokens(c)} | {"45"})
-    v = corpus.variety
+    v = corpus.variety * scale
     style = {
         t: (float(rng.uniform(1 - 0.5 * v, 1 + 0.5 * v)), float(rng.normal(scale=0.35 * v)))
         for t in tokens
@@ -299,7 +300,7 @@ def generate(seed: int = 0, knobs: Knobs | None = None) -> list[dict]:
         start = 0
         for si, (name, size) in enumerate(zip(corpus.subjects, sizes, strict=True)):
             srng = np.random.default_rng([seed, ci, si + 1])
-            subject = _make_subject(corpus, name, base, srng)
+            subject = _make_subject(corpus, name, base, srng, knobs.variety_scale)
             for k, label in enumerate(labels[start : start + size]):
                 clips.append(_clip(subject, int(label), k, knobs, srng))
             start += size
