@@ -248,6 +248,11 @@ def test_no_command_prints_a_traceback_on_bad_files(
 ) -> None:
     path = files[kind]
     code, out, err = run(COMMANDS[command](path, checkpoint), monkeypatch, capsys)
+    if kind == "three frames" and command in ("spot", "predict"):
+        # 3 frames of a face are enough for the motion spotter (the default since issue 19):
+        # a result, not an error
+        assert code == 0 and "apex" in out and "Traceback" not in err, (out, err)
+        return
     assert code != 0, (out, err)  # nothing usable came out: never exit 0
     assert "Traceback" not in out + err and "unexpected" not in err, err
     assert path.name in err, err  # the error names the input

@@ -16,7 +16,7 @@ def test_flow_is_the_recommended_recipe() -> None:
     assert cfg.model.name == "sssnet"
     assert cfg.optim.name == "adam" and cfg.optim.lr == pytest.approx(2e-4)
     assert cfg.optim.weight_decay == pytest.approx(1e-3)
-    assert cfg.loss.name == "cross_entropy" and cfg.loss.alpha == "balanced"
+    assert cfg.loss.name == "cross_entropy" and cfg.loss.alpha == "sqrt_balanced"
     assert cfg.augment.grayscale_p == 0 and cfg.augment.hflip_p == 0.5
     assert cfg.augment.rotation_deg == 10 and cfg.augment.rotation_p == 0.5
     # Sized for a composite LOSO in 10 minutes on 2 cores (bench/flow_loso_speed.py).

@@ -133,8 +133,8 @@ def test_variants_parse_and_unknown_keys_stop_before_running() -> None:
     assert proxy_rank.parse_variant("baseline()").overrides == ()
     with pytest.raises(ValueError, match=r"name\(key=value"):
         proxy_rank.parse_variant("baseline")
-    with pytest.raises(SystemExit, match=r"variant ens: .*train\.ensemble"):
-        proxy_rank.check_variants([proxy_rank.Variant("ens", ("train.ensemble=3",))], "flow")
+    with pytest.raises(SystemExit, match=r"variant ens: .*train\.ensemble_size"):
+        proxy_rank.check_variants([proxy_rank.Variant("ens", ("train.ensemble_size=3",))], "flow")
     resolved = proxy_rank.check_variants([v], "flow")
     assert resolved["mix"]["train"]["epochs"] == 3
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from apexmer.cli.options import CONFIDENCE, RESAMPLES, SEED
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -15,9 +17,13 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             Path("compare"), "--out", help="folder for compare.md, compare.png (and .json)"
         ),
-        bootstrap: int = typer.Option(2000, "--bootstrap", help="subject resamples"),
-        seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
-        confidence: float = typer.Option(0.95, "--confidence", help="interval level"),
+        bootstrap: int = typer.Option(
+            2000, "--bootstrap", help="subject resamples", callback=RESAMPLES
+        ),
+        seed: int = typer.Option(0, "--seed", help="bootstrap seed", callback=SEED),
+        confidence: float = typer.Option(
+            0.95, "--confidence", help="interval level", callback=CONFIDENCE
+        ),
         as_json: bool = typer.Option(
             False, "--json", help="also write compare.json and print it instead of the table"
         ),

@@ -10,7 +10,7 @@ import typer
 from tqdm import tqdm
 
 from apexmer.cli.help import config_help
-from apexmer.cli.options import COUNT, SEED, in_range, one_of
+from apexmer.cli.options import COUNT, RESAMPLES, SEED, in_range, one_of
 from apexmer.config import load_config
 
 ABLATION_NOTE = (
@@ -145,6 +145,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--bootstrap",
             help="subject resamples for the confidence intervals (0: none) [default: 2000]",
+            callback=RESAMPLES,
         ),
         as_json: bool = typer.Option(False, "--json", help="print summary.json"),
     ) -> None:

@@ -108,3 +108,6 @@ POSITIVE = in_range(0, low_open=True)
 NON_NEGATIVE = in_range(0)
 LAG = in_range(1, hint="frames (the paper uses 3)")
 PORT = in_range(0, 65535)
+# Subject resamples of the bootstrap intervals (0: none); a million is minutes of work.
+RESAMPLES = in_range(0, 1_000_000)
+CONFIDENCE = in_range(0, 1, low_open=True, high_open=True)

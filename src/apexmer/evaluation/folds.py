@@ -71,7 +71,7 @@ def _train_folds(
     try:
         results = fit_networks(config, nets, len(data.classes), on_epoch=net_epoch)
     except NonFiniteTraining as exc:
-        index, _member = owners[exc.pack_index or 0]
+        index, _member = owners[getattr(exc, "pack_index", None) or 0]
         fold = next(f for f in folds if f.index == index)
         raise exc.named(fold.name, _keys(data, fold)) from None
     return [

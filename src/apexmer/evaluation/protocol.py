@@ -56,7 +56,14 @@ from apexmer.training.inputs import check_model_input
 SCORING_KEYS = ("bootstrap", "bootstrap_seed", "confidence")
 # eval keys added with the protocols: left out of a run's identity at their default, so a
 # run folder written before they existed still resumes.
-PROTOCOL_DEFAULTS = {"datasets": [], "train_datasets": [], "test_datasets": [], "both_ways": False}
+# (tta came with the ensembles, likewise.)
+PROTOCOL_DEFAULTS = {
+    "datasets": [],
+    "train_datasets": [],
+    "test_datasets": [],
+    "both_ways": False,
+    "tta": "none",
+}
 
 
 def run_identity_config(config: Config) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def fit_networks(
             try:
                 results += fit_packed(config, chunk, num_classes, on_epoch=row_of)
             except NonFiniteTraining as exc:  # its pack_index counts within the chunk
-                exc.pack_index = start + (exc.pack_index or 0)
+                exc.pack_index = start + (getattr(exc, "pack_index", None) or 0)
                 raise
     return results
 
