@@ -6,7 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from typer.testing import CliRunner, Result
 
+from apexmer.cli.main import app
 from apexmer.data.manifest import write_manifest
 from apexmer.data.sample import Sample, SampleSet
 
@@ -77,3 +79,9 @@ def write_tiny_manifest(
         manifest,
     )
     return manifest
+
+
+def megc_flow_manifest_cli(runner: CliRunner, labels: Path, folder: Path, out: Path) -> Result:
+    """``apexmer data manifest --corpus megc-flow`` on a label CSV and its flow images."""
+    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
+    return runner.invoke(app, [*args, "--root", str(folder), "--out", str(out)])

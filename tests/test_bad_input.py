@@ -24,6 +24,7 @@ from apexmer.data.sample import Sample, SampleSet
 from apexmer.errors import DataError, FrameError
 from apexmer.training.dataset import load_manifest_data
 from apexmer.training.inputs import get_input, load_flow
+from manifests import megc_flow_manifest_cli
 
 CHANNELS = ("u", "v", "strain")
 FLOW = ["data.input=flow", "data.flow_channels=[u,v,strain]", "data.input_size=28"]
@@ -216,21 +217,7 @@ def test_a_bad_flow_image_is_a_problem_of_the_summary_and_manifest(tmp_path, how
     assert summary.exit_code == 0, summary.output
     assert "problems        1" in summary.output and str(bad) in summary.output
     out = tmp_path / "m.csv"
-    made = runner.invoke(
-        app,
-        [
-            "data",
-            "manifest",
-            "--corpus",
-            "megc-flow",
-            "--coding",
-            str(labels),
-            "--root",
-            str(folder),
-            "--out",
-            str(out),
-        ],
-    )
+    made = megc_flow_manifest_cli(runner, labels, folder, out)
     assert made.exit_code == 0, made.output
     assert "3 samples" in made.output and str(bad) in made.output
     assert bad.name not in out.read_text()
@@ -261,21 +248,7 @@ def test_a_semicolon_separated_label_csv_is_an_error(tmp_path) -> None:
     labels.write_text(labels.read_text().replace(",", ";"))
     with pytest.raises(DataError, match="separated by ';'"):
         read_flow_images(labels, folder)
-    result = CliRunner().invoke(
-        app,
-        [
-            "data",
-            "manifest",
-            "--corpus",
-            "megc-flow",
-            "--coding",
-            str(labels),
-            "--root",
-            str(folder),
-            "--out",
-            str(tmp_path / "m.csv"),
-        ],
-    )
+    result = megc_flow_manifest_cli(CliRunner(), labels, folder, tmp_path / "m.csv")
     assert result.exit_code != 0 and not (tmp_path / "m.csv").exists()
 
 

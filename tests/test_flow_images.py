@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from apexmer.cli.main import app
 from apexmer.data.flow_images import LABEL_COLUMNS, read_flow_images
@@ -17,6 +17,7 @@ from apexmer.data.manifest import read_manifest
 from apexmer.data.readers import read_corpus
 from apexmer.errors import DataError
 from corpus_files import MEGC_ROWS, write_megc_csv
+from manifests import megc_flow_manifest_cli
 
 # The composite's shape: 68 subjects (CASME II 24, SAMM 28, SMIC-HS 16), 442 clips,
 # negative 250, positive 109, surprise 83.
@@ -182,12 +183,6 @@ def test_combined_3class_gt_with_a_flow_folder(tmp_path: Path) -> None:
     assert len({s.group for s in ss}) == 6
 
 
-def _manifest_cli(runner: CliRunner, labels: Path, folder: Path, out: Path) -> Result:
-    """``apexmer data manifest --corpus megc-flow`` on a label CSV and its flow images."""
-    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
-    return runner.invoke(app, [*args, "--root", str(folder), "--out", str(out)])
-
-
 def test_bad_inputs_name_the_file_and_the_fix(tmp_path: Path) -> None:
     folder = tmp_path / "flows"
     folder.mkdir()
@@ -206,7 +201,7 @@ def test_cli_writes_a_manifest_that_reads_back_with_the_flows(composite, tmp_pat
     (folder / "s16_s16_ne_05 .png").unlink()
     out = tmp_path / "run" / "manifest.csv"
     out.parent.mkdir()
-    result = _manifest_cli(CliRunner(), labels, folder, out)
+    result = megc_flow_manifest_cli(CliRunner(), labels, folder, out)
     assert result.exit_code == 0, result.output
     assert "441 samples, 68 subjects" in result.stdout
     assert "s16_s16_ne_05 .png" in result.stderr
@@ -242,7 +237,7 @@ def test_loso_with_the_flow_preset_runs_on_distributed_flow_images(tmp_path: Pat
     labels = write_labels(tmp_path / "labels.csv", rows)
     manifest, run = tmp_path / "manifest.csv", tmp_path / "run"
     runner = CliRunner()
-    res = _manifest_cli(runner, labels, folder, manifest)
+    res = megc_flow_manifest_cli(runner, labels, folder, manifest)
     assert res.exit_code == 0, res.output
     res = runner.invoke(
         app,
