@@ -113,3 +113,29 @@ def test_dropout_scales_and_channelwise_masks():
     assert per_channel.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
     assert abs(float((per_channel > 0).float().mean()) - 0.75) < 0.06
     assert torch.equal(drop.eval()(torch.ones(2, 8, 5, 5)), torch.ones(2, 8, 5, 5))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), size=st.sampled_from([16, 28, 33]))
+def test_sssnet_pools_before_relu_with_the_published_values_and_gradients(seed, size):
+    # SSSNet publishes conv -> ReLU -> max-pool; apexmer pools first (ReLU on a smaller
+    # tensor). ReLU is monotone, so the outputs and every gradient must be the same.
+    torch.manual_seed(seed)
+    model = create_model("sssnet", num_classes=3, input_size=size, drop_rate=0.0).train()
+    x = torch.randn(4, 3, size, size)
+
+    def published(m, x):
+        x = m.bn1(m.pool1(F.relu(m.conv1(x))))
+        x = m.bn2(m.pool2(F.relu(m.conv2(x)))).flatten(1)
+        return m.fc(F.relu(m.fc1(x)))
+
+    outs, grads = [], []
+    for forward in (model, lambda x: published(model, x)):
+        model.zero_grad()
+        out = forward(x)
+        (out * torch.arange(1.0, 4.0)).sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

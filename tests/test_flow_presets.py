@@ -19,10 +19,11 @@ def test_flow_is_the_recommended_recipe() -> None:
     assert cfg.loss.name == "cross_entropy" and cfg.loss.alpha == "sqrt_balanced"
     assert cfg.augment.grayscale_p == 0 and cfg.augment.hflip_p == 0.5
     assert cfg.augment.rotation_deg == 10 and cfg.augment.rotation_p == 0.5
-    # Sized for a composite LOSO in 10 minutes on 2 cores (bench/flow_loso_speed.py).
+    # Sized for the whole recipe (two members) on a composite LOSO within 15 minutes on 2
+    # cores (bench/recipe_speed.py).
     assert cfg.train.epochs == 50 and cfg.train.batch_size == 16 and cfg.train.seed == 0
-    assert cfg.train.pack_folds == 8
-    assert cfg.eval.oracle is False
+    assert cfg.train.ensemble == 2 and cfg.train.pack_folds == 8 and cfg.train.channels_last
+    assert cfg.eval.tta == "hflip" and cfg.eval.oracle is False
 
 
 def test_published_networks_with_fixed_epochs_and_no_augmentation() -> None:
