@@ -90,7 +90,8 @@ def packed_vs_sequential(
     the per-parameter optimizer loop, packed with the foreach optimizer step."""
     from apexmer.models.registry import create_model
     from apexmer.training.losses import FocalLoss
-    from apexmer.training.packed import PackedOptimizer, pack_models
+    from apexmer.training.packed_optimizer import PackedOptimizer
+    from apexmer.training.packing import pack_models
 
     cfg = make_config({"optim": {"lr": 1e-4}})
     models = [create_model(name, num_classes=5).to(device) for _ in range(k)]

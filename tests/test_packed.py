@@ -11,15 +11,8 @@ from apexmer.models.registry import model_info
 from apexmer.training.engine import build_model, fit, predict_proba, seed_for
 from apexmer.training.inputs import input_channels
 from apexmer.training.losses import FocalLoss, class_balanced_alpha
-from apexmer.training.packed import (
-    FoldData,
-    FoldLosses,
-    PackedTrainer,
-    fit_packed,
-    pack_models,
-    set_active,
-    unpack,
-)
+from apexmer.training.packed import FoldData, FoldLosses, PackedTrainer, fit_packed
+from apexmer.training.packing import pack_models, set_active, unpack
 
 K, S, NUM_CLASSES = 3, 32, 5
 # Flow networks with dropout on, at their registered input sizes.
@@ -243,7 +236,7 @@ def test_fit_packed_with_dropout_matches_sequential_fit(model: str, size: int) -
 
 @pytest.mark.parametrize("optim", ["adam", "adamw", "sgd"])
 def test_foreach_optimizer_step_is_bit_identical(optim: str) -> None:
-    from apexmer.training.packed import PackedOptimizer
+    from apexmer.training.packed_optimizer import PackedOptimizer
 
     config = _config()
     config.optim.name, config.optim.weight_decay = optim, 1e-2
