@@ -16,7 +16,7 @@ training cost is linear in the epochs, the fixed costs are small; ``--epochs 0``
 presets' own). The ratios to the first row are the answer; the seconds depend on the
 machine and its load.
 
-    PYTHONPATH=src .venv/bin/python bench/recipe_speed.py --ref 252870f [--epochs 5]
+    PYTHONPATH=src .venv/bin/python bench/recipe_speed.py --ref 252870f [--epochs 5] [--no-local]
 """
 
 from __future__ import annotations
@@ -60,13 +60,20 @@ def main() -> None:
     ap.add_argument("--ref", required=True, help="git commit of today's preset")
     ap.add_argument("--epochs", type=int, default=5, help="train.epochs (0: the presets')")
     ap.add_argument("--out", type=Path, default=Path("/tmp/apexmer-recipe-speed"))
+    ap.add_argument(
+        "--no-local", action="store_true", help="skip the one-core row (the base is then row 2)"
+    )
     args = ap.parse_args()
     manifest = write_corpus(args.out / "corpus")
     epochs = [] if args.epochs == 0 else ["--set", f"train.epochs={args.epochs}"]
     with tempfile.TemporaryDirectory(prefix=f"apexmer-{args.ref}-") as tmp:
         ref = export(args.ref, Path(tmp))
         runs = (
-            ("reference, --executor local", ref, ["--executor", "local"]),
+            *(
+                []
+                if args.no_local
+                else [("reference, --executor local", ref, ["--executor", "local"])]
+            ),
             ("reference", ref, []),
             ("this tree", ROOT / "src", []),
         )

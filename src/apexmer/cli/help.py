@@ -25,7 +25,8 @@ from apexmer.config import list_presets
 
 # What each preset is and what it costs on a CPU (figures: bench/README.md).
 PRESET_NOTES = {
-    "flow": "onset->apex flow into SSSNet, the recipe for real data: minutes on a CPU",
+    "flow": "onset->apex flow into two SSSNets per fold, the recipe for real data: ~13 min "
+    "for the MEGC 2019 composite on 2 cores",
     "demo": "flow made short, for the synthetic demo",
     "ststnet": "STSTNet as published, 500 epochs: about 2 h on one core for the composite",
     "off_apexnet": "OFF-ApexNet as published, 3000 epochs: a GPU job, 26 h on one core",
