@@ -81,7 +81,13 @@ def write_tiny_manifest(
     return manifest
 
 
+def megc_flow_manifest_args(labels: Path, folder: Path, out: Path) -> list[str]:
+    """The arguments of ``apexmer data manifest --corpus megc-flow`` on a label CSV and its
+    flow images."""
+    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
+    return [*args, "--root", str(folder), "--out", str(out)]
+
+
 def megc_flow_manifest_cli(runner: CliRunner, labels: Path, folder: Path, out: Path) -> Result:
     """``apexmer data manifest --corpus megc-flow`` on a label CSV and its flow images."""
-    args = ["data", "manifest", "--corpus", "megc-flow", "--coding", str(labels)]
-    return runner.invoke(app, [*args, "--root", str(folder), "--out", str(out)])
+    return runner.invoke(app, megc_flow_manifest_args(labels, folder, out))

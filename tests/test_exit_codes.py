@@ -14,6 +14,7 @@ from apexmer.cli.main import app
 from apexmer.data.flow_images import LABEL_COLUMNS
 from apexmer.data.synth import write_synthetic_corpus
 from apexmer.errors import ConfigError, DataError
+from manifests import megc_flow_manifest_args
 from procs import cli_command
 
 
@@ -78,18 +79,7 @@ def test_data_manifest_of_a_header_only_label_csv_exits_2(tmp_path: Path) -> Non
     labels = tmp_path / "labels.csv"
     labels.write_text(",".join(LABEL_COLUMNS) + "\n")
     out = tmp_path / "m.csv"
-    args = [
-        "data",
-        "manifest",
-        "--corpus",
-        "megc-flow",
-        "--coding",
-        str(labels),
-        "--root",
-        str(folder),
-        "--out",
-        str(out),
-    ]
+    args = megc_flow_manifest_args(labels, folder, out)
     proc = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "header but no rows" in proc.stderr and str(labels) in proc.stderr
