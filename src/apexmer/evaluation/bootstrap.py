@@ -152,18 +152,15 @@ def paired_bootstrap(
     _, b, _ = _check(y_true, pred_b, groups)
     codes, names = subject_codes(g)
     counts = resample_counts(len(names), n_resamples, seed)
-    full = np.ones((1, len(names)), dtype=np.int64)
+    # Row 0 weighs every subject once (the scores on all samples), the rest are resamples.
+    weights = np.vstack([np.ones((1, len(names)), dtype=np.int64), counts])
+
+    def scores(pred: np.ndarray) -> dict[str, np.ndarray]:
+        confusions = weights @ subject_confusions(t, pred, codes, num_classes)
+        return scores_from_confusions(confusions, num_classes, absent)
+
+    sa, sb = scores(a), scores(b)
     out = {}
-    sa = scores_from_confusions(
-        np.vstack([full, counts]) @ subject_confusions(t, a, codes, num_classes),
-        num_classes,
-        absent,
-    )
-    sb = scores_from_confusions(
-        np.vstack([full, counts]) @ subject_confusions(t, b, codes, num_classes),
-        num_classes,
-        absent,
-    )
     for m in METRICS:
         diff = sa[m][1:] - sb[m][1:]
         out[m] = {
