@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,8 +18,8 @@ from apexmer.face import (
     similarity_from_landmarks,
     transform_points,
 )
+from faces import grace_with_landmarks
 
-GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 CFG = AlignConfig()
 
 
@@ -33,10 +30,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def photo(detector) -> tuple[np.ndarray, np.ndarray]:
-    image = cv2.imread(str(GRACE))
-    face = detector.detect(image)
-    assert face is not None
-    return image, face.points.astype(np.float64)
+    return grace_with_landmarks(detector)
 
 
 def similarity(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:

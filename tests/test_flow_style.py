@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,8 +24,8 @@ from apexmer.inference.predictor import inference_spotter
 from apexmer.preprocess.flow import FLOW_CHANNELS, FlowConfig, pair_features
 from apexmer.preprocess.pipeline import PreprocessConfig, process_clip
 from corpus_files import MEGC_ROWS, write_megc_csv
+from faces import grace_with_landmarks
 
-GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 SIZE = 96
 
 
@@ -37,10 +36,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def photo(detector) -> tuple[np.ndarray, np.ndarray]:
-    image = cv2.imread(str(GRACE))
-    face = detector.detect(image)
-    assert face is not None
-    return image, face.points.astype(np.float64)
+    return grace_with_landmarks(detector)
 
 
 def test_face_box_crop_fills_the_square(photo) -> None:

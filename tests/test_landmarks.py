@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 
 from apexmer.errors import ApexmerError, ConfigError
 from apexmer.face import landmarks as lm
 from apexmer.face.landmarks import FaceLandmarks, LandmarkDetector, get_detector
+from faces import GRACE
 
-GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 # eye centres (36-41, 42-47) on the original 512x600 photo, read off dlib once
 REF_EYES = np.array([[222.2, 197.2], [310.8, 191.5]])
 

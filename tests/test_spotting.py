@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,9 +20,9 @@ from apexmer.spotting.apex import (
     stream_curve,
     stream_frames,
 )
+from faces import GRACE
 from procs import cli_command
 
-GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 N = 40
 
 
