@@ -33,14 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flow_loso_speed import write_corpus  # bench scripts beside this one
+from proxy_rank import CLI
 from train_speed_vs_ref import ROOT, export
-
-CLI = "import sys; from apexmer.cli.main import main; sys.argv[0] = 'apexmer'; main()"
 
 
 def run_loso(src: Path, manifest: Path, out: Path, extra: list[str]) -> dict[str, float]:
     """Wall seconds and the children's CPU seconds of one ``apexmer loso`` (fresh folder)."""
-    cmd = [sys.executable, "-c", CLI, "loso", "--config", "flow", "--data", str(manifest)]
+    cmd = [*CLI, "loso", "--config", "flow", "--data", str(manifest)]
     cmd += ["--out", str(out), *extra]
     env = {**os.environ, "PYTHONPATH": str(src)}
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -68,15 +67,9 @@ def main() -> None:
     epochs = [] if args.epochs == 0 else ["--set", f"train.epochs={args.epochs}"]
     with tempfile.TemporaryDirectory(prefix=f"apexmer-{args.ref}-") as tmp:
         ref = export(args.ref, Path(tmp))
-        runs = (
-            *(
-                []
-                if args.no_local
-                else [("reference, --executor local", ref, ["--executor", "local"])]
-            ),
-            ("reference", ref, []),
-            ("this tree", ROOT / "src", []),
-        )
+        runs = [("reference", ref, []), ("this tree", ROOT / "src", [])]
+        if not args.no_local:
+            runs.insert(0, ("reference, --executor local", ref, ["--executor", "local"]))
         rows = []
         for i, (label, src, extra) in enumerate(runs):
             res = run_loso(src, manifest, Path(tmp) / f"run{i}", [*epochs, *extra])

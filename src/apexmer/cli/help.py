@@ -25,7 +25,7 @@ from apexmer.config import list_presets
 
 # What each preset is and what it costs on a CPU (figures: bench/README.md).
 PRESET_NOTES = {
-    "flow": "onset->apex flow into two SSSNets per fold, the recipe for real data: ~13 min "
+    "flow": "onset->apex flow into two SSSNets per fold, the recipe for real data: ~12 min "
     "for the MEGC 2019 composite on 2 cores",
     "demo": "flow made short, for the synthetic demo",
     "ststnet": "STSTNet as published, 500 epochs: about 2 h on one core for the composite",
